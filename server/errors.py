@@ -1,0 +1,89 @@
+"""One table from failures to HTTP statuses and one error body shape (``shared/STYLE.md``).
+
+Body: ``{"error": {"type": "...", "message": "...", "code": N}}``. Messages never carry paths or
+stack traces; unexpected failures are logged with the request id and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server.engines.base import EngineDeadError, EngineNotReadyError, PromptTooLongError
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = "5"
+
+
+class APIError(Exception):
+    """An error with its HTTP status and machine-readable type."""
+
+    def __init__(self, status: int, type_: str, message: str, *, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type_
+        self.message = message
+        self.retry_after = retry_after
+
+
+def invalid_request(message: str) -> APIError:
+    return APIError(400, "invalid_request", message)
+
+
+def error_response(status: int, type_: str, message: str, retry_after: str | None = None) -> JSONResponse:
+    headers = {"Retry-After": retry_after} if retry_after else None
+    body = {"error": {"type": type_, "message": message, "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def to_api_error(exc: BaseException) -> APIError:
+    """Map a pipeline or engine exception to its API error."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, PromptTooLongError):
+        return invalid_request(str(exc))
+    if isinstance(exc, EngineNotReadyError):
+        return APIError(503, "not_ready", "the engine is starting or draining", retry_after=RETRY_AFTER_S)
+    if isinstance(exc, EngineDeadError):
+        return APIError(503, "engine_dead", "the engine failed; the server is restarting")
+    if isinstance(exc, TimeoutError):
+        return APIError(504, "timeout", "the request deadline passed before scoring finished")
+    return APIError(500, "internal_error", "internal error")
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "item", "batch"))
+        parts.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every error the same body shape."""
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc.status, exc.type, exc.message, exc.retry_after)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "invalid_request")
+        return error_response(exc.status_code, type_, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        api = to_api_error(exc)
+        if api.status == 500:
+            rid = getattr(request.state, "request_id", "-")
+            log.error("unhandled error in request %s", rid, exc_info=exc)
+        return error_response(api.status, api.type, api.message, api.retry_after)

@@ -1,0 +1,134 @@
+"""Versioned GRM prompt templates (pure functions, no model or engine).
+
+The default template reproduces the DeepSeek-GRM pointwise prompt of Liu et al. 2025, Appendix G,
+byte for byte (typo "responeses" included): the released checkpoints were trained on it, so it is
+the model's input format, not prose to improve. A template is looked up by its versioned name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from server.domain import Message
+
+DEFAULT_TEMPLATE = "deepseek-grm-default-v1"
+
+_HEADER = """\
+You are a skilled little expert at scoring responses. You should evaluate given responses based on the given judging criteria.
+Given the context of the conversation (the last round is the User's query) and multiple responses from the Assistant, you need to refer to the [General Evaluation Criteria] to score the responses. Based on the general evaluation criteria, state potential other specific criteria to the query, the weights of different criteria, and then provide an overall comprehensive score upon them.
+Each score is an integer between 1 and 10, with a higher score indicating that the response meets the relevant criteria more closely. For example, a score of 1 means the response does not meet the criteria at all, a score of 6 means the response meets only some parts, and a score of 10 means the response perfectly meets the evaluation criteria.
+Before scoring, please analyze step by step. Your scoring needs to be as strict as possible.
+
+#### Evaluation Criteria ####
+1. Instruction Adherence:
+   - Fully Adhered (9-10 points): The response fully complies with all instructions and requirements of the question.
+   - Partially Adhered (6-8 points): The response meets most of the instructions but has some omissions or misunderstandings.
+   - Basically Adhered (3-5 points): The response meets some instructions, but the main requirements are not fulfilled.
+   - Not Adhered (1-2 points): The response does not meet any instructions.
+   Example: If the question requires three examples and the response provides only one, it falls under "Partially Adhered."
+2. Usefulness:
+   - Highly Useful (9-10 points): The response provides comprehensive and accurate information, fully addressing the issue.
+   - Useful but Incomplete (6-8 points): The response provides some useful information, but lacks details or accuracy.
+   - Limited Usefulness (3-5 points): The response offers little useful information, with most content being irrelevant or incorrect.
+   - Useless or Incorrect (1-2 points): The response is completely irrelevant or incorrect.
+   Example: If there are factual errors in the response but the overall direction is correct, it falls under "Useful but Incomplete."
+3. Level of Detail:
+   - Very Detailed (9-10 points): The response includes ample details covering all aspects of the issue.
+   - Detailed but Slightly Lacking (6-8 points): The response is fairly detailed but misses some important details.
+   - Basically Detailed (3-5 points): The response provides some details but is not thorough enough overall.
+   - Not Detailed (1-2 points): The response is very brief and lacks necessary details.
+   Example: If the response provides only a simple conclusion without an explanation, it falls under "Not Detailed."
+4. Relevance:
+   - Highly Relevant (9-10 points): The response is highly relevant to the question, with information closely aligned with the topic.
+   - Generally Relevant (6-8 points): The response is generally relevant but includes some unnecessary information.
+   - Partially Relevant (3-5 points): The response has a lot of content that deviates from the topic.
+   - Not Relevant (1-2 points): The response is completely irrelevant.
+   Example: If the response strays from the topic but still provides some relevant information, it falls under "Partially Relevant."
+
+#### Conversation Context ####
+"""
+
+_RESPONSES_HEADER = "\n\n#### Responses to be Scored ####\n"
+
+_FOOTER_TEMPLATE = """
+#### Output Format Requirements ####
+Output with three lines
+Specific Criteria: <Other potential criteria specific to the query and the context, and the weights of each criteria>.
+Analysis: <Compare different responses based on given Criteria>.
+Scores: <the overall comprehensive score of all responses in order, separate by comma in the boxed, e.g., \\boxed{{{example}}} if there exists {n} responeses>."""
+
+# Structural markers of the template. Caller text (conversation or responses) that contains one of
+# them is defanged so it can neither close its own block nor open a fake one. The replacement keeps
+# the text readable for the judge: only the opening character changes.
+_MARKERS = (
+    ("[The Begin of Response", "(The Begin of Response"),
+    ("[The End of Response", "(The End of Response"),
+    ("####", "# # #"),
+)
+
+
+def neutralize(text: str) -> str:
+    """Defang the template's own delimiters inside caller-supplied text.
+
+    Args:
+        text: a response or conversation turn written by someone other than the template.
+
+    Returns:
+        The text with every block delimiter and section header altered so that it cannot be read
+        as template structure; everything else is unchanged.
+    """
+    for marker, replacement in _MARKERS:
+        text = text.replace(marker, replacement)
+    return text
+
+
+def render_context(messages: Sequence[Message]) -> str:
+    """Render the conversation; the last user turn is the query.
+
+    A single user turn is rendered as its bare text, a longer conversation as a
+    ``User: ...\\n\\nAssistant: ...`` transcript, the same shape as the preference data sets use.
+    """
+    if len(messages) == 1:
+        return neutralize(messages[0].content)
+    turns = (f"{m.role.capitalize()}: {neutralize(m.content)}" for m in messages)
+    return "\n\n".join(turns)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A named, versioned GRM prompt template."""
+
+    name: str
+
+    def render(self, messages: Sequence[Message], responses: Sequence[str]) -> str:
+        """Build the user-turn text that asks the GRM to score ``responses`` in the given order.
+
+        Raises:
+            ValueError: if there are no responses.
+        """
+        if not responses:
+            raise ValueError("at least one response is needed")
+        blocks = "\n".join(
+            f"[The Begin of Response {i}]\n{neutralize(text)}\n[The End of Response {i}]"
+            for i, text in enumerate(responses, start=1)
+        )
+        example = ", ".join("x" for _ in responses)
+        footer = _FOOTER_TEMPLATE.format(example=example, n=len(responses))
+        return _HEADER + render_context(messages) + _RESPONSES_HEADER + blocks + "\n" + footer
+
+
+TEMPLATES: dict[str, Template] = {DEFAULT_TEMPLATE: Template(DEFAULT_TEMPLATE)}
+
+
+def get_template(name: str) -> Template:
+    """Look a template up by its versioned name.
+
+    Raises:
+        KeyError: if no template has that name; the message lists the known ones.
+    """
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        known = ", ".join(sorted(TEMPLATES))
+        raise KeyError(f"unknown template {name!r}; known templates: {known}") from None

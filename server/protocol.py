@@ -1,0 +1,133 @@
+"""Request and response models of the HTTP API (pydantic), apart from the domain dataclasses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ScoreItem(BaseModel):
+    """One query and the responses to judge. Give ``messages`` (a conversation ending with the user's
+    turn) or ``query`` (a single user turn), not both."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"query": "Are cows blue? Answer yes or no.", "responses": ["no", "Yes."], "k": 4, "seed": 0}]
+        },
+    )
+
+    messages: list[ChatMessage] | None = Field(None, min_length=1)
+    query: str | None = None
+    responses: list[str] = Field(min_length=1, description="Candidate responses, judged in this order.")
+    k: int | None = Field(None, ge=1, description="Samples per response group (server default if unset).")
+    temperature: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=16, description="Generation budget of each sample.")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Makes orders and sampling repeatable.")
+    return_samples: bool = Field(False, description="Include every sample's principles, critique and scores.")
+
+    @model_validator(mode="after")
+    def _one_conversation(self) -> ScoreItem:
+        if (self.messages is None) == (self.query is None):
+            raise ValueError("give exactly one of 'messages' or 'query'")
+        if self.messages is not None and self.messages[-1].role != "user":
+            raise ValueError("the last message must be the user's turn (the query)")
+        return self
+
+
+class ScoreBatchRequest(BaseModel):
+    """Several items scored in one call, e.g. one RL rollout batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[ScoreItem] = Field(min_length=1)
+
+
+def _body_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "batch" if "items" in value else "item"
+    return "batch" if isinstance(value, ScoreBatchRequest) else "item"
+
+
+ScoreBody = Annotated[
+    Annotated[ScoreItem, Tag("item")] | Annotated[ScoreBatchRequest, Tag("batch")],
+    Discriminator(_body_kind),
+]
+"""A single item, or ``{"items": [...]}`` for a batch."""
+
+
+class ResponseScoreOut(BaseModel):
+    index: int = Field(description="Position of the response in the request.")
+    score: float | None = Field(description="Sum of the kept votes (k votes span k..10k); null if none parsed.")
+    mean_score: float | None = Field(description="score / votes, on the model's 1..10 scale.")
+    votes: int = Field(description="Samples whose scores were summed.")
+    valid_samples: int = Field(description="Samples of this response's group that parsed.")
+    status: Literal["ok", "no_valid_samples"]
+
+
+class SampleOut(BaseModel):
+    group: int
+    responses: list[int] = Field(description="Request indices of the responses this sample judged.")
+    permutation: list[int] = Field(description="Request indices in the order the sample was shown them.")
+    status: Literal["parsed", "unparseable"]
+    principles: str | None
+    critique: str | None
+    scores: list[int] | None = Field(description="Scores aligned with 'responses' (request order).")
+    finish_reason: str | None
+    generation_tokens: int
+    text: str | None = Field(None, description="Raw generation, given for unparseable samples.")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    generation_tokens: int
+
+
+class ItemScoreOut(BaseModel):
+    responses: list[ResponseScoreOut]
+    k: int
+    valid_samples: int
+    total_samples: int
+    usage: Usage
+    samples: list[SampleOut] | None = None
+
+
+class ScoreResponse(ItemScoreOut):
+    model: str
+    template: str
+
+
+class ScoreBatchResponse(BaseModel):
+    model: str
+    template: str
+    items: list[ItemScoreOut]
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+    code: int
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class InfoResponse(BaseModel):
+    version: str
+    model: str
+    engine: str
+    engine_version: str
+    max_model_len: int | None
+    template: str
+    format_guidance: bool
+    defaults: dict[str, float | int]
+    limits: dict[str, float | int]

@@ -1,0 +1,74 @@
+"""Liveness, readiness and ``/v1/info``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from server import __version__
+from server.engines import EngineDeadError, EngineNotReadyError
+from server.errors import RETRY_AFTER_S, APIError
+from server.protocol import ErrorResponse, InfoResponse
+from server.state import AppState
+
+router = APIRouter(tags=["health"])
+_ERRORS = {503: {"model": ErrorResponse}}
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.grm
+    return state
+
+
+@router.get("/health/live", responses=_ERRORS)
+async def live(request: Request) -> dict[str, str]:
+    """200 while the process can make progress; 503 once the engine has died."""
+    state = _state(request)
+    if state.failure is not None:
+        raise APIError(503, "engine_dead", state.failure)
+    if state.engine is not None and state.ready.is_set():
+        try:
+            await state.engine.check_health()
+        except EngineDeadError as exc:
+            raise APIError(503, "engine_dead", "the engine failed") from exc
+        except EngineNotReadyError:
+            pass
+    return {"status": "alive"}
+
+
+@router.get("/health/ready", responses=_ERRORS)
+async def ready(request: Request) -> dict[str, str]:
+    """200 once the engine is up and can take requests; 503 while starting, draining or dead."""
+    state = _state(request)
+    if state.failure is not None:
+        raise APIError(503, "engine_dead", state.failure)
+    if not state.ready.is_set():
+        raise APIError(503, "not_ready", "the engine is starting", retry_after=RETRY_AFTER_S)
+    return {"status": "ready"}
+
+
+@router.get("/v1/info", response_model=InfoResponse)
+async def info(request: Request) -> InfoResponse:
+    """Model, template version, defaults, limits, engine and package version."""
+    state = _state(request)
+    s = state.settings
+    engine_info = state.engine.info if state.engine is not None else None
+    return InfoResponse(
+        version=__version__,
+        model=engine_info.model if engine_info else s.model,
+        engine=engine_info.name if engine_info else s.engine,
+        engine_version=engine_info.version if engine_info else "not started",
+        max_model_len=engine_info.max_model_len if engine_info else None,
+        template=state.template.name,
+        format_guidance=s.format_guidance,
+        defaults={"k": s.k, "temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens},
+        limits={
+            "max_k": s.max_k,
+            "max_temperature": s.max_temperature,
+            "max_tokens": s.max_tokens_limit,
+            "max_group_size": s.max_group_size,
+            "max_responses_per_item": s.max_responses_per_item,
+            "max_items_per_batch": s.max_items_per_batch,
+            "max_body_bytes": s.max_body_bytes,
+            "request_timeout_s": s.request_timeout_s,
+        },
+    )

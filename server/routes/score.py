@@ -1,0 +1,140 @@
+"""``POST /v1/score``: one item or a batch of items."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+
+from server.config import Settings
+from server.domain import ItemResult, Message, SampleStatus
+from server.errors import invalid_request, to_api_error
+from server.protocol import (
+    ErrorResponse,
+    ItemScoreOut,
+    ResponseScoreOut,
+    SampleOut,
+    ScoreBatchRequest,
+    ScoreBatchResponse,
+    ScoreBody,
+    ScoreItem,
+    ScoreResponse,
+    Usage,
+)
+from server.scoring import ScoreSpec
+from server.state import AppState
+
+router = APIRouter(tags=["score"])
+
+_ERRORS = {
+    code: {"model": ErrorResponse}
+    for code in (400, 413, 422, 500, 503, 504)
+}
+
+
+def to_spec(item: ScoreItem, settings: Settings) -> ScoreSpec:
+    """Resolve an item's sampling choices against the server defaults and limits.
+
+    Raises:
+        APIError: 400 when a value exceeds its configured maximum.
+    """
+    k = item.k if item.k is not None else settings.k
+    temperature = item.temperature if item.temperature is not None else settings.temperature
+    max_tokens = item.max_tokens if item.max_tokens is not None else settings.max_tokens
+    checks = [
+        (len(item.responses), settings.max_responses_per_item, "responses per item", "max_responses_per_item"),
+        (k, settings.max_k, "k", "max_k"),
+        (temperature, settings.max_temperature, "temperature", "max_temperature"),
+        (max_tokens, settings.max_tokens_limit, "max_tokens", "max_tokens_limit"),
+    ]
+    for value, limit, what, name in checks:
+        if value > limit:
+            raise invalid_request(f"{what} = {value} exceeds the server limit {name} = {limit}")
+    if item.messages is not None:
+        messages = tuple(Message(m.role, m.content) for m in item.messages)
+    else:
+        messages = (Message("user", item.query or ""),)
+    return ScoreSpec(
+        messages=messages,
+        responses=tuple(item.responses),
+        k=k,
+        temperature=temperature,
+        top_p=settings.top_p,
+        max_tokens=max_tokens,
+        seed=item.seed,
+    )
+
+
+def to_output(result: ItemResult, return_samples: bool) -> ItemScoreOut:
+    """The HTTP view of one item's result."""
+    samples = None
+    if return_samples:
+        samples = []
+        for s in result.samples:
+            members = result.groups[s.group]
+            samples.append(
+                SampleOut(
+                    group=s.group,
+                    responses=list(members),
+                    permutation=[members[i] for i in s.permutation],
+                    status=s.status.value,
+                    principles=s.principles,
+                    critique=s.critique,
+                    scores=list(s.scores) if s.scores is not None else None,
+                    finish_reason=s.finish_reason,
+                    generation_tokens=s.generation_tokens,
+                    text=s.text if s.status is SampleStatus.UNPARSEABLE else None,
+                )
+            )
+    return ItemScoreOut(
+        responses=[
+            ResponseScoreOut(
+                index=i,
+                score=r.score,
+                mean_score=r.mean_score,
+                votes=r.votes,
+                valid_samples=r.valid_samples,
+                status=r.status.value,
+            )
+            for i, r in enumerate(result.responses)
+        ],
+        k=result.k,
+        valid_samples=sum(s.status is SampleStatus.PARSED for s in result.samples),
+        total_samples=len(result.samples),
+        usage=Usage(prompt_tokens=result.prompt_tokens, generation_tokens=result.generation_tokens),
+        samples=samples,
+    )
+
+
+@router.post("/v1/score", response_model=ScoreResponse | ScoreBatchResponse, responses=_ERRORS)
+async def score(body: ScoreBody, request: Request) -> ScoreResponse | ScoreBatchResponse:
+    """Score the responses of one item, or of every item of a batch, with k GRM samples each."""
+    state: AppState = request.app.state.grm
+    settings = state.settings
+    items = body.items if isinstance(body, ScoreBatchRequest) else [body]
+    if len(items) > settings.max_items_per_batch:
+        raise invalid_request(
+            f"{len(items)} items exceed the server limit max_items_per_batch = {settings.max_items_per_batch}"
+        )
+    specs = [to_spec(item, settings) for item in items]
+    if not state.ready.is_set() or state.engine is None:
+        raise to_api_error(state.unavailable_error())
+    request_id = getattr(request.state, "request_id", None)
+    try:
+        async with asyncio.timeout(settings.request_timeout_s):
+            results = await state.scorer.score_many(specs, request_id)
+    except* Exception as group:
+        raise to_api_error(_first(group)) from None
+    outputs = [to_output(r, item.return_samples) for r, item in zip(results, items, strict=True)]
+    model, template = state.engine.info.model, state.template.name
+    if isinstance(body, ScoreBatchRequest):
+        return ScoreBatchResponse(model=model, template=template, items=outputs)
+    return ScoreResponse(model=model, template=template, **outputs[0].model_dump())
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The innermost first exception of a (nested) TaskGroup failure."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

@@ -1,0 +1,103 @@
+"""Per-app runtime state: the engine's lifecycle (start in the background, watchdog, shutdown)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from server.config import Settings
+from server.engines import Engine, EngineDeadError, EngineNotReadyError, create_engine
+from server.prompts import Template, get_template
+from server.scoring import Scorer
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_INTERVAL_S = 5.0
+
+
+@dataclass
+class AppState:
+    """What the routes need, built once per app.
+
+    ``on_fatal(exit_code)`` is called when the engine cannot start or dies; the CLI uses it to stop
+    the process so an orchestrator restarts it. Without it the app stays up and reports the failure
+    on its health routes.
+    """
+
+    settings: Settings
+    engine: Engine | None = None
+    on_fatal: Callable[[int], None] | None = None
+    template: Template = field(init=False)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    failure: str | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.template = get_template(self.settings.template)
+
+    @property
+    def scorer(self) -> Scorer:
+        assert self.engine is not None
+        return Scorer(
+            self.engine,
+            self.template,
+            max_group_size=self.settings.max_group_size,
+            format_guidance=self.settings.format_guidance,
+        )
+
+    async def _start(self) -> None:
+        try:
+            if self.engine is None:
+                # Model resolution may convert the embedded GGUF (tens of seconds): off the loop.
+                self.engine = await asyncio.to_thread(create_engine, self.settings)
+            await self.engine.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failure = f"engine failed to start: {exc}"
+            log.error("%s", self.failure, exc_info=exc)
+            self._fatal(1)
+            return
+        self.ready.set()
+        self._tasks.append(asyncio.create_task(self._watchdog()))
+
+    async def _watchdog(self) -> None:
+        assert self.engine is not None
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            try:
+                await self.engine.check_health()
+            except EngineDeadError as exc:
+                self.failure = f"engine died: {exc}"
+                log.error("%s; stopping", self.failure)
+                self._fatal(1)
+                return
+            except Exception:  # not ready (shutting down) is not death
+                continue
+
+    def _fatal(self, code: int) -> None:
+        self.ready.clear()
+        if self.on_fatal is not None:
+            self.on_fatal(code)
+
+    def unavailable_error(self) -> Exception:
+        """The engine error that explains why requests cannot be served now."""
+        return EngineDeadError(self.failure) if self.failure else EngineNotReadyError("starting")
+
+    def begin(self) -> None:
+        """Start the engine in the background; readiness turns on when it is up."""
+        self._tasks.append(asyncio.create_task(self._start()))
+
+    async def close(self) -> None:
+        """Stop background work and shut the engine down."""
+        self.ready.clear()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.engine is not None:
+            await self.engine.shutdown()

@@ -1,0 +1,37 @@
+import pytest
+
+from server.cli import engine_passthrough, parse_settings
+
+
+def test_unknown_flags_go_to_the_engine_with_types():
+    assert engine_passthrough(["--max-num-seqs", "64", "--enable-prefix-caching", "--swap-space=4.5", "--kv-cache-dtype", "fp8"]) == {
+        "max_num_seqs": 64,
+        "enable_prefix_caching": True,
+        "swap_space": 4.5,
+        "kv_cache_dtype": "fp8",
+    }
+
+
+def test_flags_override_the_environment(monkeypatch):
+    monkeypatch.setenv("GRM_PORT", "9000")
+    monkeypatch.setenv("GRM_K", "4")
+    s = parse_settings(["--port", "9100", "--tensor-parallel-size", "2"])
+    assert (s.port, s.k, s.engine_kwargs()["tensor_parallel_size"]) == (9100, 4, 2)
+
+
+def test_defaults_are_the_papers_scaling_setting():
+    s = parse_settings([])
+    assert (s.host, s.port, s.k, s.temperature, s.max_tokens, s.format_guidance) == ("127.0.0.1", 8000, 8, 0.5, 1024, True)
+
+
+def test_invalid_settings_exit_with_a_clear_message(capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_settings(["--k", "64", "--max-k", "32"])
+    assert exc.value.code == 2
+    assert "k=64 exceeds max_k=32" in capsys.readouterr().err
+
+
+def test_stray_positional_argument_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        parse_settings(["oops"])
+    assert "unexpected argument 'oops'" in capsys.readouterr().err
