@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     temperature: float = Field(0.5, ge=0)
     max_temperature: float = Field(2.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    max_tokens: int = Field(1024, ge=16)
-    max_tokens_limit: int = Field(4096, ge=16)
+    max_tokens: int = Field(1024, ge=64)
+    max_tokens_limit: int = Field(4096, ge=64)
     max_group_size: int = Field(4, ge=1)
 
     # Request limits

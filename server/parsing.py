@@ -67,17 +67,25 @@ def parse_sample(text: str, n_responses: int) -> ParsedOutput:
     )
 
 
+def guidance_line_chars(n_responses: int, max_tokens: int) -> int:
+    """Characters allowed on each free-text line so a guided sample always fits ``max_tokens``.
+
+    Every generated token carries at least one character of ASCII text, so two lines of this length
+    plus the fixed labels and the scores (about ``16 + 4n`` tokens) fit the budget even at one
+    character a token. A looser bound (3/4 of the budget per line) left 11% of the bundled model's
+    samples cut by the budget and unparseable at ``max_tokens=256``; raise ``max_tokens`` for longer
+    critiques.
+    """
+    return max(8, (max_tokens - 16 - 4 * n_responses) // 2)
+
+
 def guidance_regex(n_responses: int, max_tokens: int) -> str:
     """Regex for vLLM structured outputs that forces the three-line GRM format.
 
-    Each free-text line is bounded to ``3/4 * max_tokens`` characters, so even a rambling sample
-    reaches its Scores line inside its token budget (two full lines are ~0.6 * max_tokens tokens of
-    English at 2.5 characters a token). Measured on the bundled model, the bound also made sampling
-    faster than an unbounded ``[^\\n]+`` (README, "Format guidance"). Scores are forced to integers
-    1..10, exactly ``n_responses`` of them.
+    Free-text lines are bounded by :func:`guidance_line_chars`; scores are forced to integers
+    1..10, exactly ``n_responses`` of them. Measured on the bundled model, bounded lines also
+    sample faster than an unbounded ``[^\\n]+``.
     """
-    line_chars = max(16, max_tokens * 3 // 4)
-    score = "(10|[1-9])"
-    scores = ", ".join([score] * n_responses)
-    line = f"[^\\n]{{1,{line_chars}}}"
+    line = f"[^\\n]{{1,{guidance_line_chars(n_responses, max_tokens)}}}"
+    scores = ", ".join(["(10|[1-9])"] * n_responses)
     return f"Specific Criteria: {line}\nAnalysis: {line}\nScores: \\\\boxed\\{{{scores}\\}}"

@@ -30,7 +30,7 @@ class ScoreItem(BaseModel):
     responses: list[str] = Field(min_length=1, description="Candidate responses, judged in this order.")
     k: int | None = Field(None, ge=1, description="Samples per response group (server default if unset).")
     temperature: float | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=16, description="Generation budget of each sample.")
+    max_tokens: int | None = Field(None, ge=64, description="Generation budget of each sample.")
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Makes orders and sampling repeatable.")
     return_samples: bool = Field(False, description="Include every sample's principles, critique and scores.")
 

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from server.parsing import ParseError, guidance_regex, parse_sample, parse_scores
+from server.parsing import ParseError, guidance_line_chars, guidance_regex, parse_sample, parse_scores
 
 # Real outputs of the bundled SmolLM2-135M-Instruct under format guidance (grm-serve probe run).
 REAL_GUIDED = (
@@ -74,7 +74,22 @@ def test_guidance_regex_accepts_the_format_and_rejects_the_rest():
     assert re.fullmatch(rx, REAL_GUIDED)
     assert not re.fullmatch(rx, REAL_GUIDED.replace("{1, 2}", "{1, 2, 3}"))
     assert not re.fullmatch(rx, REAL_GUIDED.replace("{1, 2}", "{0, 2}"))
-    assert not re.fullmatch(rx, "Specific Criteria: " + "x" * 193 + "\nAnalysis: a\nScores: \\boxed{1, 2}")
+    limit = guidance_line_chars(2, 256)
+    assert re.fullmatch(rx, "Specific Criteria: " + "x" * limit + "\nAnalysis: a\nScores: \\boxed{1, 2}")
+    assert not re.fullmatch(rx, "Specific Criteria: " + "x" * (limit + 1) + "\nAnalysis: a\nScores: \\boxed{1, 2}")
+
+
+@pytest.mark.parametrize(("n", "max_tokens"), [(1, 64), (2, 256), (4, 1024)])
+def test_a_guided_sample_fits_its_budget_even_at_one_char_per_token(n, max_tokens):
+    longest = (
+        "Specific Criteria: " + "x" * guidance_line_chars(n, max_tokens)
+        + "\nAnalysis: " + "x" * guidance_line_chars(n, max_tokens)
+        + "\nScores: \\boxed{" + ", ".join(["10"] * n) + "}"
+    )
+    assert re.fullmatch(guidance_regex(n, max_tokens), longest)
+    labels = len("Specific Criteria: ") + len("\nAnalysis: ") + len("\nScores: \\boxed{}")
+    # the labels and scores are a handful of tokens, far fewer than their characters
+    assert len(longest) - labels <= max_tokens
 
 
 def test_guidance_regex_output_always_parses():
