@@ -62,18 +62,27 @@ async def direct(items: list[dict], args: argparse.Namespace, settings: Settings
     wrapper = VLLMEngine(path, name, settings.engine_kwargs())
     llm = AsyncLLM.from_engine_args(wrapper._engine_args(current_platform.is_cpu()))
     tokenizer = llm.get_tokenizer()
-    scorer = Scorer(wrapper, get_template(settings.template), max_group_size=settings.max_group_size,
-                    format_guidance=settings.format_guidance)
+    scorer = Scorer(
+        wrapper,
+        get_template(settings.template),
+        max_group_size=settings.max_group_size,
+        format_guidance=settings.format_guidance,
+    )
     plan = [p.request for i, s in enumerate(specs_for(items, args)) for p in scorer.plan(s, f"direct-{i}")]
     prompts = []
     for req in plan:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": req.prompt}], add_generation_prompt=True,
-                                             tokenize=False)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": req.prompt}], add_generation_prompt=True, tokenize=False
+        )
         prompts.append(tokenizer.encode(text, add_special_tokens=False))
 
     async def one(req, ids) -> int:
         params = SamplingParams(
-            n=req.n, temperature=req.temperature, top_p=req.top_p, max_tokens=req.max_tokens, seed=req.seed,
+            n=req.n,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            max_tokens=req.max_tokens,
+            seed=req.seed,
             output_kind=RequestOutputKind.FINAL_ONLY,
             structured_outputs=StructuredOutputsParams(regex=req.guide_regex) if req.guide_regex else None,
         )
@@ -96,8 +105,11 @@ def through_server(items: list[dict], args: argparse.Namespace) -> tuple[int, fl
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "server", "--port", str(port), "--log-level", "warning"],
-                            cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "--port", str(port), "--log-level", "warning"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -109,8 +121,12 @@ def through_server(items: list[dict], args: argparse.Namespace) -> tuple[int, fl
             if proc.poll() is not None:
                 raise SystemExit("grm-serve exited during start")
             time.sleep(1)
-        body = {"items": [{**it, "k": args.k, "temperature": args.temperature, "max_tokens": args.max_tokens,
-                           "seed": i} for i, it in enumerate(items)]}
+        body = {
+            "items": [
+                {**it, "k": args.k, "temperature": args.temperature, "max_tokens": args.max_tokens, "seed": i}
+                for i, it in enumerate(items)
+            ]
+        }
         start = time.perf_counter()
         r = httpx.post(f"{url}/v1/score", json=body, timeout=3600)
         elapsed = time.perf_counter() - start
@@ -138,8 +154,10 @@ def main() -> None:
     d_tokens, d_time = asyncio.run(direct(items, args, settings))
     s_tokens, s_time, parse_rate = through_server(items, args)
     d_rate, s_rate = d_tokens / d_time, s_tokens / s_time
-    print(f"\nmodel={settings.model} items={len(items)} k={args.k} max_tokens={args.max_tokens} "
-          f"format_guidance={settings.format_guidance}")
+    print(
+        f"\nmodel={settings.model} items={len(items)} k={args.k} max_tokens={args.max_tokens} "
+        f"format_guidance={settings.format_guidance}"
+    )
     print(f"{'path':<22}{'gen tokens':>12}{'seconds':>10}{'tokens/s':>11}")
     print(f"{'direct AsyncLLM':<22}{d_tokens:>12}{d_time:>10.1f}{d_rate:>11.1f}")
     print(f"{'grm-serve /v1/score':<22}{s_tokens:>12}{s_time:>10.1f}{s_rate:>11.1f}")

@@ -62,10 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, field, type_, help_ in _FLAGS:
         parser.add_argument(flag, dest=field, type=type_, default=None, help=help_)
     guidance = parser.add_mutually_exclusive_group()
-    guidance.add_argument("--format-guidance", dest="format_guidance", action="store_true", default=None,
-                          help="force the three-line output format with a regex (default on)")
-    guidance.add_argument("--no-format-guidance", dest="format_guidance", action="store_false",
-                          help="let the model write freely")
+    guidance.add_argument(
+        "--format-guidance",
+        dest="format_guidance",
+        action="store_true",
+        default=None,
+        help="force the three-line output format with a regex (default on)",
+    )
+    guidance.add_argument(
+        "--no-format-guidance", dest="format_guidance", action="store_false", help="let the model write freely"
+    )
     parser.add_argument("--version", action="version", version=f"grm-serve {__version__}")
     return parser
 
@@ -139,8 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.should_exit = True
 
     app = build_app(settings, on_fatal=on_fatal)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            timeout_graceful_shutdown=30)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30
+    )
     server = uvicorn.Server(config)
     log.info("grm-serve %s on http://%s:%s (model=%s)", __version__, settings.host, settings.port, settings.model)
     server.run()

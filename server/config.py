@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.models import EMBEDDED, default_cache_dir
-from server.prompts import TEMPLATES, DEFAULT_TEMPLATE
+from server.prompts import DEFAULT_TEMPLATE, TEMPLATES
 
 
 class Settings(BaseSettings):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,7 @@ class Message:
     content: str
 
 
-class SampleStatus(str, Enum):
+class SampleStatus(StrEnum):
     """What became of one generated sample."""
 
     PARSED = "parsed"
@@ -49,7 +49,7 @@ class Sample:
     scores: tuple[int, ...] | None = None
 
 
-class ResponseStatus(str, Enum):
+class ResponseStatus(StrEnum):
     """Whether a response received a score."""
 
     OK = "ok"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 

@@ -105,4 +105,3 @@ class Engine(Protocol):
 
     async def shutdown(self) -> None:
         """Free the engine; safe to call twice."""
-

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 
 from server import __version__
@@ -11,7 +13,7 @@ from server.protocol import ErrorResponse, InfoResponse
 from server.state import AppState
 
 router = APIRouter(tags=["health"])
-_ERRORS = {503: {"model": ErrorResponse}}
+_ERRORS: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse}}
 
 
 def _state(request: Request) -> AppState:

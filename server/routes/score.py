@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Request
 
@@ -26,10 +27,7 @@ from server.state import AppState
 
 router = APIRouter(tags=["score"])
 
-_ERRORS = {
-    code: {"model": ErrorResponse}
-    for code in (400, 413, 422, 500, 503, 504)
-}
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 413, 422, 500, 503, 504)}
 
 
 def to_spec(item: ScoreItem, settings: Settings) -> ScoreSpec:

@@ -40,8 +40,11 @@ async def test_batch_returns_one_result_per_item_in_order():
 
 async def test_messages_conversation_is_accepted():
     body = {
-        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-                     {"role": "user", "content": "joke?"}],
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "joke?"},
+        ],
         "responses": ["A pun.", "No."],
         "k": 2,
     }
@@ -57,18 +60,20 @@ async def test_server_defaults_apply_and_request_overrides_win():
     async with running_app(engine, k=6, temperature=0.3, max_tokens=300) as client:
         await client.post("/v1/score", json={"query": "q", "responses": ["a", "b"]})
         first = list(engine.requests)
-        await client.post("/v1/score", json={"query": "q", "responses": ["a", "b"], "k": 2, "temperature": 0.9,
-                                             "max_tokens": 100})
+        await client.post(
+            "/v1/score", json={"query": "q", "responses": ["a", "b"], "k": 2, "temperature": 0.9, "max_tokens": 100}
+        )
     assert sum(r.n for r in first) == 6 and {(r.temperature, r.max_tokens) for r in first} == {(0.3, 300)}
-    second = engine.requests[len(first):]
+    second = engine.requests[len(first) :]
     assert sum(r.n for r in second) == 2 and {(r.temperature, r.max_tokens) for r in second} == {(0.9, 100)}
 
 
 async def test_items_larger_than_the_group_size_are_split():
     engine = FakeEngine()
     async with running_app(engine, max_group_size=2) as client:
-        r = await client.post("/v1/score", json={"query": "q", "responses": ["a", "bb", "ccc"], "k": 2,
-                                                 "return_samples": True})
+        r = await client.post(
+            "/v1/score", json={"query": "q", "responses": ["a", "bb", "ccc"], "k": 2, "return_samples": True}
+        )
     assert r.status_code == 200
     assert {tuple(s["responses"]) for s in r.json()["samples"]} == {(0, 1), (2,)}
 

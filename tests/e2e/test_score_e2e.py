@@ -40,8 +40,14 @@ def check_item_schema(item: dict, n_responses: int, k: int) -> None:
 def test_every_smoke_pair_is_scored_and_samples_parse(server_url: str) -> None:
     pairs = smoke_pairs()
     items = [
-        {"messages": p["messages"], "responses": [p["chosen"], p["rejected"]], "k": K, "seed": i,
-         "max_tokens": MAX_TOKENS, "return_samples": True}
+        {
+            "messages": p["messages"],
+            "responses": [p["chosen"], p["rejected"]],
+            "k": K,
+            "seed": i,
+            "max_tokens": MAX_TOKENS,
+            "return_samples": True,
+        }
         for i, p in enumerate(pairs)
     ]
     r = httpx.post(f"{server_url}/v1/score", json={"items": items}, timeout=1800)
@@ -54,7 +60,9 @@ def test_every_smoke_pair_is_scored_and_samples_parse(server_url: str) -> None:
     parsed = sum(i["valid_samples"] for i in body["items"])
     total = sum(i["total_samples"] for i in body["items"])
     wins = sum((i["responses"][0]["score"] or 0) > (i["responses"][1]["score"] or 0) for i in body["items"])
-    print(f"\nsmoke: {parsed}/{total} samples parsed ({parsed / total:.1%}); chosen ranked first in {wins}/{len(pairs)}")
+    print(
+        f"\nsmoke: {parsed}/{total} samples parsed ({parsed / total:.1%}); chosen ranked first in {wins}/{len(pairs)}"
+    )
     assert parsed / total >= 0.95
 
 
@@ -62,8 +70,13 @@ def test_single_item_shape_and_info(server_url: str) -> None:
     pair = smoke_pairs()[0]
     r = httpx.post(
         f"{server_url}/v1/score",
-        json={"query": pair["prompt"], "responses": [pair["chosen"], pair["rejected"]], "k": 2, "seed": 0,
-              "max_tokens": 128},
+        json={
+            "query": pair["prompt"],
+            "responses": [pair["chosen"], pair["rejected"]],
+            "k": 2,
+            "seed": 0,
+            "max_tokens": 128,
+        },
         timeout=600,
     )
     assert r.status_code == 200, r.text

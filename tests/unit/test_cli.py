@@ -4,7 +4,9 @@ from server.cli import engine_passthrough, parse_settings
 
 
 def test_unknown_flags_go_to_the_engine_with_types():
-    assert engine_passthrough(["--max-num-seqs", "64", "--enable-prefix-caching", "--swap-space=4.5", "--kv-cache-dtype", "fp8"]) == {
+    assert engine_passthrough(
+        ["--max-num-seqs", "64", "--enable-prefix-caching", "--swap-space=4.5", "--kv-cache-dtype", "fp8"]
+    ) == {
         "max_num_seqs": 64,
         "enable_prefix_caching": True,
         "swap_space": 4.5,
@@ -21,7 +23,14 @@ def test_flags_override_the_environment(monkeypatch):
 
 def test_defaults_are_the_papers_scaling_setting():
     s = parse_settings([])
-    assert (s.host, s.port, s.k, s.temperature, s.max_tokens, s.format_guidance) == ("127.0.0.1", 8000, 8, 0.5, 1024, True)
+    assert (s.host, s.port, s.k, s.temperature, s.max_tokens, s.format_guidance) == (
+        "127.0.0.1",
+        8000,
+        8,
+        0.5,
+        1024,
+        True,
+    )
 
 
 def test_invalid_settings_exit_with_a_clear_message(capsys):

@@ -9,7 +9,7 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_folder_without_config_is_refused(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="config.json"):
+    with pytest.raises(ModelNotFoundError, match=r"config\.json"):
         resolve_model(str(tmp_path), tmp_path)
 
 

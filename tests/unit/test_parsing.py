@@ -82,9 +82,13 @@ def test_guidance_regex_accepts_the_format_and_rejects_the_rest():
 @pytest.mark.parametrize(("n", "max_tokens"), [(1, 64), (2, 256), (4, 1024)])
 def test_a_guided_sample_fits_its_budget_even_at_one_char_per_token(n, max_tokens):
     longest = (
-        "Specific Criteria: " + "x" * guidance_line_chars(n, max_tokens)
-        + "\nAnalysis: " + "x" * guidance_line_chars(n, max_tokens)
-        + "\nScores: \\boxed{" + ", ".join(["10"] * n) + "}"
+        "Specific Criteria: "
+        + "x" * guidance_line_chars(n, max_tokens)
+        + "\nAnalysis: "
+        + "x" * guidance_line_chars(n, max_tokens)
+        + "\nScores: \\boxed{"
+        + ", ".join(["10"] * n)
+        + "}"
     )
     assert re.fullmatch(guidance_regex(n, max_tokens), longest)
     labels = len("Specific Criteria: ") + len("\nAnalysis: ") + len("\nScores: \\boxed{}")

@@ -54,7 +54,12 @@ def test_unpermute_rejects_wrong_length():
 
 @pytest.mark.parametrize(
     ("n", "size", "expected"),
-    [(2, 4, [[0, 1]]), (4, 4, [[0, 1, 2, 3]]), (5, 4, [[0, 1, 2], [3, 4]]), (10, 4, [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]])],
+    [
+        (2, 4, [[0, 1]]),
+        (4, 4, [[0, 1, 2, 3]]),
+        (5, 4, [[0, 1, 2], [3, 4]]),
+        (10, 4, [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]),
+    ],
 )
 def test_groups_are_as_even_as_possible(n, size, expected):
     assert split_groups(n, size) == expected
