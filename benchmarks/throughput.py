@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from server.config import Settings  # noqa: E402
 from server.domain import Message  # noqa: E402
-from server.engines.vllm import VLLMEngine  # noqa: E402
+from server.engines.vllm import VLLMEngine, encode_chat, set_cpu_environment, to_sampling_params  # noqa: E402
 from server.models import resolve_model  # noqa: E402
 from server.prompts import get_template  # noqa: E402
 from server.scoring import Scorer, ScoreSpec  # noqa: E402
@@ -53,11 +53,11 @@ def specs_for(items: list[dict], args: argparse.Namespace) -> list[ScoreSpec]:
 
 async def direct(items: list[dict], args: argparse.Namespace, settings: Settings) -> tuple[int, float]:
     """Generate the planned requests straight on AsyncLLM; returns (generated tokens, seconds)."""
-    from vllm import SamplingParams
     from vllm.platforms import current_platform
-    from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
     from vllm.v1.engine.async_llm import AsyncLLM
 
+    if current_platform.is_cpu():
+        set_cpu_environment()  # the same CPU defaults the server's engine applies
     path, name = resolve_model(settings.model, settings.cache_dir)
     wrapper = VLLMEngine(path, name, settings.engine_kwargs())
     llm = AsyncLLM.from_engine_args(wrapper._engine_args(current_platform.is_cpu()))
@@ -69,23 +69,10 @@ async def direct(items: list[dict], args: argparse.Namespace, settings: Settings
         format_guidance=settings.format_guidance,
     )
     plan = [p.request for i, s in enumerate(specs_for(items, args)) for p in scorer.plan(s, f"direct-{i}")]
-    prompts = []
-    for req in plan:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": req.prompt}], add_generation_prompt=True, tokenize=False
-        )
-        prompts.append(tokenizer.encode(text, add_special_tokens=False))
+    prompts = [encode_chat(tokenizer, req.prompt) for req in plan]
 
     async def one(req, ids) -> int:
-        params = SamplingParams(
-            n=req.n,
-            temperature=req.temperature,
-            top_p=req.top_p,
-            max_tokens=req.max_tokens,
-            seed=req.seed,
-            output_kind=RequestOutputKind.FINAL_ONLY,
-            structured_outputs=StructuredOutputsParams(regex=req.guide_regex) if req.guide_regex else None,
-        )
+        params = to_sampling_params(req)
         final = None
         async for out in llm.generate({"prompt_token_ids": ids}, params, req.request_id):
             final = out

@@ -37,6 +37,31 @@ def set_cpu_environment() -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KVCACHE_GIB)
 
 
+def encode_chat(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids of ``prompt`` as one user turn, rendered with the model's chat template."""
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def to_sampling_params(request: GenerationRequest) -> Any:
+    """vLLM ``SamplingParams`` for a request: n samples, its seed, guidance regex, final output only."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+
+    guide = StructuredOutputsParams(regex=request.guide_regex) if request.guide_regex else None
+    return SamplingParams(
+        n=request.n,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        max_tokens=request.max_tokens,
+        seed=request.seed,
+        output_kind=RequestOutputKind.FINAL_ONLY,
+        structured_outputs=guide,
+    )
+
+
 class VLLMEngine:
     """GRM sampling on vLLM's ``AsyncLLM``.
 
@@ -94,32 +119,17 @@ class VLLMEngine:
         self._max_model_len = self._llm.model_config.max_model_len
         log.info("vLLM %s engine ready: %s (max_model_len=%s)", self._version, self.display_name, self._max_model_len)
 
-    def _encode(self, prompt: str) -> list[int]:
-        chat = [{"role": "user", "content": prompt}]
-        text = self._tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-        return list(self._tokenizer.encode(text, add_special_tokens=False))
-
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         await self.check_health()
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
         from vllm.v1.engine.exceptions import EngineDeadError as VLLMDeadError
 
-        ids = await asyncio.to_thread(self._encode, request.prompt)
+        ids = await asyncio.to_thread(encode_chat, self._tokenizer, request.prompt)
         if self._max_model_len is not None and len(ids) + request.max_tokens > self._max_model_len:
             raise PromptTooLongError(
                 f"prompt of {len(ids)} tokens plus max_tokens={request.max_tokens} exceeds the "
                 f"model context of {self._max_model_len} tokens"
             )
-        params = SamplingParams(
-            n=request.n,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            max_tokens=request.max_tokens,
-            seed=request.seed,
-            output_kind=RequestOutputKind.FINAL_ONLY,
-            structured_outputs=StructuredOutputsParams(regex=request.guide_regex) if request.guide_regex else None,
-        )
+        params = to_sampling_params(request)
         final = None
         try:
             # Cancelling this task makes AsyncLLM.generate abort the request in the engine core.
