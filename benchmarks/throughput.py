@@ -82,6 +82,7 @@ async def direct(items: list[dict], args: argparse.Namespace, settings: Settings
     tokens = await asyncio.gather(*(one(r, ids) for r, ids in zip(plan, prompts, strict=True)))
     elapsed = time.perf_counter() - start
     llm.shutdown()
+    del llm  # before interpreter teardown, where AsyncLLM.__del__ would fail
     return sum(tokens), elapsed
 
 
