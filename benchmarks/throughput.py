@@ -71,15 +71,15 @@ async def direct(items: list[dict], args: argparse.Namespace, settings: Settings
     plan = [p.request for i, s in enumerate(specs_for(items, args)) for p in scorer.plan(s, f"direct-{i}")]
     prompts = [encode_chat(tokenizer, req.prompt) for req in plan]
 
-    async def one(req, ids) -> int:
+    async def one(engine: AsyncLLM, req, ids) -> int:
         params = to_sampling_params(req)
         final = None
-        async for out in llm.generate({"prompt_token_ids": ids}, params, req.request_id):
+        async for out in engine.generate({"prompt_token_ids": ids}, params, req.request_id):
             final = out
         return sum(len(o.token_ids) for o in final.outputs)
 
     start = time.perf_counter()
-    tokens = await asyncio.gather(*(one(r, ids) for r, ids in zip(plan, prompts, strict=True)))
+    tokens = await asyncio.gather(*(one(llm, r, ids) for r, ids in zip(plan, prompts, strict=True)))
     elapsed = time.perf_counter() - start
     llm.shutdown()
     del llm  # before interpreter teardown, where AsyncLLM.__del__ would fail
