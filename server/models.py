@@ -8,11 +8,11 @@ a hub name that must already be in the local Hugging Face cache (there is no net
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import importlib.util
 import logging
 import os
+import shutil
 from pathlib import Path
 
 EMBEDDED = "embedded"
@@ -86,11 +86,8 @@ def ensure_embedded_model(cache_dir: Path) -> Path:
         if not (out_dir / _DONE_MARKER).exists():
             gguf = embedded_gguf()
             log.info("converting %s to a bf16 Hugging Face folder in %s (once)", gguf.name, out_dir)
-            partial = out_dir.with_name(out_dir.name + ".partial")
-            with contextlib.suppress(FileNotFoundError):
-                import shutil
-
-                shutil.rmtree(partial)
+            # A crash mid-conversion leaves a .partial folder behind: start that over.
+            shutil.rmtree(out_dir.with_name(out_dir.name + ".partial"), ignore_errors=True)
             convert_gguf(gguf, out_dir)
     return out_dir
 
