@@ -65,6 +65,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)  # left behind by a conversion that crashed midway
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / _DONE_MARKER).write_text(f"converted from {gguf.name}\n")
@@ -86,8 +87,6 @@ def ensure_embedded_model(cache_dir: Path) -> Path:
         if not (out_dir / _DONE_MARKER).exists():
             gguf = embedded_gguf()
             log.info("converting %s to a bf16 Hugging Face folder in %s (once)", gguf.name, out_dir)
-            # A crash mid-conversion leaves a .partial folder behind: start that over.
-            shutil.rmtree(out_dir.with_name(out_dir.name + ".partial"), ignore_errors=True)
             convert_gguf(gguf, out_dir)
     return out_dir
 
