@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from meta_rm.base import MetaRM
 from server import __version__
 from server.config import Settings
 from server.engines import Engine
@@ -20,6 +21,7 @@ def build_app(
     settings: Settings,
     *,
     engine: Engine | None = None,
+    meta_rm: MetaRM | None = None,
     on_fatal: Callable[[int], None] | None = None,
 ) -> FastAPI:
     """Build the grm-serve ASGI app.
@@ -27,12 +29,13 @@ def build_app(
     Args:
         settings: validated server settings.
         engine: an engine to use instead of the one the settings name (tests pass a FakeEngine).
+        meta_rm: a meta RM to use instead of the one the settings name (not started; the app starts it).
         on_fatal: called with an exit code when the engine fails to start or dies.
 
     The engine starts in the background when the lifespan begins; ``/health/ready`` answers 503 until
     it is up. Each app owns its state; nothing is module-global.
     """
-    state = AppState(settings=settings, engine=engine, on_fatal=on_fatal)
+    state = AppState(settings=settings, engine=engine, meta_rm=meta_rm, on_fatal=on_fatal)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

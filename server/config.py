@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     max_tokens_limit: int = Field(4096, ge=64)
     max_group_size: int = Field(4, ge=1)
 
+    # Meta RM (guided voting)
+    meta_rm: str = "auto"
+    k_meta: int | None = Field(None, ge=1)
+    meta_rm_device: str | None = None
+
     # Request limits
     max_responses_per_item: int = Field(64, ge=1)
     max_items_per_batch: int = Field(256, ge=1)
@@ -62,9 +67,23 @@ class Settings(BaseSettings):
             raise ValueError(f"k={self.k} exceeds max_k={self.max_k}")
         if self.temperature > self.max_temperature:
             raise ValueError(f"temperature={self.temperature} exceeds max_temperature={self.max_temperature}")
+        if self.k_meta is not None and self.k_meta > self.k:
+            raise ValueError(f"k_meta={self.k_meta} exceeds k={self.k}")
         if self.max_tokens > self.max_tokens_limit:
             raise ValueError(f"max_tokens={self.max_tokens} exceeds max_tokens_limit={self.max_tokens_limit}")
         return self
+
+    def meta_rm_spec(self) -> str | None:
+        """The meta RM to load, or None for plain voting.
+
+        ``auto`` means the embedded meta RM when the GRM is the embedded model (it was trained on that
+        model's samples) and none otherwise: a meta RM only helps the GRM it was trained for.
+        """
+        if self.meta_rm == "none":
+            return None
+        if self.meta_rm == "auto":
+            return "embedded" if self.model == EMBEDDED and self.engine == "vllm" else None
+        return self.meta_rm
 
     def engine_kwargs(self) -> dict[str, Any]:
         """``AsyncEngineArgs`` fields: the named ones that are set, then ``extra_engine_args``."""

@@ -47,6 +47,8 @@ class Sample:
     principles: str | None = None
     critique: str | None = None
     scores: tuple[int, ...] | None = None
+    meta_score: float | None = None  # the meta RM's rating; None when no meta RM rated it
+    kept: bool = False  # whether this sample voted
 
 
 class ResponseStatus(StrEnum):
@@ -77,3 +79,6 @@ class ItemResult:
     prompt_tokens: int = 0
     generation_tokens: int = 0
     groups: list[list[int]] = field(default_factory=list)
+    k_meta: int | None = None  # samples kept per group by the meta RM; None without one
+    generate_seconds: float = 0.0
+    meta_rm_seconds: float = 0.0

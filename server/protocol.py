@@ -31,6 +31,9 @@ class ScoreItem(BaseModel):
     k: int | None = Field(None, ge=1, description="Samples per response group (server default if unset).")
     temperature: float | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=64, description="Generation budget of each sample.")
+    k_meta: int | None = Field(
+        None, ge=1, description="Samples per group kept to vote by the meta RM (server default k/2); needs a meta RM."
+    )
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Makes orders and sampling repeatable.")
     return_samples: bool = Field(False, description="Include every sample's principles, critique and scores.")
 
@@ -68,7 +71,7 @@ class ResponseScoreOut(BaseModel):
     index: int = Field(description="Position of the response in the request.")
     score: float | None = Field(description="Sum of the kept votes (k votes span k..10k); null if none parsed.")
     mean_score: float | None = Field(description="score / votes, on the model's 1..10 scale.")
-    votes: int = Field(description="Samples whose scores were summed.")
+    votes: int = Field(description="Samples whose scores were summed (the kept ones when a meta RM filters).")
     valid_samples: int = Field(description="Samples of this response's group that parsed.")
     status: Literal["ok", "no_valid_samples"]
 
@@ -83,6 +86,8 @@ class SampleOut(BaseModel):
     scores: list[int] | None = Field(description="Scores aligned with 'responses' (request order).")
     finish_reason: str | None
     generation_tokens: int
+    meta_score: float | None = Field(None, description="The meta RM's rating of this sample (null without one).")
+    kept: bool = Field(description="Whether this sample's scores were summed.")
     text: str | None = Field(None, description="Raw generation, given for unparseable samples.")
 
 
@@ -91,12 +96,19 @@ class Usage(BaseModel):
     generation_tokens: int
 
 
+class Timings(BaseModel):
+    generate_seconds: float = Field(description="Wall time of the item's GRM sampling.")
+    meta_rm_seconds: float = Field(description="Wall time of the meta RM's ratings (0 without one).")
+
+
 class ItemScoreOut(BaseModel):
     responses: list[ResponseScoreOut]
     k: int
+    k_meta: int | None = Field(description="Samples kept per group by the meta RM; null when all parsed samples vote.")
     valid_samples: int
     total_samples: int
     usage: Usage
+    timings: Timings
     samples: list[SampleOut] | None = None
 
 
@@ -121,6 +133,12 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+class MetaRMOut(BaseModel):
+    name: str
+    backend: str
+    details: dict[str, str]
+
+
 class InfoResponse(BaseModel):
     version: str
     model: str
@@ -129,5 +147,6 @@ class InfoResponse(BaseModel):
     max_model_len: int | None
     template: str
     format_guidance: bool
+    meta_rm: MetaRMOut | None
     defaults: dict[str, float | int]
     limits: dict[str, float | int]

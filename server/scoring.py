@@ -1,4 +1,4 @@
-"""The scoring pipeline: candidates -> prompts -> engine (k samples) -> parse -> vote.
+"""The scoring pipeline: candidates -> prompts -> engine (k samples) -> parse -> meta-RM filter -> vote.
 
 For one item (a conversation and its responses):
 
@@ -6,7 +6,9 @@ For one item (a conversation and its responses):
 2. each group gets ``k`` balanced response orders (:mod:`server.shuffling`); equal orders are sent
    as one engine request with ``n=count`` so they share the prompt's KV cache;
 3. every sample is parsed; an unparseable one is kept for audit but never votes;
-4. the parsed samples' scores, mapped back to the caller's order, are summed per response.
+4. with a meta RM, every parsed sample is rated and only the ``k_meta`` best of each group vote
+   (guided voting); without one, every parsed sample votes;
+5. the voting samples' scores, mapped back to the caller's order, are summed per response.
 
 All engine requests of an item (and of a batch) run concurrently, so vLLM batches them. Cancelling
 the caller's task cancels them all, which aborts them in the engine.
@@ -15,11 +17,16 @@ the caller's task cancels them all, which aborts them in the engine.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from meta_rm.base import Trajectory
+from meta_rm.selection import default_k_meta, select_top_k
 from server.aggregation import vote
 from server.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
 from server.engines.base import Engine, GenerationRequest, GenerationResult
@@ -33,6 +40,9 @@ from server.shuffling import (
     split_groups,
     unpermute_scores,
 )
+
+if TYPE_CHECKING:
+    from meta_rm.base import MetaRM
 
 _SEED_BITS = 31
 
@@ -48,6 +58,7 @@ class ScoreSpec:
     top_p: float
     max_tokens: int
     seed: int | None = None
+    k_meta: int | None = None  # voting samples per group when a meta RM is set (default k // 2)
 
 
 @dataclass(frozen=True)
@@ -66,13 +77,23 @@ class Scorer:
         template: the GRM prompt template.
         max_group_size: responses judged together in one prompt; larger items are split.
         format_guidance: constrain generation to the three-line format with a regex.
+        meta_rm: rates parsed samples so that only the best ``k_meta`` per group vote (started).
     """
 
-    def __init__(self, engine: Engine, template: Template, *, max_group_size: int, format_guidance: bool) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        template: Template,
+        *,
+        max_group_size: int,
+        format_guidance: bool,
+        meta_rm: MetaRM | None = None,
+    ) -> None:
         self.engine = engine
         self.template = template
         self.max_group_size = max_group_size
         self.format_guidance = format_guidance
+        self.meta_rm = meta_rm
 
     def plan(self, spec: ScoreSpec, request_id: str) -> list[_Planned]:
         """The engine requests for one item (pure apart from the seeded RNG)."""
@@ -100,11 +121,45 @@ class Scorer:
 
         Raises:
             server.engines.EngineError: if the engine fails (not for unparseable samples).
+            meta_rm.base.MetaRMError: if the meta RM fails.
         """
         plan = self.plan(spec, request_id or uuid.uuid4().hex)
+        started = time.perf_counter()
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self.engine.generate(p.request)) for p in plan]
-        return _collect(spec, plan, [t.result() for t in tasks])
+        generated = time.perf_counter()
+        samples, prompt_tokens, generation_tokens = _samples_of(plan, [t.result() for t in tasks])
+        groups = _groups_of(plan)
+        k_meta = None
+        if self.meta_rm is not None:
+            k_meta = spec.k_meta if spec.k_meta is not None else default_k_meta(spec.k)
+            samples = await self._guide(spec, samples, groups, k_meta)
+        else:
+            samples = [dataclasses.replace(s, kept=s.status is SampleStatus.PARSED) for s in samples]
+        result = _vote(spec, samples, groups)
+        result.prompt_tokens, result.generation_tokens, result.k_meta = prompt_tokens, generation_tokens, k_meta
+        result.generate_seconds = generated - started
+        result.meta_rm_seconds = time.perf_counter() - generated if self.meta_rm is not None else 0.0
+        return result
+
+    async def _guide(
+        self, spec: ScoreSpec, samples: list[Sample], groups: list[tuple[int, ...]], k_meta: int
+    ) -> list[Sample]:
+        """Rate the parsed samples with the meta RM and mark the ``k_meta`` best of each group as kept."""
+        assert self.meta_rm is not None
+        rated = [i for i, s in enumerate(samples) if s.status is SampleStatus.PARSED]
+        trajectories = [_trajectory(spec, samples[i], groups[samples[i].group]) for i in rated]
+        ratings = await self.meta_rm.score(trajectories) if trajectories else []
+        meta: list[float | None] = [None] * len(samples)
+        for i, r in zip(rated, ratings, strict=True):
+            meta[i] = r
+        kept: set[int] = set()
+        for g in range(len(groups)):
+            members = [i for i, s in enumerate(samples) if s.group == g]
+            parsed = [samples[i].status is SampleStatus.PARSED for i in members]
+            chosen = select_top_k(parsed, [meta[i] for i in members], k_meta)
+            kept.update(members[j] for j in chosen)
+        return [dataclasses.replace(s, meta_score=meta[i], kept=i in kept) for i, s in enumerate(samples)]
 
     async def score_many(self, specs: Sequence[ScoreSpec], request_id: str | None = None) -> list[ItemResult]:
         """Score several items concurrently (one RL rollout batch)."""
@@ -133,7 +188,20 @@ def _to_sample(planned: _Planned, text: str, finish_reason: str | None, tokens: 
     )
 
 
-def _collect(spec: ScoreSpec, plan: list[_Planned], results: list[GenerationResult]) -> ItemResult:
+def _trajectory(spec: ScoreSpec, sample: Sample, members: tuple[int, ...]) -> Trajectory:
+    """What the meta RM sees: the responses in the order this sample saw them, and its output."""
+    assert sample.scores is not None
+    shown = [members[p] for p in sample.permutation]
+    local = {caller: j for j, caller in enumerate(members)}
+    return Trajectory(
+        messages=spec.messages,
+        responses=tuple(spec.responses[c] for c in shown),
+        output=sample.text,
+        scores=tuple(sample.scores[local[c]] for c in shown),
+    )
+
+
+def _samples_of(plan: list[_Planned], results: list[GenerationResult]) -> tuple[list[Sample], int, int]:
     samples: list[Sample] = []
     prompt_tokens = generation_tokens = 0
     for planned, result in zip(plan, results, strict=True):
@@ -141,20 +209,21 @@ def _collect(spec: ScoreSpec, plan: list[_Planned], results: list[GenerationResu
         for c in result.completions:
             generation_tokens += c.num_tokens
             samples.append(_to_sample(planned, c.text, c.finish_reason, c.num_tokens))
+    return samples, prompt_tokens, generation_tokens
 
-    groups = _groups_of(plan)
+
+def _vote(spec: ScoreSpec, samples: list[Sample], groups: list[tuple[int, ...]]) -> ItemResult:
     scores: list[ResponseScore | None] = [None] * len(spec.responses)
     for g, members in enumerate(groups):
         parsed = [s for s in samples if s.group == g and s.status is SampleStatus.PARSED]
-        voted = vote([s.scores for s in parsed if s.scores is not None], len(members), len(parsed))
+        voters = [s.scores for s in parsed if s.kept and s.scores is not None]
+        voted = vote(voters, len(members), len(parsed))
         for local, caller in enumerate(members):
             scores[caller] = voted[local]
     return ItemResult(
         responses=[s for s in scores if s is not None],
         samples=samples,
         k=spec.k,
-        prompt_tokens=prompt_tokens,
-        generation_tokens=generation_tokens,
         groups=[list(m) for m in groups],
     )
 

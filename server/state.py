@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from meta_rm.base import MetaRM
 from server.config import Settings
 from server.engines import Engine, EngineDeadError, EngineNotReadyError, create_engine
 from server.prompts import Template, get_template
@@ -29,6 +30,7 @@ class AppState:
 
     settings: Settings
     engine: Engine | None = None
+    meta_rm: MetaRM | None = None
     on_fatal: Callable[[int], None] | None = None
     template: Template = field(init=False)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -46,6 +48,7 @@ class AppState:
             self.template,
             max_group_size=self.settings.max_group_size,
             format_guidance=self.settings.format_guidance,
+            meta_rm=self.meta_rm,
         )
 
     async def _start(self) -> None:
@@ -54,6 +57,13 @@ class AppState:
                 # Model resolution may convert the embedded GGUF (tens of seconds): off the loop.
                 self.engine = await asyncio.to_thread(create_engine, self.settings)
             await self.engine.start()
+            if self.meta_rm is None and (spec := self.settings.meta_rm_spec()) is not None:
+                from meta_rm.loading import load_meta_rm
+
+                self.meta_rm = await asyncio.to_thread(load_meta_rm, spec, device=self.settings.meta_rm_device)
+            if self.meta_rm is not None:
+                await self.meta_rm.start()
+                log.info("meta RM ready: %s (%s)", self.meta_rm.info.name, self.meta_rm.info.backend)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -99,5 +109,7 @@ class AppState:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.meta_rm is not None:
+            await self.meta_rm.shutdown()
         if self.engine is not None:
             await self.engine.shutdown()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Request
 
+from meta_rm.selection import default_k_meta
 from server import __version__
 from server.engines import EngineDeadError, EngineNotReadyError
 from server.errors import RETRY_AFTER_S, APIError
-from server.protocol import ErrorResponse, InfoResponse
+from server.protocol import ErrorResponse, InfoResponse, MetaRMOut
 from server.state import AppState
 
 router = APIRouter(tags=["health"])
@@ -54,6 +56,10 @@ async def info(request: Request) -> InfoResponse:
     state = _state(request)
     s = state.settings
     engine_info = state.engine.info if state.engine is not None else None
+    defaults: dict[str, float | int] = {"k": s.k, "temperature": s.temperature, "top_p": s.top_p}
+    defaults["max_tokens"] = s.max_tokens
+    if state.meta_rm is not None:
+        defaults["k_meta"] = s.k_meta if s.k_meta is not None else default_k_meta(s.k)
     return InfoResponse(
         version=__version__,
         model=engine_info.model if engine_info else s.model,
@@ -62,7 +68,8 @@ async def info(request: Request) -> InfoResponse:
         max_model_len=engine_info.max_model_len if engine_info else None,
         template=state.template.name,
         format_guidance=s.format_guidance,
-        defaults={"k": s.k, "temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens},
+        meta_rm=MetaRMOut(**dataclasses.asdict(state.meta_rm.info)) if state.meta_rm is not None else None,
+        defaults=defaults,
         limits={
             "max_k": s.max_k,
             "max_temperature": s.max_temperature,

@@ -20,6 +20,7 @@ from server.protocol import (
     ScoreBody,
     ScoreItem,
     ScoreResponse,
+    Timings,
     Usage,
 )
 from server.scoring import ScoreSpec
@@ -39,6 +40,8 @@ def to_spec(item: ScoreItem, settings: Settings) -> ScoreSpec:
     k = item.k if item.k is not None else settings.k
     temperature = item.temperature if item.temperature is not None else settings.temperature
     max_tokens = item.max_tokens if item.max_tokens is not None else settings.max_tokens
+    if item.k_meta is not None and item.k_meta > k:
+        raise invalid_request(f"k_meta = {item.k_meta} exceeds k = {k}")
     checks = [
         (len(item.responses), settings.max_responses_per_item, "responses per item", "max_responses_per_item"),
         (k, settings.max_k, "k", "max_k"),
@@ -60,6 +63,7 @@ def to_spec(item: ScoreItem, settings: Settings) -> ScoreSpec:
         top_p=settings.top_p,
         max_tokens=max_tokens,
         seed=item.seed,
+        k_meta=item.k_meta if item.k_meta is not None else settings.k_meta,
     )
 
 
@@ -81,6 +85,8 @@ def to_output(result: ItemResult, return_samples: bool) -> ItemScoreOut:
                     scores=list(s.scores) if s.scores is not None else None,
                     finish_reason=s.finish_reason,
                     generation_tokens=s.generation_tokens,
+                    meta_score=s.meta_score,
+                    kept=s.kept,
                     text=s.text if s.status is SampleStatus.UNPARSEABLE else None,
                 )
             )
@@ -97,9 +103,13 @@ def to_output(result: ItemResult, return_samples: bool) -> ItemScoreOut:
             for i, r in enumerate(result.responses)
         ],
         k=result.k,
+        k_meta=result.k_meta,
         valid_samples=sum(s.status is SampleStatus.PARSED for s in result.samples),
         total_samples=len(result.samples),
         usage=Usage(prompt_tokens=result.prompt_tokens, generation_tokens=result.generation_tokens),
+        timings=Timings(
+            generate_seconds=round(result.generate_seconds, 4), meta_rm_seconds=round(result.meta_rm_seconds, 4)
+        ),
         samples=samples,
     )
 
@@ -117,6 +127,8 @@ async def score(body: ScoreBody, request: Request) -> ScoreResponse | ScoreBatch
     specs = [to_spec(item, settings) for item in items]
     if not state.ready.is_set() or state.engine is None:
         raise to_api_error(state.unavailable_error())
+    if state.meta_rm is None and any(item.k_meta is not None for item in items):
+        raise invalid_request("k_meta was given but the server has no meta RM (start it with --meta-rm)")
     request_id = getattr(request.state, "request_id", None)
     try:
         async with asyncio.timeout(settings.request_timeout_s):

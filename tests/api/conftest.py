@@ -8,14 +8,17 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
+from meta_rm.base import MetaRM
 from server.app import build_app
 from server.config import Settings
 from server.engines.fake import FakeEngine
 
 
 @asynccontextmanager
-async def running_app(engine: FakeEngine, wait_ready: bool = True, **settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(Settings(engine="fake", **settings), engine=engine)
+async def running_app(
+    engine: FakeEngine, wait_ready: bool = True, *, meta_rm: MetaRM | None = None, **settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = build_app(Settings(engine="fake", **settings), engine=engine, meta_rm=meta_rm)
     async with app.router.lifespan_context(app):
         if wait_ready:
             await app.state.grm.ready.wait()

@@ -18,11 +18,22 @@ K = 8
 
 def check_item_schema(item: dict, n_responses: int, k: int) -> None:
     assert item["k"] == k and item["total_samples"] == k
+    # The embedded meta RM is on by default for the embedded GRM: the best k/2 parsed samples vote.
+    assert item["k_meta"] == k // 2
+    kept = [s for s in item["samples"] if s["kept"]]
+    assert len(kept) == min(k // 2, item["valid_samples"])
+    assert all(s["status"] == "parsed" for s in kept)
+    rated = [s["meta_score"] for s in item["samples"] if s["status"] == "parsed"]
+    assert all(isinstance(x, float) for x in rated)
+    if kept:
+        assert min(s["meta_score"] for s in kept) >= max(
+            [s["meta_score"] for s in item["samples"] if s["status"] == "parsed" and not s["kept"]], default=-1e9
+        )
     assert len(item["responses"]) == n_responses
     for i, r in enumerate(item["responses"]):
         assert r["index"] == i
         if r["status"] == "ok":
-            assert r["votes"] >= 1 and r["votes"] <= k
+            assert r["votes"] == len(kept)
             assert r["votes"] <= r["score"] <= 10 * r["votes"]
             assert r["mean_score"] == pytest.approx(r["score"] / r["votes"])
         else:
@@ -61,8 +72,11 @@ def test_every_smoke_pair_is_scored_and_samples_parse(server_url: str, capsys: p
     parsed = sum(i["valid_samples"] for i in body["items"])
     total = sum(i["total_samples"] for i in body["items"])
     wins = sum((i["responses"][0]["score"] or 0) > (i["responses"][1]["score"] or 0) for i in body["items"])
-    with capsys.disabled():  # the figure belongs in the test log, also when the test passes
+    meta_s = sum(i["timings"]["meta_rm_seconds"] for i in body["items"])
+    gen_s = sum(i["timings"]["generate_seconds"] for i in body["items"])
+    with capsys.disabled():  # the figures belong in the test log, also when the test passes
         print(f"\nsmoke: {parsed}/{total} samples parsed ({parsed / total:.1%}); chosen first in {wins}/{len(pairs)}")
+        print(f"smoke: meta RM {meta_s:.4f} s of {meta_s + gen_s:.1f} s item time ({meta_s / (meta_s + gen_s):.4%})")
     assert parsed / total >= 0.95
 
 
@@ -84,6 +98,8 @@ def test_single_item_shape_and_info(server_url: str) -> None:
     assert body["samples"] is None and len(body["responses"]) == 2
     info = httpx.get(f"{server_url}/v1/info").json()
     assert info["engine"] == "vllm" and info["engine_version"] == "0.32.0" and info["max_model_len"] == 8192
+    assert info["meta_rm"]["name"] == "embedded-linear" and info["meta_rm"]["backend"] == "linear"
+    assert info["defaults"]["k_meta"] == 4
 
 
 def test_bad_request_to_the_real_server_is_a_clear_error(server_url: str) -> None:

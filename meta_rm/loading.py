@@ -1,0 +1,42 @@
+"""Turn ``--meta-rm`` into a backend, offline.
+
+* ``embedded``: the linear meta RM trained by ``grm-meta-rm train`` for the bundled GRM, shipped in
+  this package (``meta_rm/default/``);
+* a folder holding ``meta_rm.json``: another linear artifact;
+* a folder holding a Hugging Face ``config.json``, or a hub name already in the local Hugging Face
+  cache (``BBQGOD/DeepSeek-GRM-27B-MetaRM``): a sequence classifier through transformers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from meta_rm.base import MetaRM, MetaRMError
+from meta_rm.linear import ARTIFACT_FILE, LinearMetaRM
+
+EMBEDDED = "embedded"
+DEFAULT_ARTIFACT = Path(__file__).parent / "default"
+
+
+def load_meta_rm(spec: str, *, device: str | None = None) -> MetaRM:
+    """The (not yet started) meta RM that ``spec`` names.
+
+    Raises:
+        MetaRMError: if nothing usable is found; the message says what was tried.
+    """
+    if spec == EMBEDDED:
+        if not (DEFAULT_ARTIFACT / ARTIFACT_FILE).exists():
+            raise MetaRMError("the embedded meta RM artifact is missing; rebuild it with grm-meta-rm train")
+        return LinearMetaRM(DEFAULT_ARTIFACT, "embedded-linear")
+    path = Path(spec).expanduser()
+    if (path / ARTIFACT_FILE).exists():
+        return LinearMetaRM(path, path.name)
+    from server.models import ModelNotFoundError, resolve_model
+
+    try:
+        local, name = resolve_model(spec, Path("."))
+    except ModelNotFoundError as exc:
+        raise MetaRMError(f"meta RM {spec!r}: {exc}") from None
+    from meta_rm.hf import HFMetaRM
+
+    return HFMetaRM(local, name, device=device)

@@ -1,0 +1,144 @@
+"""Sample GRM trajectories for preference items and keep them in a resumable JSONL cache.
+
+Each line holds one item and its k samples exactly as the scoring service produced them (the
+order each sample saw, its text, its parsed scores in the item's order), plus the sampling config.
+A rerun with the same config skips the items already in the file, so an interrupted run loses at
+most the items that were in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from meta_rm.data import PreferenceItem
+from server.domain import SampleStatus
+from server.engines import PromptTooLongError
+from server.scoring import Scorer, ScoreSpec
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """What decides the samples; a cache line is reused only when all of it matches."""
+
+    model: str
+    template: str
+    k: int
+    temperature: float
+    max_tokens: int
+    format_guidance: bool
+    seed: int
+
+
+def item_seed(item_id: str, seed: int) -> int:
+    """A per-item sampling seed that does not depend on the order items are processed in."""
+    digest = hashlib.sha256(f"{seed}:{item_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
+
+
+def load_cache(path: Path, config: SamplingConfig) -> dict[str, dict[str, Any]]:
+    """Records of ``path`` made with ``config``, by item id (a torn last line is ignored)."""
+    if not path.exists():
+        return {}
+    wanted = asdict(config)
+    records: dict[str, dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the line a killed run was writing
+        if record.get("config") == wanted:
+            records[record["id"]] = record
+    return records
+
+
+def to_record(item: PreferenceItem, config: SamplingConfig, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "source": item.source,
+        "subset": item.subset,
+        "prompt_key": item.prompt_key,
+        "messages": [{"role": m.role, "content": m.content} for m in item.messages],
+        "responses": list(item.responses),
+        "preferred": item.preferred,
+        "config": asdict(config),
+        "samples": samples,
+    }
+
+
+async def sample_items(
+    scorer: Scorer,
+    items: Sequence[PreferenceItem],
+    config: SamplingConfig,
+    cache: Path,
+    *,
+    concurrency: int = 8,
+    on_done: Callable[[int, int], None] | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Sample every item not yet in ``cache`` and append it there.
+
+    Args:
+        scorer: the scoring pipeline (the engine must be started).
+        items: what to sample.
+        config: sampling choices; must match how ``scorer`` was built.
+        cache: the JSONL file to resume from and append to.
+        concurrency: items in flight at once (the engine batches their requests).
+        on_done: called with (generated tokens, samples) after each item, for progress display.
+
+    Returns:
+        The records of all ``items`` (cached and new), and the ids skipped because the prompt does
+        not fit the model's context.
+
+    Raises:
+        server.engines.EngineError: if the engine fails.
+    """
+    done = load_cache(cache, config)
+    todo = [i for i in items if i.id not in done]
+    skipped: list[str] = []
+    gate = asyncio.Semaphore(concurrency)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+
+    async def one(item: PreferenceItem, out: Any) -> None:
+        spec = ScoreSpec(
+            messages=item.messages,
+            responses=item.responses,
+            k=config.k,
+            temperature=config.temperature,
+            top_p=1.0,
+            max_tokens=config.max_tokens,
+            seed=item_seed(item.id, config.seed),
+        )
+        async with gate:
+            try:
+                result = await scorer.score(spec, f"meta-{item_seed(item.id, 0)}")
+            except PromptTooLongError:
+                skipped.append(item.id)
+                return
+        samples = [
+            {
+                "permutation": [result.groups[s.group][p] for p in s.permutation],
+                "text": s.text,
+                "status": s.status.value,
+                "scores": list(s.scores) if s.scores is not None else None,
+                "generation_tokens": s.generation_tokens,
+            }
+            for s in result.samples
+        ]
+        record = to_record(item, config, samples)
+        done[item.id] = record
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.flush()
+        if on_done is not None:
+            parsed = sum(s["status"] == SampleStatus.PARSED for s in samples)
+            on_done(result.generation_tokens, parsed)
+
+    with cache.open("a", encoding="utf-8") as out:
+        async with asyncio.TaskGroup() as tg:
+            for item in todo:
+                tg.create_task(one(item, out))
+    return [done[i.id] for i in items if i.id in done], skipped

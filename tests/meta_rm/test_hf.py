@@ -1,0 +1,79 @@
+"""The transformers backend on a tiny randomly initialised Llama classifier built from a config."""
+
+import asyncio
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from meta_rm.base import MetaRMError, Trajectory  # noqa: E402
+from meta_rm.hf import HFMetaRM  # noqa: E402
+from meta_rm.loading import load_meta_rm  # noqa: E402
+from meta_rm.rendering import render_chat  # noqa: E402
+from server.domain import Message  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-meta-rm")
+    words = ["[PAD]", "[UNK]", "user", "assistant", ":", "please", "score", "the", "responses", ".", "#", "response"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }}\n{% endfor %}"
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(words),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=1,
+        pad_token_id=0,
+    )
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def trajectory(output: str) -> Trajectory:
+    return Trajectory((Message("user", "please score"),), ("the response", "response"), output, (9, 2))
+
+
+def test_scores_are_the_classifier_logit_of_the_rendered_chat(tiny_classifier):
+    rm = load_meta_rm(str(tiny_classifier), device="cpu")
+    assert isinstance(rm, HFMetaRM)
+    ts = [trajectory("the response . score"), trajectory("please please #")]
+
+    async def go():
+        await rm.start()
+        return await rm.score(ts)
+
+    scores = asyncio.run(go())
+    # The same number straight from transformers, one text at a time (no padding involved).
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_classifier)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_classifier).eval()
+    for t, got in zip(ts, scores, strict=True):
+        ids = tok(
+            tok.apply_chat_template(render_chat(t), tokenize=False), return_tensors="pt", add_special_tokens=False
+        )
+        with torch.inference_mode():
+            expected = float(model(**ids).logits[0, 0])
+        assert got == pytest.approx(expected, abs=1e-4)
+    assert scores[0] != scores[1]
+
+
+def test_not_started_and_unknown_models_are_clear_errors(tmp_path):
+    with pytest.raises(MetaRMError, match="not been started"):
+        asyncio.run(HFMetaRM(str(tmp_path), "x").score([trajectory("a")]))
+    with pytest.raises(MetaRMError, match="not in the local Hugging Face cache"):
+        load_meta_rm("no-such-org/no-such-meta-rm")
+    with pytest.raises(MetaRMError, match="has no config.json"):
+        load_meta_rm(str(tmp_path))
