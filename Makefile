@@ -34,7 +34,7 @@ test-fast: install  ## unit and API tests only (seconds)
 lint: install
 	$(BIN)/ruff check server meta_rm tests benchmarks
 	$(BIN)/ruff format --check server meta_rm tests benchmarks
-	$(BIN)/mypy server
+	$(BIN)/mypy server meta_rm
 
 bench: install  ## tokens/s: direct AsyncLLM vs through /v1/score
 	$(BIN)/python benchmarks/throughput.py $(ARGS)

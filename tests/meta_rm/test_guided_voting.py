@@ -64,7 +64,7 @@ async def test_k_meta_over_k_or_without_a_meta_rm_is_400():
 
 async def test_unparseable_samples_are_not_rated_and_never_kept():
     def garbage_first(request):
-        return ["no format"] + half_trustworthy(request)[1:]
+        return ["no format", *half_trustworthy(request)[1:]]
 
     meta = FakeMetaRM(trusts_careful)
     async with running_app(FakeEngine(garbage_first), meta_rm=meta) as client:

@@ -75,5 +75,5 @@ def test_not_started_and_unknown_models_are_clear_errors(tmp_path):
         asyncio.run(HFMetaRM(str(tmp_path), "x").score([trajectory("a")]))
     with pytest.raises(MetaRMError, match="not in the local Hugging Face cache"):
         load_meta_rm("no-such-org/no-such-meta-rm")
-    with pytest.raises(MetaRMError, match="has no config.json"):
+    with pytest.raises(MetaRMError, match=r"has no config\.json"):
         load_meta_rm(str(tmp_path))

@@ -20,7 +20,9 @@ def synthetic(n: int, seed: int) -> tuple[list[Trajectory], list[bool]]:
         good = rng.random() < 0.4
         words = rng.sample(["facts", "verified", "precise"] if good else ["nice", "vibes", "long"], 2)
         scores = (rng.randint(7, 10), rng.randint(1, 4)) if good else (rng.choice([(8, 8), (5, 6), (9, 9)]))
-        text = f"Specific Criteria: {' '.join(words)}.\nAnalysis: {' '.join(words)} matter.\nScores: \\boxed{{{scores[0]}, {scores[1]}}}"
+        reason = " ".join(words)
+        box = f"\\boxed{{{scores[0]}, {scores[1]}}}"
+        text = f"Specific Criteria: {reason}.\nAnalysis: {reason} matter.\nScores: {box}"
         out.append(Trajectory((Message("user", "q?"),), ("answer one", "answer two"), text, scores))
         labels.append(good)
     return out, labels
