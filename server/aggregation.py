@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from server.domain import ResponseScore, ResponseStatus
+
+RewardMode = Literal["unit", "mean", "raw"]
+
+
+def to_reward(score: ResponseScore, mode: RewardMode) -> float | None:
+    """One float per response for RL: ``raw`` summed votes, ``mean`` per-vote mean (1..10), or
+    ``unit`` that mean mapped to [0, 1]; None when no sample voted."""
+    if score.score is None or score.mean_score is None:
+        return None
+    if mode == "raw":
+        return score.score
+    if mode == "mean":
+        return score.mean_score
+    return (score.mean_score - 1.0) / 9.0
 
 
 def vote(score_vectors: Sequence[Sequence[int]], n_responses: int, valid_samples: int) -> list[ResponseScore]:

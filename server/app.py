@@ -13,7 +13,7 @@ from server.config import Settings
 from server.engines import Engine
 from server.errors import install_error_handlers
 from server.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from server.routes import health, score
+from server.routes import compat, health, score
 from server.state import AppState
 
 
@@ -54,6 +54,7 @@ def build_app(
     app.state.grm = state
     install_error_handlers(app)
     app.include_router(score.router)
+    app.include_router(compat.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -45,6 +45,7 @@ _FLAGS: list[tuple[str, str, Any, str]] = [
     ("--meta-rm", "meta_rm", str, "auto (embedded meta RM for the embedded GRM), none, a folder or a hub name"),
     ("--k-meta", "k_meta", int, "samples kept to vote per response group when a meta RM is set (default k/2)"),
     ("--meta-rm-device", "meta_rm_device", str, "device of a transformers meta RM (cpu, cuda, cuda:1)"),
+    ("--openrlhf-reward", "openrlhf_reward", str, "scale of /get_reward rewards: unit ([0,1]), mean (1..10), raw"),
     ("--max-responses-per-item", "max_responses_per_item", int, "limit on responses per item"),
     ("--max-items-per-batch", "max_items_per_batch", int, "limit on items per batch request"),
     ("--max-body-bytes", "max_body_bytes", int, "limit on request body size"),

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     k_meta: int | None = Field(None, ge=1)
     meta_rm_device: str | None = None
 
+    # OpenRLHF compatibility (/get_reward)
+    openrlhf_reward: Literal["unit", "mean", "raw"] = "unit"
+
     # Request limits
     max_responses_per_item: int = Field(64, ge=1)
     max_items_per_batch: int = Field(256, ge=1)

@@ -125,21 +125,30 @@ async def score(body: ScoreBody, request: Request) -> ScoreResponse | ScoreBatch
             f"{len(items)} items exceed the server limit max_items_per_batch = {settings.max_items_per_batch}"
         )
     specs = [to_spec(item, settings) for item in items]
-    if not state.ready.is_set() or state.engine is None:
-        raise to_api_error(state.unavailable_error())
-    if state.meta_rm is None and any(item.k_meta is not None for item in items):
+    if state.meta_rm is None and state.ready.is_set() and any(item.k_meta is not None for item in items):
         raise invalid_request("k_meta was given but the server has no meta RM (start it with --meta-rm)")
-    request_id = getattr(request.state, "request_id", None)
-    try:
-        async with asyncio.timeout(settings.request_timeout_s):
-            results = await state.scorer.score_many(specs, request_id)
-    except* Exception as group:
-        raise to_api_error(_first(group)) from None
+    results = await score_specs(state, specs, getattr(request.state, "request_id", None))
+    assert state.engine is not None
     outputs = [to_output(r, item.return_samples) for r, item in zip(results, items, strict=True)]
     model, template = state.engine.info.model, state.template.name
     if isinstance(body, ScoreBatchRequest):
         return ScoreBatchResponse(model=model, template=template, items=outputs)
     return ScoreResponse(model=model, template=template, **outputs[0].model_dump())
+
+
+async def score_specs(state: AppState, specs: list[ScoreSpec], request_id: str | None) -> list[ItemResult]:
+    """Run resolved items through the pipeline under the request deadline.
+
+    Raises:
+        APIError: 503 while the engine is not up, 504 past the deadline, the mapped status otherwise.
+    """
+    if not state.ready.is_set() or state.engine is None:
+        raise to_api_error(state.unavailable_error())
+    try:
+        async with asyncio.timeout(state.settings.request_timeout_s):
+            return await state.scorer.score_many(specs, request_id)
+    except* Exception as group:
+        raise to_api_error(_first(group)) from None
 
 
 def _first(group: BaseExceptionGroup) -> BaseException:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,8 +23,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    url: str
+    log: Path  # the server's stdout/stderr, uvicorn's access log included
+
+    def access_count(self, route: str) -> int:
+        """How many requests to ``route`` the server has logged so far."""
+        return self.log.read_text().count(f'"POST {route} HTTP/1.1" 200')
+
+
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url(grm_server: RunningServer) -> str:
+    return grm_server.url
+
+
+@pytest.fixture(scope="session")
+def grm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     port = _free_port()
     log_path: Path = tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -45,7 +61,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if time.monotonic() > deadline:
                 pytest.fail(f"grm-serve not ready after {START_TIMEOUT_S}s:\n{log_path.read_text()[-4000:]}")
             time.sleep(2)
-        yield url
+        yield RunningServer(url, log_path)
     finally:
         proc.terminate()
         try:

@@ -1,0 +1,89 @@
+"""The asyncio client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from grm_client._base import BaseClient, Query, build_item, error_from_response
+from grm_client._errors import GRMError, RequestTimeoutError, TransportError
+from grm_client._models import Ranking, ScoreResult, parse_item, rank_of
+
+
+class AsyncGRMClient(BaseClient):
+    """Non-blocking client of grm-serve. Same options and results as :class:`GRMClient`.
+
+    Example::
+
+        async with AsyncGRMClient(base_url="http://127.0.0.1:8000") as grm:
+            result = await grm.score("Is the sky blue?", ["Yes.", "No."])
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=self.timeout, headers=self._headers(), transport=self._transport
+        )
+        self._sleep = asyncio.sleep
+
+    async def __aenter__(self) -> AsyncGRMClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, json: Any = None) -> Any:
+        attempt = 0
+        while True:
+            try:
+                try:
+                    response = await self._http.request(method, path, json=json)
+                except httpx.TimeoutException as exc:
+                    raise RequestTimeoutError(f"no answer from {self.base_url}{path} within {self.timeout}s") from exc
+                except httpx.TransportError as exc:
+                    raise TransportError(f"cannot reach {self.base_url}{path}: {exc}") from exc
+                if response.is_success:
+                    return response.json()
+                raise error_from_response(response)
+            except GRMError as error:
+                if not self._should_retry(attempt, error):
+                    raise
+                await self._sleep(self._wait_before_retry(attempt, error))
+                attempt += 1
+
+    async def score(self, query: Query, responses: Sequence[str], **options: Any) -> ScoreResult:
+        """See :meth:`GRMClient.score`."""
+        body = await self._request("POST", "/v1/score", build_item(query, responses, **options))
+        return parse_item(body, body["model"], body["template"])
+
+    async def score_batch(self, items: Sequence[dict[str, Any]]) -> list[ScoreResult]:
+        """See :meth:`GRMClient.score_batch`; at most ``max_concurrency`` calls in flight."""
+        gate = asyncio.Semaphore(self.max_concurrency)
+
+        async def send(chunk: list[dict[str, Any]]) -> list[ScoreResult]:
+            async with gate:
+                body = await self._request("POST", "/v1/score", {"items": chunk})
+            return [parse_item(i, body["model"], body["template"]) for i in body["items"]]
+
+        parts = await asyncio.gather(*(send(c) for c in self._chunks(items)))
+        return [r for part in parts for r in part]
+
+    async def rank(self, query: Query, responses: Sequence[str], **options: Any) -> Ranking:
+        """See :meth:`GRMClient.rank`."""
+        return rank_of(await self.score(query, responses, **options))
+
+    async def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("GET", "/v1/info")
+        return result
+
+    async def health(self) -> bool:
+        try:
+            return (await self._http.get("/health/ready")).is_success
+        except httpx.HTTPError:
+            return False

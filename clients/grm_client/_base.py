@@ -1,0 +1,127 @@
+"""What the sync and async clients share: config, request bodies, error mapping, retry policy."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from grm_client._errors import APIStatusError, GRMError, error_class
+
+DEFAULT_TIMEOUT_S = 600.0  # k samples of a long critique on a busy server take minutes
+
+Message = dict[str, str]
+Query = str | Sequence[Message]
+
+
+def build_item(
+    query: Query,
+    responses: Sequence[str],
+    *,
+    k: int | None = None,
+    k_meta: int | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+    return_samples: bool = False,
+) -> dict[str, Any]:
+    """The JSON of one ``/v1/score`` item; ``query`` is a string or a list of ``{role, content}``."""
+    item: dict[str, Any] = {"responses": list(responses)}
+    if isinstance(query, str):
+        item["query"] = query
+    else:
+        item["messages"] = [{"role": m["role"], "content": m["content"]} for m in query]
+    options = {"k": k, "k_meta": k_meta, "temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+    item.update({key: v for key, v in options.items() if v is not None})
+    if return_samples:
+        item["return_samples"] = True
+    return item
+
+
+def error_from_response(response: httpx.Response) -> APIStatusError:
+    """The typed error of a non-2xx response (works for bodies that are not grm-serve's, too)."""
+    error_type, message = None, response.reason_phrase or "error"
+    try:
+        body = response.json()
+        error_type = body["error"]["type"]
+        message = body["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        if response.text:
+            message = response.text[:500]
+    retry_after = None
+    header = response.headers.get("retry-after")
+    if header is not None:
+        try:
+            retry_after = max(0.0, float(header))
+        except ValueError:
+            retry_after = None  # an HTTP date: fall back to our own backoff
+    cls = error_class(response.status_code, error_type)
+    return cls(
+        message,
+        status_code=response.status_code,
+        type=error_type or cls.__name__,
+        request_id=response.headers.get("x-request-id"),
+        retry_after=retry_after,
+    )
+
+
+class BaseClient:
+    """Config shared by :class:`GRMClient` and :class:`AsyncGRMClient`.
+
+    Args:
+        base_url: where grm-serve listens, e.g. ``http://127.0.0.1:8000``.
+        api_key: sent as ``Authorization: Bearer <key>`` when set.
+        timeout: seconds per HTTP call (client side).
+        max_retries: further attempts after a retryable failure (0 disables retries).
+        backoff_base: first backoff in seconds; doubles each attempt, with full jitter.
+        backoff_max: cap of one backoff wait (a server's ``Retry-After`` is honoured up to this too).
+        batch_size: items per ``/v1/score`` call when a batch is split.
+        max_concurrency: split batches in flight at once.
+        transport: an httpx transport (tests pass ``httpx.MockTransport`` or ``httpx.ASGITransport``).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        batch_size: int = 32,
+        max_concurrency: int = 4,
+        transport: Any = None,
+    ) -> None:
+        if max_retries < 0 or batch_size < 1 or max_concurrency < 1:
+            raise ValueError("max_retries must be >= 0, batch_size and max_concurrency >= 1")
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.batch_size = batch_size
+        self.max_concurrency = max_concurrency
+        self._transport = transport
+        self._rng = random.Random()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"user-agent": "grm-client/0.1.0"}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def _wait_before_retry(self, attempt: int, error: GRMError) -> float:
+        """Seconds to wait before attempt ``attempt + 1``: the server's Retry-After, else jittered backoff."""
+        if isinstance(error, APIStatusError) and error.retry_after is not None:
+            return min(error.retry_after, self.backoff_max)
+        return self._rng.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+
+    def _should_retry(self, attempt: int, error: GRMError) -> bool:
+        return error.retryable and attempt < self.max_retries
+
+    def _chunks(self, items: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        return [list(items[i : i + self.batch_size]) for i in range(0, len(items), self.batch_size)]

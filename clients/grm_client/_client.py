@@ -1,0 +1,103 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from grm_client._base import BaseClient, Query, build_item, error_from_response
+from grm_client._errors import GRMError, RequestTimeoutError, TransportError
+from grm_client._models import Ranking, ScoreResult, parse_item, rank_of
+
+
+class GRMClient(BaseClient):
+    """Blocking client of grm-serve; thread-safe. See :class:`~grm_client._base.BaseClient` for options.
+
+    Example::
+
+        with GRMClient(base_url="http://127.0.0.1:8000") as grm:
+            result = grm.score("Is the sky blue?", ["Yes, on a clear day.", "No."], k=8)
+            print(result.rewards("mean"))
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=self.timeout, headers=self._headers(), transport=self._transport
+        )
+        self._sleep = time.sleep
+
+    def __enter__(self) -> GRMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, json: Any = None) -> Any:
+        attempt = 0
+        while True:
+            try:
+                try:
+                    response = self._http.request(method, path, json=json)
+                except httpx.TimeoutException as exc:
+                    raise RequestTimeoutError(f"no answer from {self.base_url}{path} within {self.timeout}s") from exc
+                except httpx.TransportError as exc:
+                    raise TransportError(f"cannot reach {self.base_url}{path}: {exc}") from exc
+                if response.is_success:
+                    return response.json()
+                raise error_from_response(response)
+            except GRMError as error:
+                if not self._should_retry(attempt, error):
+                    raise
+                self._sleep(self._wait_before_retry(attempt, error))
+                attempt += 1
+
+    def score(self, query: Query, responses: Sequence[str], **options: Any) -> ScoreResult:
+        """Judge ``responses`` to ``query`` (a string or a list of ``{role, content}`` messages).
+
+        Options: ``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``, ``return_samples``.
+
+        Raises:
+            GRMError: a subclass naming what went wrong, after retries where retrying makes sense.
+        """
+        body = self._request("POST", "/v1/score", build_item(query, responses, **options))
+        return parse_item(body, body["model"], body["template"])
+
+    def score_batch(self, items: Sequence[dict[str, Any]]) -> list[ScoreResult]:
+        """Judge many items (each a ``build_item`` dict), split into concurrent calls of ``batch_size``.
+
+        Results come back in the order of ``items``. A failing chunk raises after its retries.
+        """
+
+        def send(chunk: list[dict[str, Any]]) -> list[ScoreResult]:
+            body = self._request("POST", "/v1/score", {"items": chunk})
+            return [parse_item(i, body["model"], body["template"]) for i in body["items"]]
+
+        chunks = self._chunks(items)
+        if len(chunks) <= 1:
+            return [r for c in chunks for r in send(c)]
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            return [r for part in pool.map(send, chunks) for r in part]
+
+    def rank(self, query: Query, responses: Sequence[str], **options: Any) -> Ranking:
+        """Best-of-N: judge the candidates and order them by reward."""
+        return rank_of(self.score(query, responses, **options))
+
+    def info(self) -> dict[str, Any]:
+        """``/v1/info``: model, template, meta RM, defaults and limits."""
+        result: dict[str, Any] = self._request("GET", "/v1/info")
+        return result
+
+    def health(self) -> bool:
+        """Whether the server is ready to score (no retries)."""
+        try:
+            return self._http.get("/health/ready").is_success
+        except httpx.HTTPError:
+            return False

@@ -1,0 +1,133 @@
+"""Typed results of grm-serve calls (plain dataclasses, built from the server's JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+RewardMode = Literal["raw", "mean", "unit"]
+"""How a response's votes become one float.
+
+* ``raw``: the sum of the kept votes (``score``; k_meta votes span k_meta..10·k_meta);
+* ``mean``: the per-vote mean on the model's 1..10 scale (``mean_score``), comparable across k;
+* ``unit``: the mean mapped linearly to [0, 1] (``(mean - 1) / 9``).
+"""
+
+
+@dataclass(frozen=True)
+class ResponseScore:
+    index: int
+    score: float | None
+    mean_score: float | None
+    votes: int
+    valid_samples: int
+    status: str  # "ok" | "no_valid_samples"
+
+    def reward(self, mode: RewardMode = "mean") -> float | None:
+        """This response's reward in ``mode``; None when no sample could be parsed.
+
+        Raises:
+            ValueError: for an unknown mode.
+        """
+        if self.score is None or self.mean_score is None:
+            return None
+        if mode == "raw":
+            return self.score
+        if mode == "mean":
+            return self.mean_score
+        if mode == "unit":
+            return (self.mean_score - 1.0) / 9.0
+        raise ValueError(f"unknown reward mode {mode!r}; use 'raw', 'mean' or 'unit'")
+
+
+@dataclass(frozen=True)
+class Sample:
+    group: int
+    responses: list[int]
+    permutation: list[int]
+    status: str
+    principles: str | None
+    critique: str | None
+    scores: list[int] | None
+    kept: bool
+    meta_score: float | None
+    finish_reason: str | None
+    generation_tokens: int
+    text: str | None
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """One judged item."""
+
+    responses: list[ResponseScore]
+    k: int
+    k_meta: int | None
+    valid_samples: int
+    total_samples: int
+    samples: list[Sample] | None
+    usage: dict[str, int]
+    model: str
+    template: str
+
+    def rewards(self, mode: RewardMode = "mean", *, missing: float | None = None) -> list[float | None]:
+        """One reward per response, in request order; ``missing`` where no sample parsed."""
+        out = []
+        for r in self.responses:
+            value = r.reward(mode)
+            out.append(missing if value is None else value)
+        return out
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Best-of-N: response indices from best to worst (ties keep request order) and the best one."""
+
+    order: list[int]
+    best: int
+    result: ScoreResult
+
+
+def parse_item(data: dict[str, Any], model: str, template: str) -> ScoreResult:
+    samples = None
+    if data.get("samples") is not None:
+        samples = [
+            Sample(
+                group=s["group"],
+                responses=s["responses"],
+                permutation=s["permutation"],
+                status=s["status"],
+                principles=s.get("principles"),
+                critique=s.get("critique"),
+                scores=s.get("scores"),
+                kept=s.get("kept", s["status"] == "parsed"),
+                meta_score=s.get("meta_score"),
+                finish_reason=s.get("finish_reason"),
+                generation_tokens=s.get("generation_tokens", 0),
+                text=s.get("text"),
+            )
+            for s in data["samples"]
+        ]
+    fields = ResponseScore.__dataclass_fields__
+    return ScoreResult(
+        responses=[ResponseScore(**{f: r.get(f) for f in fields}) for r in data["responses"]],
+        k=data["k"],
+        k_meta=data.get("k_meta"),
+        valid_samples=data["valid_samples"],
+        total_samples=data["total_samples"],
+        samples=samples,
+        usage=data.get("usage", {}),
+        model=model,
+        template=template,
+    )
+
+
+def rank_of(result: ScoreResult) -> Ranking:
+    """Order responses by mean score (unscored ones last), stable on ties."""
+
+    def key(i: int) -> tuple[int, float]:
+        mean = result.responses[i].mean_score
+        return (0, -mean) if mean is not None else (1, 0.0)
+
+    order = sorted(range(len(result.responses)), key=key)
+    return Ranking(order=order, best=order[0], result=result)

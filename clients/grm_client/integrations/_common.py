@@ -1,0 +1,72 @@
+"""Grouping completions by prompt and turning a judged group into floats (shared by integrations)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from grm_client._base import build_item
+from grm_client._client import GRMClient
+from grm_client._models import RewardMode, ScoreResult
+
+Prompt = str | list[dict[str, Any]]
+
+
+def group_by_prompt(prompts: Sequence[Any]) -> list[list[int]]:
+    """Indices of equal prompts, in first-seen order (GRPO's completions of one prompt judged together)."""
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(repr(p), []).append(i)
+    return list(groups.values())
+
+
+def as_query(prompt: Prompt) -> str | list[dict[str, str]]:
+    """A grm-serve query from a plain or conversational prompt (system turns kept, last turn the user's)."""
+    if isinstance(prompt, str):
+        return prompt
+    messages = [{"role": str(m["role"]), "content": _text(m["content"])} for m in prompt]
+    if not messages or messages[-1]["role"] != "user":
+        raise ValueError("a conversational prompt must end with the user's turn")
+    return messages
+
+
+def as_response(completion: Any) -> str:
+    """The text of a plain completion or of the last turn of a conversational one."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion:
+        return _text(completion[-1]["content"])
+    raise ValueError(f"cannot read a completion of type {type(completion).__name__}")
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # multimodal parts: keep the text ones
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content)
+
+
+def rewards_for_groups(
+    client: GRMClient,
+    queries: Sequence[str | list[dict[str, str]]],
+    responses: Sequence[str],
+    groups: Sequence[Sequence[int]],
+    *,
+    reward: RewardMode,
+    missing: float,
+    options: dict[str, Any],
+) -> list[float]:
+    """Judge each group in one item (one batch call, split by the client) and scatter rewards back."""
+    items = [build_item(queries[g[0]], [responses[i] for i in g], **options) for g in groups]
+    results: list[ScoreResult] = client.score_batch(items)
+    out = [missing] * len(responses)
+    for g, result in zip(groups, results, strict=True):
+        for i, value in zip(g, result.rewards(reward, missing=missing), strict=True):
+            out[i] = float(value if value is not None else missing)
+    return out
+
+
+def default_base_url() -> str:
+    return os.environ.get("GRM_URL", "http://127.0.0.1:8000")

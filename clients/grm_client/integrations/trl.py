@@ -1,0 +1,56 @@
+"""A reward function for TRL's ``GRPOTrainer`` backed by grm-serve.
+
+::
+
+    from grm_client.integrations.trl import grm_reward_func
+    trainer = GRPOTrainer(model=..., reward_funcs=[grm_reward_func("http://127.0.0.1:8000", k=4)], ...)
+
+TRL calls it with the batch's ``prompts`` and ``completions`` (plain strings or chat messages); the
+``num_generations`` completions of one prompt are judged together in one GRM prompt (the paper's
+multi-response mode, split by the server above ``--max-group-size``), and one float per completion
+comes back in TRL's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from grm_client._client import GRMClient
+from grm_client._models import RewardMode
+from grm_client.integrations._common import as_query, as_response, default_base_url, group_by_prompt, rewards_for_groups
+
+
+def grm_reward_func(
+    base_url: str | None = None,
+    *,
+    reward: RewardMode = "unit",
+    missing: float = 0.0,
+    client: GRMClient | None = None,
+    name: str = "grm",
+    **options: Any,
+) -> Callable[..., list[float]]:
+    """Build the reward function.
+
+    Args:
+        base_url: grm-serve's address (default ``$GRM_URL`` or ``http://127.0.0.1:8000``).
+        reward: ``raw``, ``mean`` or ``unit`` (see :data:`grm_client.RewardMode`); ``unit`` keeps
+            rewards in [0, 1] whatever k is.
+        missing: the reward of a completion none of whose samples could be parsed.
+        client: a configured :class:`GRMClient` (retries, API key); built from ``base_url`` if None.
+        name: the reward's name in TRL's logs.
+        **options: per-request GRM options (``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``).
+    """
+    grm = client or GRMClient(base_url=base_url or default_base_url())
+
+    def reward_func(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        queries = [as_query(p) for p in prompts]
+        responses = [as_response(c) for c in completions]
+        return rewards_for_groups(
+            grm, queries, responses, group_by_prompt(prompts), reward=reward, missing=missing, options=options
+        )
+
+    reward_func.__name__ = name  # TRL logs rewards under the function's name
+    return reward_func

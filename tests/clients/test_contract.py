@@ -1,0 +1,51 @@
+"""The client against the real app in-process (FakeEngine, lifespan running): the wire formats agree."""
+
+import httpx
+import pytest
+
+import grm_client as g
+from meta_rm.fake import FakeMetaRM
+from server.app import build_app
+from server.config import Settings
+from server.engines.fake import FakeEngine
+
+
+@pytest.fixture
+async def app():
+    app = build_app(Settings(engine="fake"), engine=FakeEngine(), meta_rm=FakeMetaRM())
+    async with app.router.lifespan_context(app):
+        await app.state.grm.ready.wait()
+        yield app
+
+
+def client_for(app, **kwargs):
+    return g.AsyncGRMClient(base_url="http://grm.test", transport=httpx.ASGITransport(app=app), **kwargs)
+
+
+async def test_score_rank_info_and_health_round_trip(app):
+    async with client_for(app) as client:
+        assert await client.health()
+        result = await client.score(
+            "Is the sky blue?", ["Yes, on a clear day.", "No."], k=4, seed=1, return_samples=True
+        )
+        ranking = await client.rank("q", ["short", "a much longer answer"], k=2)
+        info = await client.info()
+    assert result.model == "fake-grm" and result.k == 4 and result.k_meta == 2
+    assert result.responses[0].score > result.responses[1].score
+    assert result.samples is not None and sum(s.kept for s in result.samples) == 2
+    assert ranking.best == 1 and ranking.order == [1, 0]
+    assert info["meta_rm"]["name"] == "fake"
+
+
+async def test_server_validation_errors_arrive_typed_and_unretried(app):
+    async with client_for(app, max_retries=3) as client:
+        with pytest.raises(g.InvalidRequestError, match="max_k"):
+            await client.score("q", ["a"], k=1000)
+        with pytest.raises(g.InvalidRequestError):
+            await client.score([{"role": "assistant", "content": "x"}], ["a"])
+
+
+async def test_batch_through_the_real_app(app):
+    async with client_for(app, batch_size=2) as client:
+        results = await client.score_batch([g.build_item(f"q{i}", ["a", "bb"], k=2) for i in range(5)])
+    assert len(results) == 5 and all(r.responses[1].score >= r.responses[0].score for r in results)

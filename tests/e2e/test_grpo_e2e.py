@@ -1,0 +1,86 @@
+"""A real trainer on the real server: TRL's GRPOTrainer takes its rewards from grm-serve over HTTP.
+
+The policy is a tiny randomly initialised Llama built from a config (no download); its completions
+are gibberish, which is fine: the test is about the wiring. Two optimisation steps run on CPU, each
+scoring its completions through ``grm_client.integrations.trl.grm_reward_func`` against the session's
+grm-serve process (vLLM, the embedded GRM and meta RM).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+WORDS = ["[PAD]", "[UNK]", "[EOS]", "the", "sky", "is", "blue", "green", "why", "?", "yes", "no", "cats", "purr", "."]
+
+
+def tiny_policy(folder):
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]", padding_side="left"
+    )
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(WORDS),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        pad_token_id=0,
+        eos_token_id=2,
+        bos_token_id=2,
+    )
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_grpo_trainer_runs_two_steps_on_rewards_from_the_server(grm_server, tmp_path):
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from grm_client import GRMClient
+    from grm_client.integrations.trl import grm_reward_func
+
+    calls: list[list[float]] = []
+    inner = grm_reward_func(client=GRMClient(base_url=grm_server.url), reward="unit", k=2, max_tokens=64, seed=0)
+
+    def reward(prompts, completions, **kwargs):
+        rewards = inner(prompts=prompts, completions=completions, **kwargs)
+        calls.append(rewards)
+        return rewards
+
+    reward.__name__ = "grm"
+    before = grm_server.access_count("/v1/score")
+    policy = tiny_policy(tmp_path / "policy")
+    dataset = Dataset.from_dict({"prompt": ["why is the sky blue ?", "cats purr ?"] * 4})
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "out"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=8,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        seed=0,
+    )
+    trainer = GRPOTrainer(model=policy, reward_funcs=[reward], args=args, train_dataset=dataset)
+    trainer.train()
+
+    assert trainer.state.global_step == 2
+    assert len(calls) >= 2 and all(len(c) == 4 and all(0.0 <= r <= 1.0 for r in c) for c in calls)
+    assert grm_server.access_count("/v1/score") - before == len(calls)  # every reward batch hit the server
+    logged = [h for h in trainer.state.log_history if "rewards/grm/mean" in h]
+    assert len(logged) == 2
