@@ -12,7 +12,7 @@ from server import __version__
 from server.config import Settings
 from server.engines import Engine
 from server.errors import install_error_handlers
-from server.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from server.middleware import APIKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from server.routes import compat, health, score
 from server.state import AppState
 
@@ -57,5 +57,8 @@ def build_app(
     app.include_router(compat.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    keys = settings.resolved_api_keys()
+    if keys:
+        app.add_middleware(APIKeyMiddleware, keys=keys)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -49,7 +49,12 @@ _FLAGS: list[tuple[str, str, Any, str]] = [
     ("--max-responses-per-item", "max_responses_per_item", int, "limit on responses per item"),
     ("--max-items-per-batch", "max_items_per_batch", int, "limit on items per batch request"),
     ("--max-body-bytes", "max_body_bytes", int, "limit on request body size"),
-    ("--request-timeout-s", "request_timeout_s", float, "deadline of one /v1/score call"),
+    ("--request-timeout-s", "request_timeout_s", float, "deadline of a call (X-Request-Timeout may ask less)"),
+    ("--max-concurrent-requests", "max_concurrent_requests", int, "requests scoring at once; others queue"),
+    ("--max-queue-wait-s", "max_queue_wait_s", float, "longest wait for a slot before 429 overloaded"),
+    ("--api-key-file", "api_key_file", str, "file of API keys, one per line (keys can also come from GRM_API_KEYS)"),
+    ("--max-response-chars", "max_response_chars", int, "limit on characters per response"),
+    ("--max-conversation-chars", "max_conversation_chars", int, "limit on characters of the conversation"),
 ]
 
 
@@ -122,7 +127,9 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         passthrough = engine_passthrough(extra)
         if passthrough:
             overrides["extra_engine_args"] = passthrough
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        settings.resolved_api_keys()  # an unreadable key file fails here, with the flag named
+        return settings
     except (ValidationError, ValueError) as exc:
         parser.error(str(exc))
         raise  # unreachable: parser.error exits

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     max_items_per_batch: int = Field(256, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(600.0, gt=0)
+    max_concurrent_requests: int = Field(64, ge=1)
+    max_queue_wait_s: float = Field(30.0, ge=0)
+    max_response_chars: int = Field(100_000, ge=1)
+    max_conversation_chars: int = Field(200_000, ge=1)
+
+    # Auth: keys from GRM_API_KEYS (comma-separated) and/or a file with one key per line
+    api_keys: str | None = Field(None, repr=False)
+    api_key_file: Path | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -75,6 +83,21 @@ class Settings(BaseSettings):
         if self.max_tokens > self.max_tokens_limit:
             raise ValueError(f"max_tokens={self.max_tokens} exceeds max_tokens_limit={self.max_tokens_limit}")
         return self
+
+    def resolved_api_keys(self) -> frozenset[str]:
+        """Every configured API key; empty means auth is off.
+
+        Raises:
+            ValueError: if ``api_key_file`` cannot be read.
+        """
+        keys = {k.strip() for k in (self.api_keys or "").split(",")}
+        if self.api_key_file is not None:
+            try:
+                lines = self.api_key_file.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ValueError(f"cannot read api_key_file: {exc.strerror}") from None
+            keys.update(line.strip() for line in lines if not line.startswith("#"))
+        return frozenset(k for k in keys if k)
 
     def meta_rm_spec(self) -> str | None:
         """The meta RM to load, or None for plain voting.

@@ -1,7 +1,8 @@
-"""ASGI middleware: request ids and the body size limit (pure ASGI, so streaming stays intact)."""
+"""ASGI middleware: request ids, the body size limit, API keys (pure ASGI, so streaming stays intact)."""
 
 from __future__ import annotations
 
+import hmac
 import re
 import uuid
 
@@ -71,3 +72,38 @@ class BodyLimitMiddleware:
 
     def _message(self) -> str:
         return f"request body exceeds {self.max_bytes} bytes"
+
+
+OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+
+
+class APIKeyMiddleware:
+    """Require ``Authorization: Bearer <key>`` for every route but health and the API docs.
+
+    Keys are compared in constant time, and against every configured key, so neither timing nor
+    the position of a key in the list tells a caller anything.
+    """
+
+    def __init__(self, app: ASGIApp, keys: frozenset[str]) -> None:
+        self.app = app
+        self.keys = [k.encode() for k in keys]
+
+    def _allowed(self, header: bytes) -> bool:
+        scheme, _, presented = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not presented:
+            return False
+        ok = False
+        for key in self.keys:
+            ok |= hmac.compare_digest(presented.strip(), key)
+        return ok
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if not self._allowed(dict(scope["headers"]).get(b"authorization", b"")):
+            response = error_response(401, "unauthorized", "missing or invalid API key (Authorization: Bearer <key>)")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from meta_rm.base import MetaRM
+from server.admission import Admission
 from server.config import Settings
 from server.engines import Engine, EngineDeadError, EngineNotReadyError, create_engine
 from server.prompts import Template, get_template
@@ -34,11 +35,13 @@ class AppState:
     on_fatal: Callable[[int], None] | None = None
     template: Template = field(init=False)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    admission: Admission = field(init=False)
     failure: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.template = get_template(self.settings.template)
+        self.admission = Admission(self.settings.max_concurrent_requests, self.settings.max_queue_wait_s)
 
     @property
     def scorer(self) -> Scorer:

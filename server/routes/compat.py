@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.aggregation import to_reward
 from server.domain import Message
 from server.errors import invalid_request
 from server.protocol import ErrorResponse
-from server.routes.score import score_specs
+from server.routes.score import CLIENT_CLOSED, run_scoring
 from server.scoring import ScoreSpec
 from server.state import AppState
 
@@ -84,7 +84,9 @@ async def get_reward(body: GetRewardRequest, request: Request) -> GetRewardRespo
         )
         for prompt, rows in groups.items()
     ]
-    results = await score_specs(state, specs, getattr(request.state, "request_id", None))
+    results = await run_scoring(state, request, specs)
+    if results is None:
+        return Response(status_code=CLIENT_CLOSED)  # type: ignore[return-value]
     mode = body.reward or s.openrlhf_reward
     rewards = [0.0] * len(responses)
     unscored = [0.0] * len(responses)

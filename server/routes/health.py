@@ -79,5 +79,9 @@ async def info(request: Request) -> InfoResponse:
             "max_items_per_batch": s.max_items_per_batch,
             "max_body_bytes": s.max_body_bytes,
             "request_timeout_s": s.request_timeout_s,
+            "max_concurrent_requests": s.max_concurrent_requests,
+            "max_queue_wait_s": s.max_queue_wait_s,
+            "max_response_chars": s.max_response_chars,
+            "max_conversation_chars": s.max_conversation_chars,
         },
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
+from server.admission import cancel_on_disconnect
 from server.config import Settings
 from server.domain import ItemResult, Message, SampleStatus
 from server.errors import invalid_request, to_api_error
@@ -27,6 +28,7 @@ from server.scoring import ScoreSpec
 from server.state import AppState
 
 router = APIRouter(tags=["score"])
+TIMEOUT_HEADER = "x-request-timeout"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 413, 422, 500, 503, 504)}
 
@@ -47,6 +49,8 @@ def to_spec(item: ScoreItem, settings: Settings) -> ScoreSpec:
         (k, settings.max_k, "k", "max_k"),
         (temperature, settings.max_temperature, "temperature", "max_temperature"),
         (max_tokens, settings.max_tokens_limit, "max_tokens", "max_tokens_limit"),
+        (max(map(len, item.responses)), settings.max_response_chars, "characters in a response", "max_response_chars"),
+        (_conversation_chars(item), settings.max_conversation_chars, "conversation chars", "max_conversation_chars"),
     ]
     for value, limit, what, name in checks:
         if value > limit:
@@ -65,6 +69,12 @@ def to_spec(item: ScoreItem, settings: Settings) -> ScoreSpec:
         seed=item.seed,
         k_meta=item.k_meta if item.k_meta is not None else settings.k_meta,
     )
+
+
+def _conversation_chars(item: ScoreItem) -> int:
+    if item.messages is not None:
+        return sum(len(m.content) for m in item.messages)
+    return len(item.query or "")
 
 
 def to_output(result: ItemResult, return_samples: bool) -> ItemScoreOut:
@@ -127,8 +137,9 @@ async def score(body: ScoreBody, request: Request) -> ScoreResponse | ScoreBatch
     specs = [to_spec(item, settings) for item in items]
     if state.meta_rm is None and state.ready.is_set() and any(item.k_meta is not None for item in items):
         raise invalid_request("k_meta was given but the server has no meta RM (start it with --meta-rm)")
-    results = await score_specs(state, specs, getattr(request.state, "request_id", None))
-    assert state.engine is not None
+    results = await run_scoring(state, request, specs)
+    if results is None or state.engine is None:
+        return Response(status_code=CLIENT_CLOSED)  # type: ignore[return-value]
     outputs = [to_output(r, item.return_samples) for r, item in zip(results, items, strict=True)]
     model, template = state.engine.info.model, state.template.name
     if isinstance(body, ScoreBatchRequest):
@@ -136,19 +147,51 @@ async def score(body: ScoreBody, request: Request) -> ScoreResponse | ScoreBatch
     return ScoreResponse(model=model, template=template, **outputs[0].model_dump())
 
 
-async def score_specs(state: AppState, specs: list[ScoreSpec], request_id: str | None) -> list[ItemResult]:
-    """Run resolved items through the pipeline under the request deadline.
+CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never delivered
+
+
+def deadline_of(request: Request, settings: Settings) -> float:
+    """The request's deadline in seconds: ``X-Request-Timeout`` when given, capped by the server's maximum.
 
     Raises:
-        APIError: 503 while the engine is not up, 504 past the deadline, the mapped status otherwise.
+        APIError: 400 for a header that is not a positive number.
+    """
+    header = request.headers.get(TIMEOUT_HEADER)
+    if header is None:
+        return settings.request_timeout_s
+    try:
+        value = float(header)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise invalid_request(f"{TIMEOUT_HEADER} must be a positive number of seconds, got {header!r}")
+    return min(value, settings.request_timeout_s)
+
+
+async def run_scoring(state: AppState, request: Request, specs: list[ScoreSpec]) -> list[ItemResult] | None:
+    """Run resolved items through the pipeline: admission slot, deadline, cancellation on disconnect.
+
+    Returns:
+        The results, or None when the client disconnected (its engine work has been aborted).
+
+    Raises:
+        APIError: 503 while the engine is not up or draining, 429 when no slot frees up in time,
+            504 past the deadline, the mapped status otherwise.
     """
     if not state.ready.is_set() or state.engine is None:
         raise to_api_error(state.unavailable_error())
-    try:
-        async with asyncio.timeout(state.settings.request_timeout_s):
-            return await state.scorer.score_many(specs, request_id)
-    except* Exception as group:
-        raise to_api_error(_first(group)) from None
+    deadline = deadline_of(request, state.settings)
+    request_id = getattr(request.state, "request_id", None)
+
+    async def work() -> list[ItemResult]:
+        try:
+            async with asyncio.timeout(deadline):
+                return await state.scorer.score_many(specs, request_id)
+        except* Exception as group:
+            raise to_api_error(_first(group)) from None
+
+    async with state.admission.slot():
+        return await cancel_on_disconnect(request, work())
 
 
 def _first(group: BaseExceptionGroup) -> BaseException:

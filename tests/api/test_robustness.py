@@ -1,0 +1,118 @@
+"""Admission control, deadlines, size limits, API keys and cancellation on disconnect (fake engine)."""
+
+import asyncio
+import json
+
+from server.app import build_app
+from server.config import Settings
+from server.engines.fake import FakeEngine
+from tests.api.conftest import ITEM, running_app
+from tests.api.test_errors import assert_error
+
+
+async def test_no_slot_in_time_is_429_with_retry_after_and_the_first_request_still_finishes():
+    engine = FakeEngine(delay=0.5)
+    async with running_app(engine, max_concurrent_requests=1, max_queue_wait_s=0.05) as client:
+        first = asyncio.create_task(client.post("/v1/score", json=ITEM))
+        while not engine.running:  # the first request holds the only slot
+            await asyncio.sleep(0.01)
+        second = await client.post("/v1/score", json=ITEM)
+        assert (await first).status_code == 200
+    assert_error(second, 429, "overloaded")
+    assert int(second.headers["retry-after"]) >= 1
+
+
+async def test_a_queued_request_gets_the_slot_when_it_frees_in_time():
+    async with running_app(FakeEngine(delay=0.1), max_concurrent_requests=1, max_queue_wait_s=5) as client:
+        results = await asyncio.gather(*(client.post("/v1/score", json=ITEM) for _ in range(3)))
+    assert [r.status_code for r in results] == [200, 200, 200]
+
+
+async def test_the_request_deadline_header_is_honoured_and_capped():
+    engine = FakeEngine(delay=5)
+    async with running_app(engine) as client:
+        r = await client.post("/v1/score", json=ITEM, headers={"X-Request-Timeout": "0.1"})
+        assert engine.running == set()
+        bad = await client.post("/v1/score", json=ITEM, headers={"X-Request-Timeout": "soon"})
+    assert_error(r, 504, "timeout")
+    assert_error(bad, 400, "invalid_request")
+    assert "X-Request-Timeout".lower() in bad.json()["error"]["message"].lower()
+
+
+async def test_long_responses_and_conversations_are_400_naming_the_limit():
+    async with running_app(FakeEngine(), max_response_chars=30, max_conversation_chars=20) as client:
+        long_response = await client.post("/v1/score", json={**ITEM, "responses": ["x" * 31]})
+        long_query = await client.post("/v1/score", json={**ITEM, "query": "q" * 21})
+        info = (await client.get("/v1/info")).json()
+    assert_error(long_response, 400, "invalid_request")
+    assert "max_response_chars = 30" in long_response.json()["error"]["message"]
+    assert "max_conversation_chars = 20" in long_query.json()["error"]["message"]
+    assert info["limits"]["max_response_chars"] == 30 and info["limits"]["max_concurrent_requests"] == 64
+
+
+async def test_api_keys_guard_everything_but_health_and_docs(tmp_path):
+    key_file = tmp_path / "keys"
+    key_file.write_text("# trainer keys\nfile-key\n")
+    async with running_app(FakeEngine(), api_keys="env-key, other", api_key_file=key_file) as client:
+        missing = await client.post("/v1/score", json=ITEM)
+        wrong = await client.post("/v1/score", json=ITEM, headers={"Authorization": "Bearer nope"})
+        basic = await client.get("/v1/info", headers={"Authorization": "Basic env-key"})
+        ok_env = await client.post("/v1/score", json=ITEM, headers={"Authorization": "Bearer env-key"})
+        ok_file = await client.get("/v1/info", headers={"Authorization": "Bearer file-key"})
+        health = await client.get("/health/ready")
+        schema = await client.get("/openapi.json")
+    for r in (missing, wrong, basic):
+        assert_error(r, 401, "unauthorized")
+        assert r.headers["www-authenticate"] == "Bearer" and r.headers["x-request-id"]
+    assert ok_env.status_code == 200 and ok_file.status_code == 200
+    assert health.status_code == 200 and schema.status_code == 200
+
+
+def test_an_unreadable_key_file_fails_at_startup(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="cannot read api_key_file"):
+        Settings(api_key_file=tmp_path / "missing").resolved_api_keys()
+
+
+async def test_a_client_that_disconnects_leaves_no_engine_work_running():
+    engine = FakeEngine(delay=30)
+    app = build_app(Settings(engine="fake"), engine=engine)
+    body = json.dumps(ITEM).encode()
+    gone = asyncio.Event()
+    sent: list[dict] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/score",
+        "raw_path": b"/v1/score",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 1234),
+        "server": ("grm.test", 80),
+    }
+    async with app.router.lifespan_context(app):
+        await app.state.grm.ready.wait()
+        call = asyncio.create_task(app(scope, receive, send))
+        while len(engine.running) < 2:  # both response orders are generating
+            await asyncio.sleep(0.01)
+        gone.set()  # the client hangs up
+        await asyncio.wait_for(call, timeout=5)
+        assert engine.running == set()
+        assert len(engine.aborted) == 2
+        assert app.state.grm.admission.in_use == 0  # the slot came back
