@@ -8,10 +8,13 @@ over the environment. Any other ``--flag value`` is handed to vLLM's ``AsyncEngi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -53,6 +56,7 @@ _FLAGS: list[tuple[str, str, Any, str]] = [
     ("--max-concurrent-requests", "max_concurrent_requests", int, "requests scoring at once; others queue"),
     ("--max-queue-wait-s", "max_queue_wait_s", float, "longest wait for a slot before 429 overloaded"),
     ("--api-key-file", "api_key_file", str, "file of API keys, one per line (keys can also come from GRM_API_KEYS)"),
+    ("--drain-timeout-s", "drain_timeout_s", int, "on SIGTERM, how long accepted requests may take to finish"),
     ("--max-response-chars", "max_response_chars", int, "limit on characters per response"),
     ("--max-conversation-chars", "max_conversation_chars", int, "limit on characters of the conversation"),
 ]
@@ -142,9 +146,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    import uvicorn
-
     from server.app import build_app
+
+    log.info("grm-serve %s on http://%s:%s (model=%s)", __version__, settings.host, settings.port, settings.model)
+    return serve(settings, lambda on_fatal: build_app(settings, on_fatal=on_fatal))
+
+
+def serve(settings: Settings, make_app: Callable[[Callable[[int], None]], Any]) -> int:
+    """Run an app under uvicorn until SIGINT/SIGTERM or a fatal engine failure; returns the exit code.
+
+    On SIGTERM the app drains: readiness turns 503 and new scoring calls get 503 ``not_ready`` while
+    uvicorn stops accepting connections and lets accepted requests finish for up to
+    ``drain_timeout_s``; then the engine shuts down and the process exits 0. A dead engine exits 1.
+    """
+    import uvicorn
 
     exit_code = 0
     server: uvicorn.Server | None = None
@@ -155,12 +170,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = build_app(settings, on_fatal=on_fatal)
+    app = make_app(on_fatal)
+
+    class DrainingServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises a captured SIGTERM after shutting down, so a clean drain would end
+            # with "killed by signal"; an orchestrator should see exit status 0 instead.
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not self.should_exit:
+                log.info("signal %s: draining (up to %ss for accepted requests)", sig, settings.drain_timeout_s)
+                app.state.grm.begin_drain()
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s),
     )
-    server = uvicorn.Server(config)
-    log.info("grm-serve %s on http://%s:%s (model=%s)", __version__, settings.host, settings.port, settings.model)
+    server = DrainingServer(config)
     server.run()
     return exit_code
 

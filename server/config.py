@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     max_items_per_batch: int = Field(256, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(600.0, gt=0)
+    drain_timeout_s: int = Field(120, ge=0)
     max_concurrent_requests: int = Field(64, ge=1)
     max_queue_wait_s: float = Field(30.0, ge=0)
     max_response_chars: int = Field(100_000, ge=1)

@@ -37,6 +37,7 @@ class AppState:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     admission: Admission = field(init=False)
     failure: str | None = None
+    draining: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -98,7 +99,14 @@ class AppState:
 
     def unavailable_error(self) -> Exception:
         """The engine error that explains why requests cannot be served now."""
-        return EngineDeadError(self.failure) if self.failure else EngineNotReadyError("starting")
+        if self.failure:
+            return EngineDeadError(self.failure)
+        return EngineNotReadyError("draining" if self.draining else "starting")
+
+    def begin_drain(self) -> None:
+        """Stop taking new work (readiness 503); work already accepted carries on."""
+        self.draining = True
+        self.ready.clear()
 
     def begin(self) -> None:
         """Start the engine in the background; readiness turns on when it is up."""

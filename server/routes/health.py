@@ -45,6 +45,8 @@ async def ready(request: Request) -> dict[str, str]:
     state = _state(request)
     if state.failure is not None:
         raise APIError(503, "engine_dead", state.failure)
+    if state.draining:
+        raise APIError(503, "not_ready", "the server is draining for shutdown", retry_after=RETRY_AFTER_S)
     if not state.ready.is_set():
         raise APIError(503, "not_ready", "the engine is starting", retry_after=RETRY_AFTER_S)
     return {"status": "ready"}

@@ -116,3 +116,16 @@ async def test_a_client_that_disconnects_leaves_no_engine_work_running():
         assert engine.running == set()
         assert len(engine.aborted) == 2
         assert app.state.grm.admission.in_use == 0  # the slot came back
+
+
+async def test_draining_turns_readiness_and_new_scoring_calls_to_503():
+    async with running_app(FakeEngine()) as client:
+        client_app = client._transport.app  # type: ignore[attr-defined]
+        client_app.state.grm.begin_drain()
+        ready = await client.get("/health/ready")
+        r = await client.post("/v1/score", json=ITEM)
+        live = await client.get("/health/live")
+    assert_error(ready, 503, "not_ready")
+    assert "draining" in ready.json()["error"]["message"]
+    assert_error(r, 503, "not_ready")
+    assert live.status_code == 200
