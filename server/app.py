@@ -12,6 +12,7 @@ from server import __version__
 from server.config import Settings
 from server.engines import Engine
 from server.errors import install_error_handlers
+from server.logs import AccessLogMiddleware
 from server.middleware import APIKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from server.routes import compat, health, score
 from server.state import AppState
@@ -60,5 +61,6 @@ def build_app(
     keys = settings.resolved_api_keys()
     if keys:
         app.add_middleware(APIKeyMiddleware, keys=keys)
+    app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -29,6 +29,7 @@ _FLAGS: list[tuple[str, str, Any, str]] = [
     ("--host", "host", str, "interface to listen on (default 127.0.0.1)"),
     ("--port", "port", int, "port to listen on (default 8000)"),
     ("--log-level", "log_level", str, "debug, info, warning or error"),
+    ("--log-format", "log_format", str, "json (one object per line, default) or text"),
     ("--engine", "engine", str, "vllm (default) or fake (scripted, for demos and tests; no model)"),
     ("--model", "model", str, "'embedded' (bundled SmolLM2-135M-Instruct), a local HF folder or a cached hub name"),
     ("--cache-dir", "cache_dir", str, "where the embedded model is converted once (default ~/.cache/grm-serve)"),
@@ -142,11 +143,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGINT/SIGTERM; returns the process exit code."""
     settings = parse_settings(argv)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     from server.app import build_app
+    from server.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
 
     log.info("grm-serve %s on http://%s:%s (model=%s)", __version__, settings.host, settings.port, settings.model)
     return serve(settings, lambda on_fatal: build_app(settings, on_fatal=on_fatal))
@@ -198,6 +198,8 @@ def serve(settings: Settings, make_app: Callable[[Callable[[int], None]], Any]) 
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # keep configure_logging's handlers
+        access_log=False,  # AccessLogMiddleware writes access records, with the request id
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
     )
     server = DrainingServer(config)

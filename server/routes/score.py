@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -27,6 +28,7 @@ from server.protocol import (
 from server.scoring import ScoreSpec
 from server.state import AppState
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["score"])
 TIMEOUT_HEADER = "x-request-timeout"
 
@@ -188,7 +190,11 @@ async def run_scoring(state: AppState, request: Request, specs: list[ScoreSpec])
             async with asyncio.timeout(deadline):
                 return await state.scorer.score_many(specs, request_id)
         except* Exception as group:
-            raise to_api_error(_first(group)) from None
+            cause = _first(group)
+            error = to_api_error(cause)
+            if error.status == 500:
+                log.error("scoring failed unexpectedly", exc_info=cause)
+            raise error from None
 
     async with state.admission.slot():
         return await cancel_on_disconnect(request, work())

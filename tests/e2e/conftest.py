@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -29,8 +30,16 @@ class RunningServer:
     log: Path  # the server's stdout/stderr, uvicorn's access log included
 
     def access_count(self, route: str) -> int:
-        """How many requests to ``route`` the server has logged so far."""
-        return self.log.read_text().count(f'"POST {route} HTTP/1.1" 200')
+        """How many successful POSTs to ``route`` the server's JSON access log holds so far."""
+        count = 0
+        for line in self.log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # vLLM's own engine-process lines are plain text
+            if record.get("logger") == "grm_serve.access" and record.get("path") == route:
+                count += record.get("status") == 200 and record.get("method") == "POST"
+        return count
 
 
 @pytest.fixture(scope="session")
