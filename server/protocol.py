@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 
 class ChatMessage(BaseModel):
@@ -20,13 +21,20 @@ class ScoreItem(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # no lax coercions: "return_samples": 0 or "k": "4" are schema errors
         json_schema_extra={
-            "examples": [{"query": "Are cows blue? Answer yes or no.", "responses": ["no", "Yes."], "k": 4, "seed": 0}]
+            "examples": [{"query": "Are cows blue? Answer yes or no.", "responses": ["no", "Yes."], "k": 4, "seed": 0}],
+            # Exactly one of the two (the validator below enforces it; the schema says it to generators).
+            "oneOf": [
+                {"required": ["query"], "not": {"required": ["messages"]}},
+                {"required": ["messages"], "not": {"required": ["query"]}},
+            ],
         },
     )
 
-    messages: list[ChatMessage] | None = Field(None, min_length=1)
-    query: str | None = None
+    # SkipJsonSchema: null is never a valid value to send, so the schema does not offer it.
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] | SkipJsonSchema[None] = None
+    query: str | SkipJsonSchema[None] = None
     responses: list[str] = Field(min_length=1, description="Candidate responses, judged in this order.")
     k: int | None = Field(None, ge=1, description="Samples per response group (server default if unset).")
     temperature: float | None = Field(None, ge=0)
@@ -36,6 +44,15 @@ class ScoreItem(BaseModel):
     )
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Makes orders and sampling repeatable.")
     return_samples: bool = Field(False, description="Include every sample's principles, critique and scores.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_explicit_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("messages", "query"):
+                if key in data and data[key] is None:
+                    raise ValueError(f"'{key}' must not be null; leave it out instead")
+        return data
 
     @model_validator(mode="after")
     def _one_conversation(self) -> ScoreItem:

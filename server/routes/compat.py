@@ -32,7 +32,7 @@ class GetRewardRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     query: list[str] = Field(min_length=1, description="Prompt + response texts, one per rollout.")
-    prompts: list[str] | None = Field(None, description="The prompt part of each query.")
+    prompts: list[str] = Field(description="The prompt part of each query (OpenRLHF always sends it).")
     labels: list[Any] | None = Field(None, description="Ignored: a generative RM needs no reference.")
     reward: Literal["unit", "mean", "raw"] | None = Field(None, description="Override the server's scale.")
 
@@ -49,8 +49,6 @@ def split_rows(body: GetRewardRequest) -> tuple[list[str], list[str]]:
     Raises:
         APIError: 400 when ``prompts`` is missing, of another length, or not a prefix of its query.
     """
-    if body.prompts is None:
-        raise invalid_request("'prompts' is required: grm-serve judges the response against its prompt")
     if len(body.prompts) != len(body.query):
         raise invalid_request(f"{len(body.query)} queries but {len(body.prompts)} prompts")
     responses = []

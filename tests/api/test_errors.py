@@ -125,3 +125,19 @@ async def test_unexpected_failure_is_500_without_internals():
 async def test_unknown_route_is_404_in_the_same_shape():
     async with running_app(FakeEngine()) as client:
         assert_error(await client.get("/v1/nope"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "body", [{"query": "q", "responses": ["a"], "messages": None}, {"items": [{"messages": None, "responses": ["a"]}]}]
+)
+async def test_null_messages_are_a_422_not_a_crash(body):
+    # Found by schemathesis: a length constraint ran on None and raised a TypeError (500).
+    async with running_app(FakeEngine()) as client:
+        assert_error(await client.post("/v1/score", json=body), 422, "invalid_request")
+
+
+async def test_405_names_the_allowed_methods():
+    async with running_app(FakeEngine()) as client:
+        r = await client.get("/v1/score")
+    assert_error(r, 405, "method_not_allowed")
+    assert r.headers["allow"] == "POST"

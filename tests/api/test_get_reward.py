@@ -44,7 +44,7 @@ async def test_rows_that_cannot_be_split_are_400():
         no_prompts = await client.post("/get_reward", json={"query": ["abc"]})
         mismatch = await client.post("/get_reward", json={"query": ["abc"], "prompts": ["xyz"]})
         lengths = await client.post("/get_reward", json={"query": ["abc", "d"], "prompts": ["a"]})
-    assert no_prompts.status_code == 400 and "'prompts' is required" in no_prompts.json()["error"]["message"]
+    assert no_prompts.status_code == 422 and "prompts" in no_prompts.json()["error"]["message"]
     assert mismatch.status_code == 400 and "does not start with its prompt" in mismatch.json()["error"]["message"]
     assert lengths.status_code == 400 and "2 queries but 1 prompts" in lengths.json()["error"]["message"]
 
