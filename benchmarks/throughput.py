@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -88,27 +85,14 @@ async def direct(items: list[dict], args: argparse.Namespace, settings: Settings
 
 def through_server(items: list[dict], args: argparse.Namespace) -> tuple[int, float, float]:
     """Start grm-serve, POST the same items; returns (generated tokens, seconds, parse rate)."""
+    import tempfile
+
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--port", str(port), "--log-level", "warning"],
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise SystemExit("grm-serve exited during start")
-            time.sleep(1)
+    from server.launcher import launch
+
+    log = Path(tempfile.mkdtemp()) / "server.log"
+    with launch(["--log-level", "warning"], log=log) as srv:
         body = {
             "items": [
                 {**it, "k": args.k, "temperature": args.temperature, "max_tokens": args.max_tokens, "seed": i}
@@ -116,16 +100,13 @@ def through_server(items: list[dict], args: argparse.Namespace) -> tuple[int, fl
             ]
         }
         start = time.perf_counter()
-        r = httpx.post(f"{url}/v1/score", json=body, timeout=3600)
+        r = httpx.post(f"{srv.url}/v1/score", json=body, timeout=3600)
         elapsed = time.perf_counter() - start
         r.raise_for_status()
-        out = r.json()["items"]
-        tokens = sum(i["usage"]["generation_tokens"] for i in out)
-        parse_rate = sum(i["valid_samples"] for i in out) / sum(i["total_samples"] for i in out)
-        return tokens, elapsed, parse_rate
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    out = r.json()["items"]
+    tokens = sum(i["usage"]["generation_tokens"] for i in out)
+    parse_rate = sum(i["valid_samples"] for i in out) / sum(i["total_samples"] for i in out)
+    return tokens, elapsed, parse_rate
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """A grm-serve process on a FakeEngine whose every generation takes DELAY seconds (shutdown tests).
 
-python tests/api/_slow_fake_server.py PORT DELAY
+python tests/api/_slow_fake_server.py DELAY PORT
 """
 
 import logging
@@ -15,7 +15,7 @@ from server.config import Settings
 from server.engines.fake import FakeEngine
 
 if __name__ == "__main__":
-    port, delay = int(sys.argv[1]), float(sys.argv[2])
+    delay, port = float(sys.argv[1]), int(sys.argv[2])
     logging.basicConfig(level="INFO")
     settings = Settings(engine="fake", port=port, drain_timeout_s=30)
     sys.exit(serve(settings, lambda on_fatal: build_app(settings, engine=FakeEngine(delay=delay), on_fatal=on_fatal)))

@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
+from server.launcher import LaunchError, launch
+
 START_TIMEOUT_S = 900  # first start converts the GGUF (~30 s) and loads vLLM (~30 s); CI machines vary
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
 class RunningServer:
     url: str
-    log: Path  # the server's stdout/stderr, uvicorn's access log included
+    log: Path  # the server's stdout/stderr, its JSON access log included
 
     def access_count(self, route: str) -> int:
         """How many successful POSTs to ``route`` the server's JSON access log holds so far."""
@@ -49,31 +39,9 @@ def server_url(grm_server: RunningServer) -> str:
 
 @pytest.fixture(scope="session")
 def grm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    port = _free_port()
     log_path: Path = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env
-        )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"grm-serve exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"grm-serve not ready after {START_TIMEOUT_S}s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(2)
-        yield RunningServer(url, log_path)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        with launch(log=log_path, start_timeout_s=START_TIMEOUT_S) as srv:
+            yield RunningServer(srv.url, log_path)
+    except LaunchError as exc:
+        pytest.fail(str(exc))

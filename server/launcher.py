@@ -1,0 +1,111 @@
+"""Start a grm-serve process on a free port and wait until it is ready (tests and benchmarks).
+
+with launch(["--engine", "fake"]) as srv:
+    httpx.post(f"{srv.url}/v1/score", ...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+class LaunchError(RuntimeError):
+    """The server exited or did not become ready; the message ends with its log tail."""
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server and all its descendants (vLLM's engine core included)."""
+        return sum(_rss(pid) for pid in [self.process.pid, *_descendants(self.process.pid)])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            out.append(child)
+            out.extend(_descendants(child))
+    return out
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@contextlib.contextmanager
+def launch(
+    args: Sequence[str] = (),
+    *,
+    log: Path,
+    command: Sequence[str] | None = None,
+    start_timeout_s: float = 900,
+    env: dict[str, str] | None = None,
+) -> Iterator[ServerProcess]:
+    """Run ``python -m server --port P *args`` (or ``command`` with the port appended) until the block ends.
+
+    Raises:
+        LaunchError: if the process exits or is not ready within ``start_timeout_s``.
+    """
+    port = free_port()
+    argv = [*command, str(port)] if command else [sys.executable, "-m", "server", "--port", str(port), *args]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise LaunchError(f"grm-serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise LaunchError(f"grm-serve not ready after {start_timeout_s}s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield ServerProcess(url, proc, log)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
