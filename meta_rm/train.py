@@ -164,10 +164,15 @@ def evaluate(
     for source in sorted({r["source"] for r in records}):
         subset = [r for r in records if r["source"] == source]
         by_source[source] = {"items": len(subset), **voting_accuracies(model, subset, k_meta)}
+    # Ties are always labelled wrong and are trivial to spot; the AUC among samples that separate the
+    # responses says whether the meta RM can tell a right verdict from a wrong one.
+    decisive = [i for i, s in enumerate(heldout) if len(set(s.trajectory.scores)) > 1]
     return {
         "samples": len(heldout),
         "positive_rate": float(np.mean(labels)) if labels else None,
+        "tie_rate": 1 - len(decisive) / len(heldout) if heldout else None,
         "auc": auc(logits, labels),
+        "auc_without_ties": auc([logits[i] for i in decisive], [labels[i] for i in decisive]),
         "accuracy": accuracy,
         "k": k,
         "k_meta": k_meta,
@@ -251,7 +256,10 @@ def _print_report(meta: dict[str, Any], path: Any) -> None:
         f"positive rate {meta['train']['positive_rate']:.3f}, l2 {meta['l2']}"
     )
     print(f"held out: {h['items']} items, {h['samples']} samples, positive rate {fmt(h['positive_rate'])}")
-    print(f"  meta-RM AUC {fmt(h['auc'])}, accuracy {fmt(h['accuracy'])}")
+    print(
+        f"  meta-RM AUC {fmt(h['auc'])} (without tied samples {fmt(h['auc_without_ties'])}), "
+        f"accuracy {fmt(h['accuracy'])}, tied samples {fmt(h['tie_rate'])}"
+    )
     print(
         f"  pair accuracy  Voting@{h['k']} {fmt(pa['voting'])}  MetaRM@{h['k']} (k_meta={h['k_meta']}) "
         f"{fmt(pa['meta_rm_voting'])}  random {h['k_meta']} of {h['k']} {fmt(pa['random_subset_voting'])}"

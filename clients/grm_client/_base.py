@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 
-from grm_client._errors import APIStatusError, GRMError, error_class
+from grm_client._errors import APIStatusError, GRMError, RequestTimeoutError, TransportError, error_class
 
 DEFAULT_TIMEOUT_S = 600.0  # k samples of a long critique on a busy server take minutes
 
@@ -119,6 +120,27 @@ class BaseClient:
         if isinstance(error, APIStatusError) and error.retry_after is not None:
             return min(error.retry_after, self.backoff_max)
         return self._rng.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+
+    @contextlib.contextmanager
+    def _transport_errors(self, path: str) -> Iterator[None]:
+        """Turn httpx's transport failures into this client's errors."""
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise RequestTimeoutError(f"no answer from {self.base_url}{path} within {self.timeout}s") from exc
+        except httpx.TransportError as exc:
+            raise TransportError(f"cannot reach {self.base_url}{path}: {exc}") from exc
+
+    @staticmethod
+    def _body_of(response: httpx.Response) -> Any:
+        """The JSON of a 2xx response.
+
+        Raises:
+            APIStatusError: the typed error of any other status.
+        """
+        if response.is_success:
+            return response.json()
+        raise error_from_response(response)
 
     def _should_retry(self, attempt: int, error: GRMError) -> bool:
         return error.retryable and attempt < self.max_retries

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from grm_client._base import BaseClient, Query, build_item, error_from_response
-from grm_client._errors import GRMError, RequestTimeoutError, TransportError
+from grm_client._base import BaseClient, Query, build_item
+from grm_client._errors import GRMError
 from grm_client._models import Ranking, ScoreResult, parse_item, rank_of
 
 
@@ -44,15 +44,9 @@ class GRMClient(BaseClient):
         attempt = 0
         while True:
             try:
-                try:
+                with self._transport_errors(path):
                     response = self._http.request(method, path, json=json)
-                except httpx.TimeoutException as exc:
-                    raise RequestTimeoutError(f"no answer from {self.base_url}{path} within {self.timeout}s") from exc
-                except httpx.TransportError as exc:
-                    raise TransportError(f"cannot reach {self.base_url}{path}: {exc}") from exc
-                if response.is_success:
-                    return response.json()
-                raise error_from_response(response)
+                return self._body_of(response)
             except GRMError as error:
                 if not self._should_retry(attempt, error):
                     raise

@@ -10,37 +10,22 @@ from __future__ import annotations
 
 import pytest
 
+from tests.tiny_models import tiny_llama, word_tokenizer
+
 pytestmark = pytest.mark.e2e
 
 WORDS = ["[PAD]", "[UNK]", "[EOS]", "the", "sky", "is", "blue", "green", "why", "?", "yes", "no", "cats", "purr", "."]
 
 
 def tiny_policy(folder):
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM
 
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]", padding_side="left"
+    tokenizer = word_tokenizer(WORDS, eos_token="[EOS]", padding_side="left")
+    return str(
+        tiny_llama(
+            folder, LlamaForCausalLM, tokenizer, hidden_size=32, intermediate_size=64, eos_token_id=2, bos_token_id=2
+        )
     )
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(WORDS),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        pad_token_id=0,
-        eos_token_id=2,
-        bos_token_id=2,
-    )
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def test_grpo_trainer_runs_two_steps_on_rewards_from_the_server(grm_server, tmp_path):

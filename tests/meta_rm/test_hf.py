@@ -12,33 +12,17 @@ from meta_rm.hf import HFMetaRM  # noqa: E402
 from meta_rm.loading import load_meta_rm  # noqa: E402
 from meta_rm.rendering import render_chat  # noqa: E402
 from server.domain import Message  # noqa: E402
+from tests.tiny_models import tiny_llama, word_tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_classifier(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import LlamaForSequenceClassification
 
-    folder = tmp_path_factory.mktemp("tiny-meta-rm")
     words = ["[PAD]", "[UNK]", "user", "assistant", ":", "please", "score", "the", "responses", ".", "#", "response"]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+    tokenizer = word_tokenizer(words)
     tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }}\n{% endfor %}"
-    tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(words),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        num_labels=1,
-        pad_token_id=0,
-    )
-    LlamaForSequenceClassification(config).save_pretrained(folder)
-    return folder
+    return tiny_llama(tmp_path_factory.mktemp("tiny-meta-rm"), LlamaForSequenceClassification, tokenizer, num_labels=1)
 
 
 def trajectory(output: str) -> Trajectory:
