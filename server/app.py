@@ -13,7 +13,7 @@ from server.config import Settings
 from server.engines import Engine
 from server.errors import install_error_handlers
 from server.logs import AccessLogMiddleware
-from server.middleware import APIKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
+from server.middleware import OPEN_PATHS, APIKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from server.routes import compat, health, score
 from server.state import AppState
 
@@ -60,7 +60,8 @@ def build_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     keys = settings.resolved_api_keys()
     if keys:
-        app.add_middleware(APIKeyMiddleware, keys=keys)
+        open_paths = OPEN_PATHS | {"/metrics"} if settings.metrics_public else OPEN_PATHS
+        app.add_middleware(APIKeyMiddleware, keys=keys, open_paths=open_paths)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     # Auth: keys from GRM_API_KEYS (comma-separated) and/or a file with one key per line
     api_keys: str | None = Field(None, repr=False)
     api_key_file: Path | None = None
+    metrics_public: bool = True  # /metrics (issue #6) stays open to scrapers unless set false
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -78,15 +78,16 @@ OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/docs", "/openapi.json
 
 
 class APIKeyMiddleware:
-    """Require ``Authorization: Bearer <key>`` for every route but health and the API docs.
+    """Require ``Authorization: Bearer <key>`` for every route but ``open_paths`` (health, API docs).
 
     Keys are compared in constant time, and against every configured key, so neither timing nor
     the position of a key in the list tells a caller anything.
     """
 
-    def __init__(self, app: ASGIApp, keys: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, keys: frozenset[str], open_paths: frozenset[str] = OPEN_PATHS) -> None:
         self.app = app
         self.keys = [k.encode() for k in keys]
+        self.open_paths = open_paths
 
     def _allowed(self, header: bytes) -> bool:
         scheme, _, presented = header.partition(b" ")
@@ -98,7 +99,7 @@ class APIKeyMiddleware:
         return ok
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
         if not self._allowed(dict(scope["headers"]).get(b"authorization", b"")):
