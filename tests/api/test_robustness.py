@@ -129,3 +129,12 @@ async def test_draining_turns_readiness_and_new_scoring_calls_to_503():
     assert "draining" in ready.json()["error"]["message"]
     assert_error(r, 503, "not_ready")
     assert live.status_code == 200
+
+
+async def test_metrics_path_is_open_to_scrapers_unless_configured_otherwise():
+    async with running_app(FakeEngine(), api_keys="k") as client:
+        open_ = await client.get("/metrics")
+    async with running_app(FakeEngine(), api_keys="k", metrics_public=False) as client:
+        guarded = await client.get("/metrics")
+    assert open_.status_code != 401  # passes auth (the route itself arrives with issue #6)
+    assert_error(guarded, 401, "unauthorized")
