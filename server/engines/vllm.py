@@ -176,3 +176,5 @@ class VLLMEngine:
         if self._llm is not None and not self._closed:
             self._closed = True
             await asyncio.to_thread(self._llm.shutdown)
+            # Drop the reference: AsyncLLM.__del__ at interpreter teardown would shut down again and fail.
+            self._llm = None
