@@ -9,7 +9,7 @@ from tests.conftest import smoke_pairs
 
 pytestmark = pytest.mark.e2e
 
-# Generation budget for the e2e run: the bundled model on two CPU cores makes ~10 tokens/s at this
+# Generation budget for the e2e run: the bundled model on two CPU cores makes ~33 tokens/s at this
 # load (README, measured figures), so the 1024-token default would take many minutes per batch.
 # Guidance bounds lines to this budget.
 MAX_TOKENS = 256
