@@ -1,0 +1,1 @@
+"""grm-eval: accuracy and inference-time-scaling curves of a GRM on preference data."""

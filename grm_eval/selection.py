@@ -1,0 +1,39 @@
+"""Which items an evaluation covers: per file, a seeded draw of ``limit`` items, minus skipped ids."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from meta_rm.data import PreferenceItem, read_preferences
+
+
+def read_ids(path: Path) -> set[str]:
+    """The ``id`` fields of a JSONL file (a preference file, a sample cache, a report's item list)."""
+    ids = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "id" in record:
+            ids.add(str(record["id"]))
+    return ids
+
+
+def select(paths: Sequence[Path], limit: int | None, seed: int, skip: set[str]) -> list[tuple[Path, PreferenceItem]]:
+    """Items of every file (in file order); with ``limit``, a seeded draw of that many per file.
+
+    Raises:
+        meta_rm.data.DataError: for a malformed file.
+    """
+    chosen: list[tuple[Path, PreferenceItem]] = []
+    for path in paths:
+        items = [i for i in read_preferences(path) if i.id not in skip]
+        if limit is not None:
+            random.Random(f"{seed}:{path.name}").shuffle(items)
+            items = items[:limit]
+        chosen.extend((path, i) for i in items)
+    return chosen
