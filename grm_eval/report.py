@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -214,7 +215,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ks = report["config"]["k"]
     o = report["overall"]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    ax.plot(ks, [100 * o["voting"][str(k)] for k in ks], marker="o", label="Voting@k")
+    voting = [100 * o["voting"][str(k)] for k in ks]
+    ax.plot(ks, voting, marker="o", label="Voting@k")
+    # One standard error of a mean of n item scores in [0, 1]: differences inside the band are noise.
+    se = [100 * math.sqrt(max(v / 100 * (1 - v / 100), 0.0) / max(o["items"], 1)) for v in voting]
+    ax.fill_between(ks, [v - e for v, e in zip(voting, se)], [v + e for v, e in zip(voting, se)],
+                    alpha=0.15, label="Voting@k ± 1 s.e.")
     if o["meta_rm"] is not None:
         ax.plot(ks, [100 * o["meta_rm"][str(k)] for k in ks], marker="s", label="MetaRM@k (k/2 kept)")
     if o.get("greedy") is not None:
