@@ -219,8 +219,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.plot(ks, voting, marker="o", label="Voting@k")
     # One standard error of a mean of n item scores in [0, 1]: differences inside the band are noise.
     se = [100 * math.sqrt(max(v / 100 * (1 - v / 100), 0.0) / max(o["items"], 1)) for v in voting]
-    ax.fill_between(ks, [v - e for v, e in zip(voting, se)], [v + e for v, e in zip(voting, se)],
-                    alpha=0.15, label="Voting@k ± 1 s.e.")
+    low = [v - e for v, e in zip(voting, se, strict=True)]
+    high = [v + e for v, e in zip(voting, se, strict=True)]
+    ax.fill_between(ks, low, high, alpha=0.15, label="Voting@k ± 1 s.e.")
     if o["meta_rm"] is not None:
         ax.plot(ks, [100 * o["meta_rm"][str(k)] for k in ks], marker="s", label="MetaRM@k (k/2 kept)")
     if o.get("greedy") is not None:
