@@ -7,9 +7,16 @@ BIN     = $(VENV)/bin
 TORCH_SOURCE ?=
 ARGS ?=
 
-.PHONY: install serve test test-fast lint bench clean
+.PHONY: install ops-tools serve test test-fast lint bench clean
 
 install: $(VENV)/.installed
+
+# Tools the deploy/ and metrics tests run for real: promtool and prometheus (Debian's package). The
+# Kubernetes tests also need kubectl >= 1.27 (kustomize v5) on the PATH; Debian's is too old.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ops-tools:
+	@command -v promtool >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
+	@command -v kubectl >/dev/null || echo "warning: kubectl not found; the deploy/kubernetes tests will fail" >&2
 
 $(VENV)/.installed: pyproject.toml clients/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +32,7 @@ $(VENV)/.installed: pyproject.toml clients/pyproject.toml
 serve: install  ## serve on the embedded default model at http://127.0.0.1:8000
 	$(BIN)/grm-serve $(ARGS)
 
-test: install  ## every test, the end-to-end ones on the real engine included
+test: install ops-tools  ## every test, the end-to-end ones on the real engine included
 	$(BIN)/python -m pytest $(ARGS)
 
 test-fast: install  ## unit and API tests only (seconds)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from meta_rm.base import MetaRM
 from server import __version__
@@ -13,8 +14,9 @@ from server.config import Settings
 from server.engines import Engine
 from server.errors import install_error_handlers
 from server.logs import AccessLogMiddleware
+from server.metrics import EngineCollector, Metrics, RequestMetricsMiddleware
 from server.middleware import OPEN_PATHS, APIKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
-from server.routes import compat, health, score
+from server.routes import compat, health, metrics, score
 from server.state import AppState
 
 
@@ -24,6 +26,7 @@ def build_app(
     engine: Engine | None = None,
     meta_rm: MetaRM | None = None,
     on_fatal: Callable[[int], None] | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> FastAPI:
     """Build the grm-serve ASGI app.
 
@@ -32,11 +35,15 @@ def build_app(
         engine: an engine to use instead of the one the settings name (tests pass a FakeEngine).
         meta_rm: a meta RM to use instead of the one the settings name (not started; the app starts it).
         on_fatal: called with an exit code when the engine fails to start or dies.
+        registry: the Prometheus registry ``/metrics`` serves (default: a new one for this app).
 
     The engine starts in the background when the lifespan begins; ``/health/ready`` answers 503 until
     it is up. Each app owns its state; nothing is module-global.
     """
-    state = AppState(settings=settings, engine=engine, meta_rm=meta_rm, on_fatal=on_fatal)
+    app_metrics = Metrics(registry)
+    state = AppState(settings=settings, engine=engine, meta_rm=meta_rm, on_fatal=on_fatal, metrics=app_metrics)
+    app_metrics.registry.register(EngineCollector(lambda: state.engine if state.ready.is_set() else None))
+    app_metrics.queued.set_function(lambda: state.admission.waiting)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,11 +64,13 @@ def build_app(
     app.include_router(score.router)
     app.include_router(compat.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     keys = settings.resolved_api_keys()
     if keys:
         open_paths = OPEN_PATHS | {"/metrics"} if settings.metrics_public else OPEN_PATHS
         app.add_middleware(APIKeyMiddleware, keys=keys, open_paths=open_paths)
+    app.add_middleware(RequestMetricsMiddleware, metrics=app_metrics)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

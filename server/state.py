@@ -12,6 +12,7 @@ from meta_rm.base import MetaRM
 from server.admission import Admission
 from server.config import Settings
 from server.engines import Engine, EngineDeadError, EngineNotReadyError, create_engine
+from server.metrics import Metrics
 from server.prompts import Template, get_template
 from server.scoring import Scorer
 
@@ -33,6 +34,7 @@ class AppState:
     engine: Engine | None = None
     meta_rm: MetaRM | None = None
     on_fatal: Callable[[int], None] | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     template: Template = field(init=False)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     admission: Admission = field(init=False)
@@ -43,6 +45,7 @@ class AppState:
     def __post_init__(self) -> None:
         self.template = get_template(self.settings.template)
         self.admission = Admission(self.settings.max_concurrent_requests, self.settings.max_queue_wait_s)
+        self.metrics.set_build_info(model=self.settings.model, template=self.template.name, engine=self.settings.engine)
 
     @property
     def scorer(self) -> Scorer:
@@ -75,6 +78,8 @@ class AppState:
             log.error("%s", self.failure, exc_info=exc)
             self._fatal(1)
             return
+        info = self.engine.info
+        self.metrics.set_build_info(model=info.model, template=self.template.name, engine=f"{info.name} {info.version}")
         self.ready.set()
         self._tasks.append(asyncio.create_task(self._watchdog()))
 

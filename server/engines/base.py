@@ -6,8 +6,11 @@ the fake engine for tests (``engines/fake.py``) implement it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from prometheus_client.core import Metric
 
 
 class EngineError(RuntimeError):
@@ -102,6 +105,9 @@ class Engine(Protocol):
             EngineNotReadyError: not started yet.
             EngineDeadError: the engine failed.
         """
+
+    def metric_families(self) -> Iterable[Metric]:
+        """The engine's own Prometheus metric families now (served on ``/metrics``); empty when none."""
 
     async def shutdown(self) -> None:
         """Free the engine; safe to call twice."""

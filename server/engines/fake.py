@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from server.engines.base import (
     Completion,
@@ -108,6 +110,16 @@ class FakeEngine:
             raise EngineDeadError("fake engine marked dead")
         if not self.started:
             raise EngineNotReadyError("fake engine not started")
+
+    def metric_families(self) -> Iterable[Metric]:
+        """Two families in vLLM's style, so tests see engine metrics next to grm-serve's own."""
+        if not self.started:
+            return []
+        running = GaugeMetricFamily("fake_engine:num_requests_running", "Requests generating now.")
+        running.add_metric([], len(self.running))
+        total = CounterMetricFamily("fake_engine:requests", "Generate calls received.")
+        total.add_metric([], len(self.requests))
+        return [running, total]
 
     async def shutdown(self) -> None:
         self.started = False

@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Iterable
 from typing import Any
+
+from prometheus_client.core import Metric
 
 from server.engines.base import (
     Completion,
@@ -106,7 +109,12 @@ class VLLMEngine:
     def _engine_args(self, on_cpu: bool) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
 
-        kwargs: dict[str, Any] = {"model": self.model, "disable_log_stats": True}
+        # Stats on: vLLM's Prometheus logger fills the ``vllm:*`` families that /metrics serves.
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "served_model_name": [self.display_name],  # the ``model_name`` label, not a cache path
+            "disable_log_stats": False,
+        }
         if on_cpu:
             kwargs.update(enforce_eager=True, enable_chunked_prefill=False)
             if not cpu_has_native_bf16():
@@ -171,6 +179,14 @@ class VLLMEngine:
             raise EngineNotReadyError("the vLLM engine is not running")
         if self._llm.errored:
             raise EngineDeadError("the vLLM engine died")
+
+    def metric_families(self) -> Iterable[Metric]:
+        """vLLM's own ``vllm:*`` families, which its Prometheus stat logger keeps in this process."""
+        if self._llm is None:
+            return []
+        from prometheus_client import REGISTRY
+
+        return [m for m in REGISTRY.collect() if m.name.startswith("vllm:")]
 
     async def shutdown(self) -> None:
         if self._llm is not None and not self._closed:

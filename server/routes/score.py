@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -196,8 +197,13 @@ async def run_scoring(state: AppState, request: Request, specs: list[ScoreSpec])
                 log.error("scoring failed unexpectedly", exc_info=cause)
             raise error from None
 
+    queued = time.perf_counter()
     async with state.admission.slot():
-        return await cancel_on_disconnect(request, work())
+        state.metrics.queue_wait.observe(time.perf_counter() - queued)
+        results = await cancel_on_disconnect(request, work())
+    if results is not None:
+        state.metrics.observe_items(results)
+    return results
 
 
 def _first(group: BaseExceptionGroup) -> BaseException:

@@ -1,0 +1,196 @@
+"""Prometheus metrics, one registry per app (names, units and labels per STYLE.md).
+
+Every app builds its own :class:`Metrics` on a fresh ``CollectorRegistry``, so tests can build many
+apps in one process without duplicated time series. Label values come from fixed sets (route paths
+the app defines, an outcome derived from the status code, a sample status); never a request id, a
+prompt or model text.
+
+The engine's own metrics (vLLM's ``vllm:*`` families: running and waiting requests, KV-cache use,
+prefix-cache hits, token counts) are collected from the engine at scrape time and served on the same
+``/metrics`` endpoint by :class:`EngineCollector`, as ``vllm_*`` (see :func:`prometheus_name`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server import __version__
+from server.domain import ItemResult, SampleStatus
+
+if TYPE_CHECKING:
+    from server.engines import Engine
+
+# Scoring routes whose requests are counted and timed; other paths (health, metrics, docs) are not.
+SCORING_ROUTES = ("/v1/score", "/get_reward")
+
+# A GRM request runs k samples of up to max_tokens each: seconds to many minutes on a CPU.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+QUEUE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+META_RM_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+# Mean score per response, 1 to 10: half-point buckets.
+REWARD_BUCKETS = tuple(x / 2 for x in range(2, 21))
+
+
+def outcome_of(status: int) -> str:
+    """A bounded outcome label for an HTTP status code."""
+    if status < 400:
+        return "ok"
+    return {
+        401: "unauthorized",
+        413: "invalid",
+        422: "invalid",
+        429: "overloaded",
+        499: "client_closed",
+        503: "unavailable",
+        504: "timeout",
+    }.get(status, "invalid" if status < 500 else "error")
+
+
+class Metrics:
+    """grm-serve's own metrics, registered in ``registry`` (a new one when not given)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "grm_requests", "Scoring requests by route and outcome.", ["route", "outcome"], registry=r
+        )
+        self.request_duration = Histogram(
+            "grm_request_duration_seconds",
+            "End-to-end latency of scoring requests, admission queue included.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "grm_queue_wait_seconds",
+            "Time an admitted request waited for a scoring slot.",
+            buckets=QUEUE_BUCKETS,
+            registry=r,
+        )
+        self.generate_duration = Histogram(
+            "grm_generate_duration_seconds",
+            "Time to generate the k samples of one item.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.meta_rm_duration = Histogram(
+            "grm_meta_rm_duration_seconds",
+            "Time the meta RM took to rate the samples of one item.",
+            buckets=META_RM_BUCKETS,
+            registry=r,
+        )
+        self.samples = Counter(
+            "grm_samples",
+            "GRM samples by status: every sample is parsed or unparseable; every parsed sample is also "
+            "kept (it votes) or filtered (dropped by the meta RM).",
+            ["status"],
+            registry=r,
+        )
+        self.prompt_tokens = Counter("grm_prompt_tokens", "Prompt tokens sent to the engine.", registry=r)
+        self.generation_tokens = Counter("grm_generation_tokens", "Tokens the engine generated.", registry=r)
+        self.reward = Histogram(
+            "grm_reward_score",
+            "Mean kept-vote score (1-10) of each scored response.",
+            buckets=REWARD_BUCKETS,
+            registry=r,
+        )
+        self.inflight = Gauge("grm_inflight_requests", "Scoring requests being handled now.", registry=r)
+        self.queued = Gauge("grm_queued_requests", "Scoring requests waiting for a slot now.", registry=r)
+        self.build = Info("grm_build", "grm-serve version, model, template and engine.", registry=r)
+        for status in ("parsed", "unparseable", "filtered", "kept"):
+            self.samples.labels(status)  # export zeros from the start, so rates exist before traffic
+        for route in SCORING_ROUTES:
+            self.requests.labels(route, "ok")
+            self.request_duration.labels(route)
+
+    def set_build_info(self, *, model: str, template: str, engine: str) -> None:
+        self.build.info({"version": __version__, "model": model, "template": template, "engine": engine})
+
+    def observe_items(self, results: Sequence[ItemResult]) -> None:
+        """Per-item stages, samples, tokens and rewards of finished items."""
+        for result in results:
+            self.generate_duration.observe(result.generate_seconds)
+            if result.k_meta is not None:
+                self.meta_rm_duration.observe(result.meta_rm_seconds)
+            parsed = [s for s in result.samples if s.status is SampleStatus.PARSED]
+            kept = sum(1 for s in parsed if s.kept)
+            self.samples.labels("parsed").inc(len(parsed))
+            self.samples.labels("unparseable").inc(len(result.samples) - len(parsed))
+            self.samples.labels("kept").inc(kept)
+            self.samples.labels("filtered").inc(len(parsed) - kept)
+            self.prompt_tokens.inc(result.prompt_tokens)
+            self.generation_tokens.inc(result.generation_tokens)
+            for response in result.responses:
+                if response.mean_score is not None:
+                    self.reward.observe(response.mean_score)
+
+
+def prometheus_name(family: Metric) -> Metric:
+    """``family`` under a name that follows Prometheus' naming rules, which ``promtool check metrics``
+    enforces and vLLM's names break in two ways:
+
+    * ``:`` is reserved for recording rules: ``vllm:num_requests_running`` becomes ``vllm_num_requests_running``;
+    * ``_total`` is for counters: the histogram ``vllm:iteration_tokens_total`` becomes ``vllm_iteration_tokens``.
+    """
+    name = family.name.replace(":", "_")
+    if family.type != "counter" and name.endswith("_total"):
+        name = name.removesuffix("_total")
+    if name == family.name:
+        return family
+    renamed = Metric(name, family.documentation, family.type, family.unit)
+    renamed.samples = [s._replace(name=name + s.name[len(family.name) :]) for s in family.samples]
+    return renamed
+
+
+class EngineCollector(Collector):
+    """Serves the engine's own metric families (collected at scrape time) from an app's registry."""
+
+    def __init__(self, engine: Callable[[], Engine | None]) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterable[Metric]:
+        engine = self._engine()
+        if engine is None:
+            return []
+        return [prometheus_name(m) for m in engine.metric_families()]
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # unknown until the engine runs: never checked for duplicates at registration
+
+
+class RequestMetricsMiddleware:
+    """Counts and times the scoring routes; keeps the in-flight gauge (pure ASGI, streaming-safe)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = scope.get("path") if scope["type"] == "http" else None
+        if route not in SCORING_ROUTES:
+            await self.app(scope, receive, send)
+            return
+        status = 500  # when the app raises before answering
+        started = time.perf_counter()
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.inflight.inc()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.inflight.dec()
+            self.metrics.requests.labels(route, outcome_of(status)).inc()
+            self.metrics.request_duration.labels(route).observe(time.perf_counter() - started)
