@@ -39,8 +39,8 @@ test-fast: install  ## unit and API tests only (seconds)
 	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
 
 lint: install
-	$(BIN)/ruff check server meta_rm grm_eval clients tests benchmarks
-	$(BIN)/ruff format --check server meta_rm grm_eval clients tests benchmarks
+	$(BIN)/ruff check server meta_rm grm_eval clients tests benchmarks deploy/ray
+	$(BIN)/ruff format --check server meta_rm grm_eval clients tests benchmarks deploy/ray
 	$(BIN)/mypy server meta_rm grm_eval clients/grm_client
 
 bench: install  ## tokens/s: direct AsyncLLM vs through /v1/score

@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     guidance.add_argument(
         "--no-format-guidance", dest="format_guidance", action="store_false", help="let the model write freely"
     )
+    parser.add_argument(
+        "--no-metrics-public",
+        dest="metrics_public",
+        action="store_false",
+        default=None,
+        help="with API keys set, require a key for /metrics too (default: open to scrapers)",
+    )
     parser.add_argument("--version", action="version", version=f"grm-serve {__version__}")
     return parser
 

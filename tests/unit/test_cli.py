@@ -44,3 +44,8 @@ def test_stray_positional_argument_is_refused(capsys):
     with pytest.raises(SystemExit):
         parse_settings(["oops"])
     assert "unexpected argument 'oops'" in capsys.readouterr().err
+
+
+def test_metrics_are_public_unless_the_flag_says_otherwise():
+    assert parse_settings([]).metrics_public is True
+    assert parse_settings(["--no-metrics-public"]).metrics_public is False

@@ -1,0 +1,142 @@
+"""grm-serve on Ray Serve: the same FastAPI app as N replicas, one engine each, behind Ray's HTTP proxy.
+
+Quick start (from this folder, with grm-serve and ``ray[serve]`` installed in the cluster's Python):
+
+    serve run grm_ray_app:build replicas=2                 # two replicas of the embedded CPU default
+    serve run serve_config.yaml                            # GPU replicas with autoscaling (edit it first)
+
+Builder arguments (``key=value`` on ``serve run``, or ``args:`` in the config file):
+
+* ``replicas``: a fixed number of replicas (default 1), or ``min_replicas`` / ``max_replicas`` /
+  ``target_ongoing_requests`` for Ray's autoscaler;
+* ``num_gpus`` (per replica, default 0), ``num_cpus`` (default 1), ``tensor_parallel_size`` (default
+  1: with more, the replica reserves one GPU bundle per shard and vLLM runs its workers on Ray);
+* ``env``: extra environment variables for the replicas, as ``NAME=value,NAME=value``;
+* any other key is a grm-serve setting (``model``, ``meta_rm``, ``k``, ``max_tokens`` ...), exactly
+  as ``GRM_<KEY>`` would set it.
+
+Every response carries ``x-grm-replica``: the Ray replica that answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve import Application
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.app import build_app
+from server.config import Settings
+from server.state import AppState
+
+DEPLOYMENT_KEYS = {
+    "replicas", "min_replicas", "max_replicas", "target_ongoing_requests",
+    "num_gpus", "num_cpus", "tensor_parallel_size", "env",
+}  # fmt: skip
+
+
+class ReplicaHeader:
+    """Adds ``x-grm-replica: <replica id>`` to every HTTP response (which replica served it)."""
+
+    def __init__(self, app: ASGIApp, replica: str) -> None:
+        self.app = app
+        self.replica = replica.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-grm-replica", self.replica)]}
+            await send(message)
+
+        await self.app(scope, receive, send_tagged if scope["type"] == "http" else send)
+
+
+def build_replica_app(settings: dict[str, Any]) -> FastAPI:
+    """The grm-serve app of one replica; its startup returns only once the engine is ready.
+
+    Ray Serve runs the app's lifespan when the replica starts and routes to the replica once that
+    returns, so no request reaches an engine that is still loading its weights.
+    """
+    app = build_app(Settings(**settings))
+    replica = serve.get_replica_context().replica_id.unique_id
+    app.add_middleware(ReplicaHeader, replica=replica)
+    serve_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def until_ready(a: FastAPI) -> AsyncIterator[None]:
+        async with serve_lifespan(a):
+            state: AppState = a.state.grm
+            while not state.ready.is_set():
+                if state.failure is not None:
+                    raise RuntimeError(state.failure)
+                await asyncio.sleep(0.5)
+            yield
+
+    app.router.lifespan_context = until_ready
+    return app
+
+
+@serve.deployment(name="grm-serve", health_check_period_s=10, health_check_timeout_s=30)
+@serve.ingress()
+class GRMServe:
+    """One grm-serve replica: one engine, the full HTTP API."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        # Ray calls this in the replica after __init__, then runs the app's lifespan.
+        return build_replica_app(self.settings)
+
+    def check_health(self) -> None:
+        """Ray restarts a replica whose engine has died."""
+        state: AppState = self.app.state.grm
+        if state.failure is not None:
+            raise RuntimeError(state.failure)
+
+
+def _env(spec: str) -> dict[str, str]:
+    pairs = [p for p in spec.split(",") if p]
+    bad = [p for p in pairs if "=" not in p]
+    if bad:
+        raise ValueError(f"env must be NAME=value pairs separated by commas, got {bad}")
+    return dict(p.split("=", 1) for p in pairs)
+
+
+def build(args: dict[str, str]) -> Application:
+    """Ray Serve application builder (``serve run grm_ray_app:build key=value ...``)."""
+    settings = {k: v for k, v in args.items() if k not in DEPLOYMENT_KEYS}
+    tp = int(args.get("tensor_parallel_size", 1))
+    gpus = float(args.get("num_gpus", 0))
+    cpus = float(args.get("num_cpus", 1))
+    actor: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus}
+    if env := _env(args.get("env", "")):
+        actor["runtime_env"] = {"env_vars": env}
+    options: dict[str, Any] = {"ray_actor_options": actor}
+    if tp > 1:
+        # One bundle for the replica, one GPU bundle per tensor-parallel shard, on one node; vLLM
+        # places its workers in the replica's placement group.
+        settings["tensor_parallel_size"] = tp
+        settings["extra_engine_args"] = {"distributed_executor_backend": "ray"}
+        actor["num_gpus"] = 0
+        options["placement_group_bundles"] = [{"CPU": cpus}] + [{"GPU": 1.0}] * tp
+        options["placement_group_strategy"] = "STRICT_PACK"
+    if "min_replicas" in args or "max_replicas" in args:
+        options["autoscaling_config"] = {
+            "min_replicas": int(args.get("min_replicas", 1)),
+            "max_replicas": int(args.get("max_replicas", 4)),
+            # Concurrent scoring requests per replica Ray aims for before adding one.
+            "target_ongoing_requests": float(args.get("target_ongoing_requests", 8)),
+            "upscale_delay_s": 30,
+            "downscale_delay_s": 600,  # a GPU replica takes minutes to load: keep it a while
+        }
+    else:
+        options["num_replicas"] = int(args.get("replicas", 1))
+    # grm-serve's admission control answers 429 past its slots; let Ray queue and route first.
+    options["max_ongoing_requests"] = int(Settings(**settings).max_concurrent_requests)
+    return GRMServe.options(**options).bind(settings)

@@ -1,0 +1,64 @@
+"""The Ray Serve app's builder and config file, checked without starting Ray (the two-replica run on a
+real local cluster is tests/e2e/test_ray_serve_e2e.py)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
+import yaml
+
+from tests.deploy.conftest import DEPLOY
+
+RAY_APP = DEPLOY / "ray"
+
+
+@pytest.fixture
+def grm_ray_app() -> Iterator[ModuleType]:
+    pytest.importorskip("ray.serve", reason="ray[serve] is part of the dev extra")
+    sys.path.insert(0, str(RAY_APP))
+    try:
+        import grm_ray_app
+
+        yield grm_ray_app
+    finally:
+        sys.path.remove(str(RAY_APP))
+
+
+def test_fixed_replicas_and_settings(grm_ray_app):
+    app = grm_ray_app.build({"replicas": "3", "num_gpus": "1", "model": "/models/grm", "k": "16"})
+    d = app._bound_deployment
+    assert d.num_replicas == 3 and d.ray_actor_options["num_gpus"] == 1
+    assert d.init_args == ({"model": "/models/grm", "k": "16"},)
+    assert d.max_ongoing_requests == 64  # grm-serve's own max_concurrent_requests
+
+
+def test_autoscaling_and_tensor_parallel(grm_ray_app):
+    app = grm_ray_app.build({"min_replicas": "1", "max_replicas": "4", "tensor_parallel_size": "2"})
+    d = app._bound_deployment
+    assert d._deployment_config.autoscaling_config.max_replicas == 4
+    assert d._replica_config.placement_group_bundles == [{"CPU": 1.0}, {"GPU": 1.0}, {"GPU": 1.0}]
+    assert d.init_args[0]["tensor_parallel_size"] == 2
+    assert d.init_args[0]["extra_engine_args"] == {"distributed_executor_backend": "ray"}
+
+
+def test_bad_arguments_are_refused(grm_ray_app):
+    with pytest.raises(ValueError, match="NAME=value"):
+        grm_ray_app.build({"env": "oops"})
+    with pytest.raises(ValueError, match="k"):
+        grm_ray_app.build({"k": "zero"})  # a grm-serve setting, validated like GRM_K
+
+
+def test_serve_config_file_is_valid_and_builds(grm_ray_app):
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load((RAY_APP / "serve_config.yaml").read_text())
+    ServeDeploySchema.model_validate(config)  # what `serve deploy` checks first
+    (app_config,) = config["applications"]
+    assert app_config["import_path"] == "grm_ray_app:build"
+    d = grm_ray_app.build(app_config["args"])._bound_deployment
+    assert d.ray_actor_options["num_gpus"] == 1
+    assert d._deployment_config.autoscaling_config.min_replicas == 1
+    assert d.init_args[0]["model"] == "/models/DeepSeek-GRM-27B"
