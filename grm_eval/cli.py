@@ -87,9 +87,9 @@ def collect(args: argparse.Namespace, items: list[Any], cache: Path, *, greedy: 
     if args.url is None:
         from grm_eval.runner import sample_in_process
 
+        # The same k and temperature as ``config``, so the greedy pass is defined in one place.
         ns = argparse.Namespace(**vars(args))
-        if greedy:
-            ns.k_max, ns.temperature = 2, 0.0
+        ns.k_max, ns.temperature = config.k, config.temperature
         return sample_in_process(ns, items, cache)
     from grm_eval.runner import sample_over_http
 
