@@ -25,7 +25,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from server.launcher import launch  # noqa: E402
+from tests.launcher import launch  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -89,7 +89,7 @@ def through_server(items: list[dict], args: argparse.Namespace) -> tuple[int, fl
 
     import httpx
 
-    from server.launcher import launch
+    from tests.launcher import launch
 
     log = Path(tempfile.mkdtemp()) / "server.log"
     with launch(["--log-level", "warning"], log=log) as srv:

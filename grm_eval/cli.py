@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from grm_eval.selection import read_ids, select
-from meta_rm.data import DataError
-from meta_rm.sampling import SamplingConfig
+from meta_rm.training.data import DataError
+from meta_rm.training.sampling import SamplingConfig
 
 log = logging.getLogger("grm_eval")
 
@@ -77,7 +77,7 @@ def collect(args: argparse.Namespace, items: list[Any], cache: Path, *, greedy: 
     """Fill ``cache`` for ``items`` (sampling only what is missing) and return their records."""
     from tqdm import tqdm
 
-    from meta_rm.sampling import load_cache
+    from meta_rm.training.sampling import load_cache
 
     config = sampling_config(args, greedy=greedy)
     cached = load_cache(cache, config)
@@ -86,11 +86,10 @@ def collect(args: argparse.Namespace, items: list[Any], cache: Path, *, greedy: 
         return [cached[i.id] for i in items]
     if args.url is None:
         from grm_eval.runner import sample_in_process
+        from meta_rm.training.sampling import SamplingRun
 
-        # The same k and temperature as ``config``, so the greedy pass is defined in one place.
-        ns = argparse.Namespace(**vars(args))
-        ns.k_max, ns.temperature = config.k, config.temperature
-        return sample_in_process(ns, items, cache)
+        run = SamplingRun(config, cache, cache_dir=args.cache_dir, concurrency=args.concurrency)
+        return sample_in_process(run, items)
     from grm_eval.runner import sample_over_http
 
     bar = tqdm(total=len(missing), desc="greedy" if greedy else "sampling", unit="item", dynamic_ncols=True)
@@ -112,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.k_max = max(args.k)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO, which would break the progress bar's line once per item.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     cache = args.samples or args.out / "samples.jsonl"
     if cache.exists() and not args.resume:
@@ -135,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     from grm_eval.report import build_report, write_report
 
+    if args.url is not None:
+        from grm_eval.runner import served_model
+
+        args.model = served_model(args.url, args.api_key)  # the report and plot name the model, not the URL
     report = build_report(args, chosen, records, greedy)
     write_report(report, args.out)
     print((args.out / "report.md").read_text())

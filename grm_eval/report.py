@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from grm_eval.metrics import Vote, flips, meta_rm_accuracy, voting_accuracy
-from meta_rm.data import PreferenceItem, file_sha256
-from meta_rm.train import trajectories_of
+from meta_rm.training.data import PreferenceItem, file_sha256
+from meta_rm.training.train import trajectories_of
 
 
 def votes_of(record: dict[str, Any], ratings: Sequence[float | None] | None = None) -> list[Vote]:
@@ -38,8 +38,9 @@ def meta_rm_spec(args: argparse.Namespace) -> str | None:
 def rate(records: Sequence[dict[str, Any]], spec: str) -> tuple[list[list[float | None]], str]:
     """Meta-RM ratings of every parsed sample (None for unparsed), and the meta RM's name."""
     from meta_rm.loading import load_meta_rm
+    from server.models import default_cache_dir, resolve_model
 
-    meta = load_meta_rm(spec)
+    meta = load_meta_rm(spec, resolve=lambda name: resolve_model(name, default_cache_dir()))
     flat = [(r, j, e[0]) for r, rec in enumerate(records) for j, e in enumerate(trajectories_of(rec)) if e]
 
     async def go() -> list[float]:
@@ -135,7 +136,8 @@ def build_report(
         "tool": "grm-eval",
         "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config": {
-            "model": args.url or args.model,
+            "model": args.model,
+            "url": args.url,
             "template": records[0]["config"]["template"],
             "k": args.k,
             "temperature": args.temperature,

@@ -1,20 +1,19 @@
 """Get k samples per item: in-process through the pipeline (vLLM), or from a running server (``--url``).
 
-Both write the same resumable JSONL cache as ``grm-meta-rm`` (:mod:`meta_rm.sampling`), one record per
+Both write the same resumable JSONL cache as ``grm-meta-rm`` (:mod:`meta_rm.training.sampling`), one record per
 item with every sample's order, scores and text, so an interrupted run keeps what it finished.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from meta_rm.data import PreferenceItem
-from meta_rm.sampling import SamplingConfig, item_seed, load_cache, to_record
+from meta_rm.training.data import PreferenceItem
+from meta_rm.training.sampling import SamplingConfig, SamplingRun, item_seed, load_cache, run_sampling, to_record
 
 
 def _sample_text(s: dict[str, Any]) -> str:
@@ -95,19 +94,20 @@ async def sample_over_http(
     return [done[i.id] for i in items if i.id in done]
 
 
-def sample_in_process(args: argparse.Namespace, items: list[PreferenceItem], cache: Path) -> list[dict[str, Any]]:
-    """Start the GRM engine here (as ``grm-meta-rm sample`` does) and fill the cache."""
-    from meta_rm.cli import run_sampling
+def served_model(url: str, api_key: str | None) -> str:
+    """The model a running grm-serve reports on ``/v1/info``.
 
-    ns = argparse.Namespace(
-        model=args.model,
-        cache_dir=args.cache_dir,
-        k=args.k_max,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        format_guidance=args.format_guidance,
-        seed=args.seed,
-        concurrency=args.concurrency,
-        trajectories=cache,
-    )
-    return asyncio.run(run_sampling(ns, items))
+    Raises:
+        httpx.HTTPError: when the server cannot be reached or answers with an error.
+    """
+    import httpx
+
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    response = httpx.get(f"{url.rstrip('/')}/v1/info", headers=headers, timeout=30)
+    response.raise_for_status()
+    return str(response.json()["model"])
+
+
+def sample_in_process(run: SamplingRun, items: list[PreferenceItem]) -> list[dict[str, Any]]:
+    """Start the GRM engine here (as ``grm-meta-rm sample`` does) and fill the run's cache."""
+    return asyncio.run(run_sampling(run, items))

@@ -7,7 +7,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from meta_rm.data import PreferenceItem, read_preferences
+from meta_rm.training.data import PreferenceItem, read_preferences
 
 
 def read_ids(path: Path) -> set[str]:
@@ -27,7 +27,7 @@ def select(paths: Sequence[Path], limit: int | None, seed: int, skip: set[str]) 
     """Items of every file (in file order); with ``limit``, a seeded draw of that many per file.
 
     Raises:
-        meta_rm.data.DataError: for a malformed file.
+        meta_rm.training.data.DataError: for a malformed file.
     """
     chosen: list[tuple[Path, PreferenceItem]] = []
     for path in paths:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from server.domain import Message
+from meta_rm.text import Turn
 
 
 class MetaRMError(RuntimeError):
@@ -30,7 +30,7 @@ class Trajectory:
         scores: the sample's scores in shown order.
     """
 
-    messages: tuple[Message, ...]
+    messages: tuple[Turn, ...]
     responses: tuple[str, ...]
     output: str
     scores: tuple[int, ...]

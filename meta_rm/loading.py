@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from meta_rm.base import MetaRM, MetaRMError
@@ -18,8 +19,18 @@ EMBEDDED = "embedded"
 DEFAULT_ARTIFACT = Path(__file__).parent / "default"
 
 
-def load_meta_rm(spec: str, *, device: str | None = None) -> MetaRM:
+Resolver = Callable[[str], tuple[str, str]]
+"""Maps a hub name or folder to ``(local folder, display name)``; raises ``LookupError`` when not found."""
+
+
+def load_meta_rm(spec: str, *, device: str | None = None, resolve: Resolver | None = None) -> MetaRM:
     """The (not yet started) meta RM that ``spec`` names.
+
+    Args:
+        spec: ``embedded``, a folder, or a hub name.
+        device: where a transformers meta RM runs.
+        resolve: how to find a hub name in the local cache (the server passes its model resolver);
+            without one, ``spec`` must be a folder.
 
     Raises:
         MetaRMError: if nothing usable is found; the message says what was tried.
@@ -31,12 +42,19 @@ def load_meta_rm(spec: str, *, device: str | None = None) -> MetaRM:
     path = Path(spec).expanduser()
     if (path / ARTIFACT_FILE).exists():
         return LinearMetaRM(path, path.name)
-    from server.models import ModelNotFoundError, resolve_model
-
-    try:
-        local, name = resolve_model(spec, Path("."))
-    except ModelNotFoundError as exc:
-        raise MetaRMError(f"meta RM {spec!r}: {exc}") from None
+    if resolve is None or path.is_dir():
+        if not path.is_dir():
+            raise MetaRMError(f"meta RM {spec!r} is not a folder (hub names are looked up by the server)")
+        if not (path / "config.json").exists():
+            raise MetaRMError(
+                f"meta RM {spec!r}: the folder has no {ARTIFACT_FILE} (linear) or config.json (transformers)"
+            )
+        local, name = str(path.resolve()), path.name
+    else:
+        try:
+            local, name = resolve(spec)
+        except LookupError as exc:
+            raise MetaRMError(f"meta RM {spec!r}: {exc}") from None
     from meta_rm.hf import HFMetaRM
 
     return HFMetaRM(local, name, device=device)

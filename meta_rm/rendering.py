@@ -8,17 +8,14 @@ delimiter neutralisation as the GRM prompt, so a response cannot fake a block bo
 from __future__ import annotations
 
 from meta_rm.base import Trajectory
-from server.prompts import neutralize, render_context
+from meta_rm.text import render_blocks, render_context
 
 META_RM_INSTRUCTION = "Please score the responses."
 
 
 def render_user_turn(trajectory: Trajectory) -> str:
     """The user turn: instruction, conversation context and the shown responses."""
-    blocks = "\n".join(
-        f"[The Begin of Response {i}]\n{neutralize(text)}\n[The End of Response {i}]"
-        for i, text in enumerate(trajectory.responses, start=1)
-    )
+    blocks = render_blocks(trajectory.responses)
     return (
         f"{META_RM_INSTRUCTION}\n#### Conversation Context ####\n{render_context(trajectory.messages)}\n"
         f"#### Responses to be Scored ####\n{blocks}"

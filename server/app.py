@@ -17,6 +17,7 @@ from server.logs import AccessLogMiddleware
 from server.metrics import EngineCollector, Metrics, RequestMetricsMiddleware
 from server.middleware import OPEN_PATHS, APIKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from server.routes import compat, health, metrics, score
+from server.serving import ScoringService
 from server.state import AppState
 
 
@@ -60,6 +61,7 @@ def build_app(
         lifespan=lifespan,
     )
     app.state.grm = state
+    app.state.service = ScoringService(state)  # every scoring route goes through it
     install_error_handlers(app)
     app.include_router(score.router)
     app.include_router(compat.router)

@@ -71,7 +71,13 @@ class Settings(BaseSettings):
     # Auth: keys from GRM_API_KEYS (comma-separated) and/or a file with one key per line
     api_keys: str | None = Field(None, repr=False)
     api_key_file: Path | None = None
-    metrics_public: bool = True  # /metrics (issue #6) stays open to scrapers unless set false
+    metrics_public: bool = True  # /metrics stays open to scrapers unless set false
+
+    # Duplicate requests (client retries), see server/dedup.py
+    dedup_identical_requests: bool = True
+    idempotency_ttl_s: float = Field(300.0, ge=0)
+    idempotency_cache_size: int = Field(1024, ge=0)
+    idempotency_linger_s: float = Field(10.0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -122,6 +128,4 @@ class Settings(BaseSettings):
             "tensor_parallel_size": self.tensor_parallel_size,
             "gpu_memory_utilization": self.gpu_memory_utilization,
         }
-        if self.model == EMBEDDED and self.max_model_len is None:
-            named["max_model_len"] = 8192  # SmolLM2's context
         return {**{k: v for k, v in named.items() if v is not None}, **self.extra_engine_args}

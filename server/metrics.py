@@ -104,9 +104,18 @@ class Metrics:
         )
         self.inflight = Gauge("grm_inflight_requests", "Scoring requests being handled now.", registry=r)
         self.queued = Gauge("grm_queued_requests", "Scoring requests waiting for a slot now.", registry=r)
+        self.deduplicated = Counter(
+            "grm_deduplicated_requests",
+            "Scoring requests answered by an identical request's job instead of a new one: joined while it "
+            "ran (inflight) or from the recent-results cache (cached).",
+            ["how"],
+            registry=r,
+        )
         self.build = Info("grm_build", "grm-serve version, model, template and engine.", registry=r)
         for status in ("parsed", "unparseable", "filtered", "kept"):
             self.samples.labels(status)  # export zeros from the start, so rates exist before traffic
+        for how in ("inflight", "cached"):
+            self.deduplicated.labels(how)
         for route in SCORING_ROUTES:
             self.requests.labels(route, "ok")
             self.request_duration.labels(route)

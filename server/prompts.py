@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from meta_rm.text import neutralize, render_blocks, render_context
 from server.domain import Message
+
+__all__ = ["DEFAULT_TEMPLATE", "TEMPLATES", "Template", "get_template", "neutralize", "render_context"]
 
 DEFAULT_TEMPLATE = "deepseek-grm-default-v1"
 
@@ -58,42 +61,6 @@ Specific Criteria: <Other potential criteria specific to the query and the conte
 Analysis: <Compare different responses based on given Criteria>.
 Scores: <the overall comprehensive score of all responses in order, separate by comma in the boxed, e.g., \\boxed{{{example}}} if there exists {n} responeses>."""
 
-# Structural markers of the template. Caller text (conversation or responses) that contains one of
-# them is defanged so it can neither close its own block nor open a fake one. The replacement keeps
-# the text readable for the judge: only the opening character changes.
-_MARKERS = (
-    ("[The Begin of Response", "(The Begin of Response"),
-    ("[The End of Response", "(The End of Response"),
-    ("####", "# # #"),
-)
-
-
-def neutralize(text: str) -> str:
-    """Defang the template's own delimiters inside caller-supplied text.
-
-    Args:
-        text: a response or conversation turn written by someone other than the template.
-
-    Returns:
-        The text with every block delimiter and section header altered so that it cannot be read
-        as template structure; everything else is unchanged.
-    """
-    for marker, replacement in _MARKERS:
-        text = text.replace(marker, replacement)
-    return text
-
-
-def render_context(messages: Sequence[Message]) -> str:
-    """Render the conversation; the last user turn is the query.
-
-    A single user turn is rendered as its bare text, a longer conversation as a
-    ``User: ...\\n\\nAssistant: ...`` transcript, the same shape as the preference data sets use.
-    """
-    if len(messages) == 1:
-        return neutralize(messages[0].content)
-    turns = (f"{m.role.capitalize()}: {neutralize(m.content)}" for m in messages)
-    return "\n\n".join(turns)
-
 
 @dataclass(frozen=True)
 class Template:
@@ -109,10 +76,7 @@ class Template:
         """
         if not responses:
             raise ValueError("at least one response is needed")
-        blocks = "\n".join(
-            f"[The Begin of Response {i}]\n{neutralize(text)}\n[The End of Response {i}]"
-            for i, text in enumerate(responses, start=1)
-        )
+        blocks = render_blocks(responses)
         example = ", ".join("x" for _ in responses)
         footer = _FOOTER_TEMPLATE.format(example=example, n=len(responses))
         return _HEADER + render_context(messages) + _RESPONSES_HEADER + blocks + "\n" + footer

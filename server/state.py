@@ -38,8 +38,10 @@ class AppState:
     template: Template = field(init=False)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     admission: Admission = field(init=False)
+    scorer: Scorer | None = field(default=None, init=False)  # built once, when the engine is up
     failure: str | None = None
     draining: bool = False
+    _failed: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -47,37 +49,60 @@ class AppState:
         self.admission = Admission(self.settings.max_concurrent_requests, self.settings.max_queue_wait_s)
         self.metrics.set_build_info(model=self.settings.model, template=self.template.name, engine=self.settings.engine)
 
-    @property
-    def scorer(self) -> Scorer:
-        assert self.engine is not None
-        return Scorer(
-            self.engine,
-            self.template,
-            max_group_size=self.settings.max_group_size,
-            format_guidance=self.settings.format_guidance,
-            meta_rm=self.meta_rm,
-        )
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Return once the engine (and meta RM) are up.
+
+        Raises:
+            RuntimeError: if the engine failed to start or died; the message says why.
+            TimeoutError: if ``timeout`` seconds pass first.
+        """
+        async with asyncio.timeout(timeout):
+            ready = asyncio.ensure_future(self.ready.wait())
+            failed = asyncio.ensure_future(self._failed.wait())
+            try:
+                await asyncio.wait({ready, failed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ready.cancel()
+                failed.cancel()
+        if self.failure is not None:
+            raise RuntimeError(self.failure)
+
+    def _create_engine(self) -> Engine:
+        s = self.settings
+        return create_engine(s.engine, model=s.model, cache_dir=s.cache_dir, engine_kwargs=s.engine_kwargs())
 
     async def _start(self) -> None:
         try:
             if self.engine is None:
                 # Model resolution may convert the embedded GGUF (tens of seconds): off the loop.
-                self.engine = await asyncio.to_thread(create_engine, self.settings)
+                self.engine = await asyncio.to_thread(self._create_engine)
             await self.engine.start()
             if self.meta_rm is None and (spec := self.settings.meta_rm_spec()) is not None:
                 from meta_rm.loading import load_meta_rm
+                from server.models import resolve_model
 
-                self.meta_rm = await asyncio.to_thread(load_meta_rm, spec, device=self.settings.meta_rm_device)
+                cache_dir = self.settings.cache_dir
+                self.meta_rm = await asyncio.to_thread(
+                    load_meta_rm,
+                    spec,
+                    device=self.settings.meta_rm_device,
+                    resolve=lambda name: resolve_model(name, cache_dir),
+                )
             if self.meta_rm is not None:
                 await self.meta_rm.start()
                 log.info("meta RM ready: %s (%s)", self.meta_rm.info.name, self.meta_rm.info.backend)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.failure = f"engine failed to start: {exc}"
-            log.error("%s", self.failure, exc_info=exc)
-            self._fatal(1)
+            self._fail(f"engine failed to start: {exc}", exc)
             return
+        self.scorer = Scorer(
+            self.engine,
+            self.template,
+            max_group_size=self.settings.max_group_size,
+            format_guidance=self.settings.format_guidance,
+            meta_rm=self.meta_rm,
+        )
         info = self.engine.info
         self.metrics.set_build_info(model=info.model, template=self.template.name, engine=f"{info.name} {info.version}")
         self.ready.set()
@@ -90,17 +115,19 @@ class AppState:
             try:
                 await self.engine.check_health()
             except EngineDeadError as exc:
-                self.failure = f"engine died: {exc}"
-                log.error("%s; stopping", self.failure)
-                self._fatal(1)
+                self._fail(f"engine died: {exc}")
                 return
             except Exception:  # not ready (shutting down) is not death
                 continue
 
-    def _fatal(self, code: int) -> None:
+    def _fail(self, reason: str, exc: BaseException | None = None) -> None:
+        """Record a fatal engine failure, turn readiness off and tell the process (exit code 1)."""
+        self.failure = reason
+        log.error("%s", reason, exc_info=exc)
         self.ready.clear()
+        self._failed.set()
         if self.on_fatal is not None:
-            self.on_fatal(code)
+            self.on_fatal(1)
 
     def unavailable_error(self) -> Exception:
         """The engine error that explains why requests cannot be served now."""

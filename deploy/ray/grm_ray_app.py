@@ -20,7 +20,6 @@ Every response carries ``x-grm-replica``: the Ray replica that answered.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -71,10 +70,7 @@ def build_replica_app(settings: dict[str, Any]) -> FastAPI:
     async def until_ready(a: FastAPI) -> AsyncIterator[None]:
         async with serve_lifespan(a):
             state: AppState = a.state.grm
-            while not state.ready.is_set():
-                if state.failure is not None:
-                    raise RuntimeError(state.failure)
-                await asyncio.sleep(0.5)
+            await state.wait_ready()  # raises with the reason if the engine cannot start
             yield
 
     app.router.lifespan_context = until_ready

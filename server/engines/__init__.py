@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 from server.engines.base import (
     Completion,
@@ -15,9 +16,6 @@ from server.engines.base import (
     GenerationResult,
     PromptTooLongError,
 )
-
-if TYPE_CHECKING:
-    from server.config import Settings
 
 __all__ = [
     "Completion",
@@ -33,21 +31,32 @@ __all__ = [
 ]
 
 
-def create_engine(settings: Settings) -> Engine:
-    """Build the engine the settings name; vLLM is imported only when it is chosen.
+def create_engine(
+    kind: str, *, model: str = "embedded", cache_dir: Path | None = None, engine_kwargs: dict[str, Any] | None = None
+) -> Engine:
+    """Build an engine; vLLM is imported only when it is chosen.
+
+    Args:
+        kind: ``vllm`` or ``fake``.
+        model: ``embedded``, a local folder or a cached hub name (vLLM only).
+        cache_dir: where the embedded model is converted once (default ``~/.cache/grm-serve``).
+        engine_kwargs: ``AsyncEngineArgs`` fields passed to vLLM unchanged.
 
     Raises:
         server.models.ModelNotFoundError: if the model cannot be found locally.
         ValueError: for an unknown engine name.
     """
-    if settings.engine == "fake":
+    if kind == "fake":
         from server.engines.fake import FakeEngine
 
         return FakeEngine()
-    if settings.engine == "vllm":
+    if kind == "vllm":
         from server.engines.vllm import VLLMEngine
-        from server.models import resolve_model
+        from server.models import EMBEDDED, EMBEDDED_MAX_MODEL_LEN, default_cache_dir, resolve_model
 
-        path, name = resolve_model(settings.model, settings.cache_dir)
-        return VLLMEngine(path, name, settings.engine_kwargs())
-    raise ValueError(f"unknown engine {settings.engine!r}")
+        path, name = resolve_model(model, cache_dir if cache_dir is not None else default_cache_dir())
+        kwargs = dict(engine_kwargs or {})
+        if model == EMBEDDED:
+            kwargs.setdefault("max_model_len", EMBEDDED_MAX_MODEL_LEN)
+        return VLLMEngine(path, name, kwargs)
+    raise ValueError(f"unknown engine {kind!r}")

@@ -19,9 +19,7 @@ from server.aggregation import to_reward
 from server.domain import Message
 from server.errors import invalid_request
 from server.protocol import ErrorResponse
-from server.routes.score import CLIENT_CLOSED, run_scoring
-from server.scoring import ScoreSpec
-from server.state import AppState
+from server.serving import CLIENT_CLOSED, ItemOptions, ScoringService
 
 router = APIRouter(tags=["compat"])
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 413, 422, 500, 503, 504)}
@@ -62,30 +60,20 @@ def split_rows(body: GetRewardRequest) -> tuple[list[str], list[str]]:
 @router.post("/get_reward", response_model=GetRewardResponse, responses=_ERRORS)
 async def get_reward(body: GetRewardRequest, request: Request) -> GetRewardResponse:
     """OpenRLHF remote-RM endpoint: one reward per query, rows of the same prompt judged together."""
-    state: AppState = request.app.state.grm
-    s = state.settings
+    service: ScoringService = request.app.state.service
     prompts, responses = split_rows(body)
     groups: dict[str, list[int]] = {}
     for i, p in enumerate(prompts):
         groups.setdefault(p, []).append(i)
-    if len(groups) > s.max_items_per_batch:
-        raise invalid_request(f"{len(groups)} prompts exceed the server limit max_items_per_batch")
+    service.check_items(len(groups))
     specs = [
-        ScoreSpec(
-            messages=(Message("user", prompt),),
-            responses=tuple(responses[i] for i in rows),
-            k=s.k,
-            temperature=s.temperature,
-            top_p=s.top_p,
-            max_tokens=s.max_tokens,
-            k_meta=s.k_meta,
-        )
+        service.resolve(ItemOptions(messages=(Message("user", prompt),), responses=tuple(responses[i] for i in rows)))
         for prompt, rows in groups.items()
     ]
-    results = await run_scoring(state, request, specs)
+    results = await service.score(request, specs)
     if results is None:
         return Response(status_code=CLIENT_CLOSED)  # type: ignore[return-value]
-    mode = body.reward or s.openrlhf_reward
+    mode = body.reward or service.settings.openrlhf_reward
     rewards = [0.0] * len(responses)
     unscored = [0.0] * len(responses)
     for rows, result in zip(groups.values(), results, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,21 @@ from server.config import Settings
 from server.engines.fake import FakeEngine
 
 
+async def wait_until(condition: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds instead of hanging."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def item(seed: int, **changes: object) -> dict:
+    """``ITEM`` with another seed (a distinct request body, so it is not deduplicated) and changes."""
+    return {**ITEM, "seed": seed, **changes}
+
+
 @asynccontextmanager
 async def running_app(
     engine: FakeEngine, wait_ready: bool = True, *, meta_rm: MetaRM | None = None, **settings
@@ -21,7 +37,7 @@ async def running_app(
     app = build_app(Settings(engine="fake", **settings), engine=engine, meta_rm=meta_rm)
     async with app.router.lifespan_context(app):
         if wait_ready:
-            await app.state.grm.ready.wait()
+            await app.state.grm.wait_ready(timeout=10)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://grm.test") as client:
             yield client

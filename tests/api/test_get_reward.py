@@ -53,3 +53,18 @@ async def test_unscored_rows_get_zero_and_are_flagged():
     async with running_app(FakeEngine(lambda req: ["no verdict"] * req.n), k=2) as client:
         r = await client.post("/get_reward", json=OPENRLHF_REQUEST)
     assert r.json()["rewards"] == [0.0, 0.0, 0.0] and r.json()["extra_logs"]["grm_unscored"] == [1.0, 1.0, 1.0]
+
+
+async def test_rows_past_the_per_item_limit_are_400_as_on_v1_score():
+    engine = FakeEngine()
+    body = {"query": [f"{PROMPT_A}answer {i}" for i in range(100)], "prompts": [PROMPT_A] * 100}
+    async with running_app(engine, max_responses_per_item=64) as client:
+        r = await client.post("/get_reward", json=body)
+        same = await client.post("/v1/score", json={"query": "q", "responses": [f"a{i}" for i in range(100)]})
+    for answer in (r, same):
+        assert answer.status_code == 400, answer.text
+        assert (
+            answer.json()["error"]["message"]
+            == "responses per item = 100 exceeds the server limit max_responses_per_item = 64"
+        )
+    assert engine.requests == []  # refused before any engine work

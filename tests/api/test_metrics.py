@@ -147,6 +147,7 @@ def test_outcome_labels_are_a_small_fixed_set(status, outcome):
     assert outcome_of(status) == outcome
 
 
+@pytest.mark.ops
 async def test_promtool_accepts_the_exposition():
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: install Debian's prometheus package (make test does)"

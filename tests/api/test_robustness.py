@@ -6,7 +6,7 @@ import json
 from server.app import build_app
 from server.config import Settings
 from server.engines.fake import FakeEngine
-from tests.api.conftest import ITEM, running_app
+from tests.api.conftest import ITEM, item, running_app, wait_until
 from tests.api.test_errors import assert_error
 
 
@@ -14,9 +14,8 @@ async def test_no_slot_in_time_is_429_with_retry_after_and_the_first_request_sti
     engine = FakeEngine(delay=0.5)
     async with running_app(engine, max_concurrent_requests=1, max_queue_wait_s=0.05) as client:
         first = asyncio.create_task(client.post("/v1/score", json=ITEM))
-        while not engine.running:  # the first request holds the only slot
-            await asyncio.sleep(0.01)
-        second = await client.post("/v1/score", json=ITEM)
+        await wait_until(lambda: engine.running, what="the first request to hold the only slot")
+        second = await client.post("/v1/score", json=item(seed=2))
         assert (await first).status_code == 200
     assert_error(second, 429, "overloaded")
     assert int(second.headers["retry-after"]) >= 1
@@ -24,7 +23,7 @@ async def test_no_slot_in_time_is_429_with_retry_after_and_the_first_request_sti
 
 async def test_a_queued_request_gets_the_slot_when_it_frees_in_time():
     async with running_app(FakeEngine(delay=0.1), max_concurrent_requests=1, max_queue_wait_s=5) as client:
-        results = await asyncio.gather(*(client.post("/v1/score", json=ITEM) for _ in range(3)))
+        results = await asyncio.gather(*(client.post("/v1/score", json=item(seed=i)) for i in range(3)))
     assert [r.status_code for r in results] == [200, 200, 200]
 
 
@@ -77,7 +76,8 @@ def test_an_unreadable_key_file_fails_at_startup(tmp_path):
 
 async def test_a_client_that_disconnects_leaves_no_engine_work_running():
     engine = FakeEngine(delay=30)
-    app = build_app(Settings(engine="fake"), engine=engine)
+    # No linger: the job of a request nobody waits for is aborted at once (see test_dedup.py for retries).
+    app = build_app(Settings(engine="fake", idempotency_linger_s=0), engine=engine)
     body = json.dumps(ITEM).encode()
     gone = asyncio.Event()
     sent: list[dict] = []
@@ -107,10 +107,9 @@ async def test_a_client_that_disconnects_leaves_no_engine_work_running():
         "server": ("grm.test", 80),
     }
     async with app.router.lifespan_context(app):
-        await app.state.grm.ready.wait()
+        await app.state.grm.wait_ready(timeout=10)
         call = asyncio.create_task(app(scope, receive, send))
-        while len(engine.running) < 2:  # both response orders are generating
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: len(engine.running) == 2, what="both response orders to generate")
         gone.set()  # the client hangs up
         await asyncio.wait_for(call, timeout=5)
         assert engine.running == set()
@@ -136,5 +135,6 @@ async def test_metrics_path_is_open_to_scrapers_unless_configured_otherwise():
         open_ = await client.get("/metrics")
     async with running_app(FakeEngine(), api_keys="k", metrics_public=False) as client:
         guarded = await client.get("/metrics")
-    assert open_.status_code != 401  # passes auth (the route itself arrives with issue #6)
+    assert open_.status_code == 200
+    assert "grm_requests_total" in open_.text
     assert_error(guarded, 401, "unauthorized")

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from server.launcher import launch
+from tests.launcher import launch
 
 SERVER = Path(__file__).with_name("_slow_fake_server.py")
 SEED = 42

@@ -1,7 +1,7 @@
 import asyncio
 
 from server.engines.fake import FakeEngine
-from tests.api.conftest import ITEM, running_app
+from tests.api.conftest import ITEM, item, running_app
 
 
 async def test_single_item_scores_every_response():
@@ -102,6 +102,6 @@ async def test_concurrent_requests_reach_the_engine_together():
 
     engine.generate = tracking  # type: ignore[method-assign]
     async with running_app(engine) as client:
-        rs = await asyncio.gather(*(client.post("/v1/score", json=ITEM) for _ in range(5)))
+        rs = await asyncio.gather(*(client.post("/v1/score", json=item(seed=i)) for i in range(5)))
     assert all(r.status_code == 200 for r in rs)
     assert peak >= 5  # five requests x two orders in flight at once, not one after another

@@ -8,17 +8,29 @@ from pathlib import Path
 
 import httpx
 
-from server.launcher import launch
 from tests.api.conftest import ITEM
+from tests.launcher import launch
 
 SCRIPT = Path(__file__).with_name("_slow_fake_server.py")
+
+
+def wait_for_inflight(url: str, count: int, timeout_s: float) -> None:
+    """Poll /metrics until ``count`` scoring requests are in flight; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if f"grm_inflight_requests {count:.1f}" in httpx.get(f"{url}/metrics", timeout=5).text:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{count} requests were not in flight within {timeout_s}s")
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path):
     with launch(command=[sys.executable, str(SCRIPT), "1.5"], log=tmp_path / "server.log", start_timeout_s=30) as srv:
         with ThreadPoolExecutor(max_workers=4) as pool:
-            futures = [pool.submit(httpx.post, f"{srv.url}/v1/score", json=ITEM, timeout=30) for _ in range(4)]
-            time.sleep(0.5)  # all four accepted and generating
+            futures = [
+                pool.submit(httpx.post, f"{srv.url}/v1/score", json={**ITEM, "seed": i}, timeout=30) for i in range(4)
+            ]
+            wait_for_inflight(srv.url, 4, timeout_s=10)  # all four accepted and generating
             srv.process.send_signal(signal.SIGTERM)
             results = [f.result() for f in futures]
         code = srv.process.wait(timeout=30)

@@ -14,7 +14,7 @@ from server.engines.fake import FakeEngine
 async def app():
     app = build_app(Settings(engine="fake"), engine=FakeEngine(), meta_rm=FakeMetaRM())
     async with app.router.lifespan_context(app):
-        await app.state.grm.ready.wait()
+        await app.state.grm.wait_ready(timeout=10)
         yield app
 
 

@@ -82,6 +82,7 @@ def base_documents() -> list[dict]:
     return [yaml.safe_load((K8S / "base" / name).read_text()) for name in kustomization["resources"]]
 
 
+@pytest.mark.ops
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_rendered_overlay_validates(overlay):
     docs = render(overlay)
@@ -118,6 +119,7 @@ def container(docs: list[dict]) -> tuple[dict, dict]:
     return pod, pod["containers"][0]
 
 
+@pytest.mark.ops
 def test_gpu_overlay_requests_a_gpu_and_probes_the_health_routes():
     pod, c = container(render("gpu"))
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -130,6 +132,7 @@ def test_gpu_overlay_requests_a_gpu_and_probes_the_health_routes():
     assert pod["securityContext"]["runAsNonRoot"] is True
 
 
+@pytest.mark.ops
 def test_cpu_overlay_has_no_gpu_and_no_weights_volume():
     pod, c = container(render("cpu"))
     assert "nvidia.com/gpu" not in str(c["resources"])
@@ -137,6 +140,7 @@ def test_cpu_overlay_has_no_gpu_and_no_weights_volume():
     assert c["image"].endswith(":cpu")
 
 
+@pytest.mark.ops
 def test_selectors_match_the_pods():
     for overlay in OVERLAYS:
         docs = render(overlay)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 import yaml
 
 from tests.deploy.conftest import DEPLOY, tool
 
 RULES = DEPLOY / "prometheus" / "alerts.yml"
+
+pytestmark = pytest.mark.ops
 
 
 def promtool(*args: str, cwd=None) -> subprocess.CompletedProcess:

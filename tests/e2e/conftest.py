@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.launcher import LaunchError, launch
+from tests.launcher import LaunchError, launch
 
 START_TIMEOUT_S = 900  # first start converts the GGUF (~30 s) and loads vLLM (~30 s); CI machines vary
 

@@ -14,11 +14,11 @@ import httpx
 import pytest
 import yaml
 
-from server.launcher import free_port
 from tests.deploy.conftest import DEPLOY, tool
 from tests.e2e.conftest import RunningServer
+from tests.launcher import free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.ops]
 
 ITEM = {"query": "What is 2 + 2?", "responses": ["4", "5"], "k": 2, "max_tokens": 64, "seed": 7}
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from server.launcher import free_port
 from tests.deploy.conftest import DEPLOY
+from tests.launcher import free_port
 
 pytestmark = pytest.mark.e2e
 

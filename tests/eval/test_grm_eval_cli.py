@@ -9,8 +9,8 @@ import pytest
 from grm_eval.cli import main
 from grm_eval.metrics import voting_accuracy
 from grm_eval.report import votes_of
-from server.launcher import launch
 from tests.conftest import shared_file
+from tests.launcher import launch
 
 SERVER = Path(__file__).parents[1] / "api" / "_slow_fake_server.py"
 

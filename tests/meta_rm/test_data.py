@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from meta_rm.data import DataError, read_preferences, select_per_source, split_by_prompt
+from meta_rm.training.data import DataError, read_preferences, select_per_source, split_by_prompt
 from tests.conftest import shared_file, smoke_pairs
 
 

@@ -12,6 +12,7 @@ from meta_rm.hf import HFMetaRM  # noqa: E402
 from meta_rm.loading import load_meta_rm  # noqa: E402
 from meta_rm.rendering import render_chat  # noqa: E402
 from server.domain import Message  # noqa: E402
+from server.models import resolve_model  # noqa: E402
 from tests.tiny_models import tiny_llama, word_tokenizer  # noqa: E402
 
 
@@ -58,6 +59,8 @@ def test_not_started_and_unknown_models_are_clear_errors(tmp_path):
     with pytest.raises(MetaRMError, match="not been started"):
         asyncio.run(HFMetaRM(str(tmp_path), "x").score([trajectory("a")]))
     with pytest.raises(MetaRMError, match="not in the local Hugging Face cache"):
-        load_meta_rm("no-such-org/no-such-meta-rm")
-    with pytest.raises(MetaRMError, match=r"has no config\.json"):
+        load_meta_rm("no-such-org/no-such-meta-rm", resolve=lambda name: resolve_model(name, tmp_path))
+    with pytest.raises(MetaRMError, match="is not a folder"):
+        load_meta_rm("no-such-org/no-such-meta-rm")  # no resolver: only folders
+    with pytest.raises(MetaRMError, match=r"has no meta_rm\.json \(linear\) or config\.json"):
         load_meta_rm(str(tmp_path))

@@ -8,7 +8,7 @@ import pytest
 from meta_rm.base import MetaRMError, Trajectory
 from meta_rm.features import NUMERIC_FEATURES, featurize
 from meta_rm.linear import ARTIFACT_FILE, LinearMetaRM, LinearModel, train_linear
-from meta_rm.train import auc
+from meta_rm.training.train import auc
 from server.domain import Message
 
 

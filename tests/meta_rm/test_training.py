@@ -4,11 +4,11 @@ import asyncio
 import json
 import random
 
-from meta_rm.cli import main as meta_rm_main
-from meta_rm.data import read_preferences
 from meta_rm.linear import LinearModel
-from meta_rm.sampling import SamplingConfig, load_cache, sample_items
-from meta_rm.train import label_records
+from meta_rm.training.cli import main as meta_rm_main
+from meta_rm.training.data import read_preferences
+from meta_rm.training.sampling import SamplingConfig, load_cache, sample_items
+from meta_rm.training.train import label_records
 from server.engines.base import GenerationRequest
 from server.engines.fake import FakeEngine, shown_responses
 from server.prompts import DEFAULT_TEMPLATE, get_template

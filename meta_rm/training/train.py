@@ -10,22 +10,23 @@ samples (the baseline a useless meta RM would match).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as dt
 import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from meta_rm.base import Trajectory
-from meta_rm.data import PreferenceItem, file_sha256, heldout_side
 from meta_rm.labels import pair_accuracy, sample_is_correct
 from meta_rm.linear import LinearModel, train_linear
 from meta_rm.selection import default_k_meta, select_top_k
+from meta_rm.training.data import PreferenceItem, file_sha256, heldout_side
+from meta_rm.training.sampling import SamplingRun, load_cache, run_sampling
 from server import __version__
 from server.domain import Message
 
@@ -34,6 +35,27 @@ log = logging.getLogger(__name__)
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 CV_FOLDS = 5
 RANDOM_HALF_DRAWS = 50
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """``grm-meta-rm train``: where samples come from and what to fit.
+
+    Attributes:
+        sampling: the sampling run (config, trajectory cache, engine options).
+        out: the folder the artifact is written to.
+        data_files: the preference files the items came from (their hashes go into the artifact).
+        per_source: items drawn per source (recorded in the artifact).
+        heldout_fraction: share of prompts kept out of training for evaluation.
+        sample: sample what the cache lacks (False: train on cached trajectories only).
+    """
+
+    sampling: SamplingRun
+    out: Path
+    data_files: tuple[Path, ...]
+    per_source: int | None = None
+    heldout_fraction: float = 0.3
+    sample: bool = True
 
 
 @dataclass(frozen=True)
@@ -182,26 +204,19 @@ def evaluate(
     }
 
 
-def train_command(args: argparse.Namespace, items: list[PreferenceItem]) -> int:
-    """``grm-meta-rm train``: sample (or reuse), split by prompt, fit, evaluate, save."""
-    from meta_rm.cli import run_sampling
-    from meta_rm.sampling import SamplingConfig, load_cache
-
-    if args.no_sample:
-        from server.prompts import DEFAULT_TEMPLATE
-
-        config = SamplingConfig(
-            args.model, DEFAULT_TEMPLATE, args.k, args.temperature, args.max_tokens, args.format_guidance, args.seed
-        )
-        cached = load_cache(args.trajectories, config)
+def train_command(options: TrainOptions, items: list[PreferenceItem]) -> int:
+    """``grm-meta-rm train``: sample (or reuse), split by prompt, fit, evaluate, save; the exit code."""
+    config = options.sampling.config
+    if options.sample:
+        records = asyncio.run(run_sampling(options.sampling, items))
+    else:
+        cached = load_cache(options.sampling.trajectories, config)
         records = [cached[i.id] for i in items if i.id in cached]
         if len(records) < len(items):
             log.warning("--no-sample: %d of %d items have cached samples", len(records), len(items))
-    else:
-        records = asyncio.run(run_sampling(args, items))
     by_id = {i.id: i for i in items}
-    train_records = [r for r in records if not heldout_side(by_id[r["id"]], args.heldout_fraction)]
-    heldout_records = [r for r in records if heldout_side(by_id[r["id"]], args.heldout_fraction)]
+    train_records = [r for r in records if not heldout_side(by_id[r["id"]], options.heldout_fraction)]
+    heldout_records = [r for r in records if heldout_side(by_id[r["id"]], options.heldout_fraction)]
     train, heldout = label_records(train_records), label_records(heldout_records)
     log.info(
         "train: %d items, %d parsed samples; held out: %d items, %d samples",
@@ -215,18 +230,18 @@ def train_command(args: argparse.Namespace, items: list[PreferenceItem]) -> int:
         return 1
     l2, cv = choose_l2(train)
     model = train_linear([s.trajectory for s in train], [s.label for s in train], l2=l2)
-    report = evaluate(model, heldout, heldout_records, args.k)
+    report = evaluate(model, heldout, heldout_records, config.k)
     model.metadata = {
-        "grm_model": args.model,
-        "template": records[0]["config"]["template"] if records else None,
-        "k": args.k,
-        "temperature": args.temperature,
-        "max_tokens": args.max_tokens,
-        "format_guidance": args.format_guidance,
-        "seed": args.seed,
-        "per_source": args.per_source,
-        "heldout_fraction": args.heldout_fraction,
-        "data_files": {p.name: file_sha256(p) for p in args.data},
+        "grm_model": config.model,
+        "template": config.template,
+        "k": config.k,
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens,
+        "format_guidance": config.format_guidance,
+        "seed": config.seed,
+        "per_source": options.per_source,
+        "heldout_fraction": options.heldout_fraction,
+        "data_files": {p.name: file_sha256(p) for p in options.data_files},
         "train": {
             "items": len(train_records),
             "samples": len(train),
@@ -238,7 +253,7 @@ def train_command(args: argparse.Namespace, items: list[PreferenceItem]) -> int:
         "trained_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "grm_serve_version": __version__,
     }
-    path = model.save(args.out)
+    path = model.save(options.out)
     _print_report(model.metadata, path)
     return 0
 

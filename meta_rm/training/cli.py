@@ -19,7 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from meta_rm.data import DataError, PreferenceItem, read_preferences, select_per_source
+from meta_rm.training.data import DataError, PreferenceItem, read_preferences, select_per_source
+from meta_rm.training.sampling import SamplingConfig, SamplingRun, run_sampling
+from meta_rm.training.train import TrainOptions, train_command
+from server.prompts import DEFAULT_TEMPLATE
 
 log = logging.getLogger("grm_meta_rm")
 
@@ -62,16 +65,8 @@ def load_items(args: argparse.Namespace) -> list[PreferenceItem]:
     return select_per_source(items, args.per_source, args.seed)
 
 
-async def run_sampling(args: argparse.Namespace, items: list[PreferenceItem]) -> list[dict[str, Any]]:
-    """Start the GRM engine, sample what the cache lacks, shut the engine down."""
-    from tqdm import tqdm
-
-    from meta_rm.sampling import SamplingConfig, load_cache, sample_items
-    from server.config import Settings
-    from server.engines import create_engine
-    from server.prompts import DEFAULT_TEMPLATE, get_template
-    from server.scoring import Scorer
-
+def sampling_run(args: argparse.Namespace) -> SamplingRun:
+    """The typed sampling run the flags describe."""
     config = SamplingConfig(
         model=args.model,
         template=DEFAULT_TEMPLATE,
@@ -81,37 +76,7 @@ async def run_sampling(args: argparse.Namespace, items: list[PreferenceItem]) ->
         format_guidance=args.format_guidance,
         seed=args.seed,
     )
-    cached = load_cache(args.trajectories, config)
-    missing = [i for i in items if i.id not in cached]
-    if not missing:
-        return [cached[i.id] for i in items]
-    overrides: dict[str, Any] = {"model": args.model}
-    if args.cache_dir is not None:
-        overrides["cache_dir"] = args.cache_dir
-    settings = Settings(**overrides)
-    engine = await asyncio.to_thread(create_engine, settings)
-    await engine.start()
-    scorer = Scorer(engine, get_template(DEFAULT_TEMPLATE), max_group_size=8, format_guidance=args.format_guidance)
-    bar = tqdm(total=len(missing), desc="sampling", unit="item", dynamic_ncols=True)
-    stats = {"tokens": 0, "parsed": 0, "samples": 0}
-
-    def on_done(tokens: int, parsed: int) -> None:
-        stats["tokens"] += tokens
-        stats["parsed"] += parsed
-        stats["samples"] += args.k
-        bar.set_postfix(parsed=f"{stats['parsed']}/{stats['samples']}", tok=stats["tokens"])
-        bar.update(1)
-
-    try:
-        records, skipped = await sample_items(
-            scorer, items, config, args.trajectories, concurrency=args.concurrency, on_done=on_done
-        )
-    finally:
-        bar.close()
-        await engine.shutdown()
-    if skipped:
-        log.warning("%d item(s) skipped: prompt too long for the model's context", len(skipped))
-    return records
+    return SamplingRun(config, args.trajectories, cache_dir=args.cache_dir, concurrency=args.concurrency)
 
 
 def _interrupt_on_sigterm() -> None:
@@ -135,12 +100,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("%d items from %d file(s)", len(items), len(args.data))
     try:
         if args.command == "sample":
-            records = asyncio.run(run_sampling(args, items))
+            records = asyncio.run(run_sampling(sampling_run(args), items))
             log.info("%d items with samples in %s", len(records), args.trajectories)
             return 0
-        from meta_rm.train import train_command
-
-        return train_command(args, items)
+        options = TrainOptions(
+            sampling=sampling_run(args),
+            out=args.out,
+            data_files=tuple(args.data),
+            per_source=args.per_source,
+            heldout_fraction=args.heldout_fraction,
+            sample=not args.no_sample,
+        )
+        return train_command(options, items)
     except KeyboardInterrupt:
         print(f"grm-meta-rm: interrupted; finished items are kept in {args.trajectories}", file=sys.stderr)
         return 130

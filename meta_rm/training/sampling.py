@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meta_rm.data import PreferenceItem
+from meta_rm.training.data import PreferenceItem
 from server.domain import SampleStatus
 from server.engines import PromptTooLongError
 from server.scoring import Scorer, ScoreSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,26 @@ class SamplingConfig:
     max_tokens: int
     format_guidance: bool
     seed: int
+
+
+@dataclass(frozen=True)
+class SamplingRun:
+    """One in-process sampling run: what decides the samples, and where they go.
+
+    Attributes:
+        config: the sampling choices (the cache key).
+        trajectories: the JSONL cache to resume from and append to.
+        cache_dir: where the embedded GRM is converted (None: the server's default).
+        concurrency: items in flight at once.
+        max_group_size: responses judged together in one GRM prompt.
+    """
+
+    config: SamplingConfig
+    trajectories: Path
+    cache_dir: Path | None = None
+    concurrency: int = 8
+    max_group_size: int = 8
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def item_seed(item_id: str, seed: int) -> int:
@@ -142,3 +165,57 @@ async def sample_items(
             for item in todo:
                 tg.create_task(one(item, out))
     return [done[i.id] for i in items if i.id in done], skipped
+
+
+async def run_sampling(run: SamplingRun, items: Sequence[PreferenceItem]) -> list[dict[str, Any]]:
+    """Start the GRM engine in this process, sample what the cache lacks, shut the engine down.
+
+    Returns:
+        The records of ``items`` that have samples (cached or new), in the order of ``items``.
+
+    Raises:
+        server.models.ModelNotFoundError: if the GRM cannot be found locally.
+        server.engines.EngineError: if the engine fails.
+    """
+    from tqdm import tqdm
+
+    from server.engines import create_engine
+    from server.models import default_cache_dir
+    from server.prompts import get_template
+
+    config = run.config
+    cached = load_cache(run.trajectories, config)
+    if all(i.id in cached for i in items):
+        return [cached[i.id] for i in items]
+    cache_dir = run.cache_dir if run.cache_dir is not None else default_cache_dir()
+    engine = await asyncio.to_thread(
+        create_engine, "vllm", model=config.model, cache_dir=cache_dir, engine_kwargs=run.engine_kwargs
+    )
+    await engine.start()
+    scorer = Scorer(
+        engine,
+        get_template(config.template),
+        max_group_size=run.max_group_size,
+        format_guidance=config.format_guidance,
+    )
+    missing = sum(i.id not in cached for i in items)
+    bar = tqdm(total=missing, desc="sampling", unit="item", dynamic_ncols=True)
+    stats = {"tokens": 0, "parsed": 0, "samples": 0}
+
+    def on_done(tokens: int, parsed: int) -> None:
+        stats["tokens"] += tokens
+        stats["parsed"] += parsed
+        stats["samples"] += config.k
+        bar.set_postfix(parsed=f"{stats['parsed']}/{stats['samples']}", tok=stats["tokens"])
+        bar.update(1)
+
+    try:
+        records, skipped = await sample_items(
+            scorer, items, config, run.trajectories, concurrency=run.concurrency, on_done=on_done
+        )
+    finally:
+        bar.close()
+        await engine.shutdown()
+    if skipped:
+        log.warning("%d item(s) skipped: prompt too long for the model's context", len(skipped))
+    return records

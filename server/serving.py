@@ -1,0 +1,219 @@
+"""The serving layer: what every scoring route shares between its validated body and the pipeline.
+
+A route turns its wire format into :class:`ItemOptions`, asks :meth:`ScoringService.resolve` for the
+pipeline's :class:`~server.scoring.ScoreSpec` (every per-item limit is checked there, once, for every
+route), and awaits :meth:`ScoringService.score`, which owns the rest:
+
+* readiness (503 while starting, draining or dead);
+* duplicate requests: a retry of a request still running attaches to it, and one that arrives soon
+  after it finished gets the same answer (:mod:`server.dedup`);
+* admission (429 when no slot frees up in time) and the request deadline (504);
+* cancellation when the client disconnects (the engine work is aborted);
+* the per-item metrics of finished work.
+
+It is built once per app with the app's state; the :class:`~server.scoring.Scorer` is built once when
+the engine is up. Routes never import each other: they import this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from server.admission import cancel_on_disconnect
+from server.config import Settings
+from server.dedup import Dedup
+from server.domain import ItemResult, Message
+from server.errors import invalid_request, to_api_error
+from server.scoring import ScoreSpec
+from server.state import AppState
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_HEADER = "x-request-timeout"
+IDEMPOTENCY_HEADER = "idempotency-key"
+CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never delivered
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+
+@dataclass(frozen=True)
+class ItemOptions:
+    """One item as a route received it; ``None`` means the server's default."""
+
+    messages: tuple[Message, ...]
+    responses: tuple[str, ...]
+    k: int | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    k_meta: int | None = None
+    seed: int | None = None
+
+
+class ScoringService:
+    """Request-to-spec conversion, admission, deadline, deduplication, cancellation and metrics.
+
+    Args:
+        state: the app's runtime state (engine lifecycle, admission, metrics).
+    """
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.settings: Settings = state.settings
+        self.dedup: Dedup[list[ItemResult]] = Dedup(
+            ttl_s=self.settings.idempotency_ttl_s,
+            max_entries=self.settings.idempotency_cache_size,
+            linger_s=self.settings.idempotency_linger_s,
+        )
+
+    @property
+    def model_name(self) -> str:
+        """The GRM's name as ``/v1/info`` reports it."""
+        engine = self.state.engine
+        return engine.info.model if engine is not None else self.settings.model
+
+    @property
+    def template_name(self) -> str:
+        return self.state.template.name
+
+    # ---- request -> spec -------------------------------------------------------------------------
+
+    def check_items(self, count: int) -> None:
+        """Raises: APIError: 400 past ``max_items_per_batch``."""
+        if count > self.settings.max_items_per_batch:
+            raise invalid_request(
+                f"{count} items exceed the server limit max_items_per_batch = {self.settings.max_items_per_batch}"
+            )
+
+    def resolve(self, item: ItemOptions) -> ScoreSpec:
+        """Resolve an item's sampling choices against the server defaults and limits.
+
+        Raises:
+            APIError: 400 when a value exceeds its configured maximum, or ``k_meta`` cannot apply.
+        """
+        s = self.settings
+        k = item.k if item.k is not None else s.k
+        temperature = item.temperature if item.temperature is not None else s.temperature
+        max_tokens = item.max_tokens if item.max_tokens is not None else s.max_tokens
+        if item.k_meta is not None:
+            if item.k_meta > k:
+                raise invalid_request(f"k_meta = {item.k_meta} exceeds k = {k}")
+            if self.state.meta_rm is None and self.state.ready.is_set():
+                raise invalid_request("k_meta was given but the server has no meta RM (start it with --meta-rm)")
+        checks = [
+            (len(item.responses), s.max_responses_per_item, "responses per item", "max_responses_per_item"),
+            (k, s.max_k, "k", "max_k"),
+            (temperature, s.max_temperature, "temperature", "max_temperature"),
+            (max_tokens, s.max_tokens_limit, "max_tokens", "max_tokens_limit"),
+            (max(map(len, item.responses)), s.max_response_chars, "characters in a response", "max_response_chars"),
+            (sum(len(m.content) for m in item.messages), s.max_conversation_chars, "conversation chars",
+             "max_conversation_chars"),
+        ]  # fmt: skip
+        for value, limit, what, name in checks:
+            if value > limit:
+                raise invalid_request(f"{what} = {value} exceeds the server limit {name} = {limit}")
+        return ScoreSpec(
+            messages=item.messages,
+            responses=item.responses,
+            k=k,
+            temperature=temperature,
+            top_p=s.top_p,
+            max_tokens=max_tokens,
+            seed=item.seed,
+            k_meta=item.k_meta if item.k_meta is not None else s.k_meta,
+        )
+
+    # ---- running ---------------------------------------------------------------------------------
+
+    def deadline_of(self, request: Request) -> float:
+        """The request's deadline in seconds: ``X-Request-Timeout`` when given, capped by the server's maximum.
+
+        Raises:
+            APIError: 400 for a header that is not a positive number.
+        """
+        header = request.headers.get(TIMEOUT_HEADER)
+        if header is None:
+            return self.settings.request_timeout_s
+        try:
+            value = float(header)
+        except ValueError:
+            value = -1.0
+        if not value > 0:
+            raise invalid_request(f"{TIMEOUT_HEADER} must be a positive number of seconds, got {header!r}")
+        return min(value, self.settings.request_timeout_s)
+
+    async def dedup_key(self, request: Request) -> str | None:
+        """What makes two requests the same job: the route and its ``Idempotency-Key``, else its body.
+
+        Raises:
+            APIError: 400 for an empty or over-long key.
+        """
+        path = request.url.path
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is not None:
+            if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+                raise invalid_request(f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters")
+            return f"key:{path}:{key}"
+        if not self.settings.dedup_identical_requests:
+            return None
+        body = await request.body()  # cached by Starlette: the route already parsed it
+        return f"body:{path}:{hashlib.sha256(body).hexdigest()}"
+
+    async def score(self, request: Request, specs: Sequence[ScoreSpec]) -> list[ItemResult] | None:
+        """Run resolved items through the pipeline for one HTTP request.
+
+        Returns:
+            The results, or None when the client disconnected (nobody is listening).
+
+        Raises:
+            APIError: 503 while the engine is not up or draining, 429 when no slot frees up in time,
+                504 past the deadline, the mapped status otherwise.
+        """
+        state = self.state
+        if not state.ready.is_set() or state.scorer is None:
+            raise to_api_error(state.unavailable_error())
+        deadline = self.deadline_of(request)
+        key = await self.dedup_key(request)
+        request_id = getattr(request.state, "request_id", None)
+
+        async def job() -> list[ItemResult]:
+            queued = time.perf_counter()
+            async with state.admission.slot():
+                state.metrics.queue_wait.observe(time.perf_counter() - queued)
+                try:
+                    async with asyncio.timeout(deadline):
+                        assert state.scorer is not None
+                        results = await state.scorer.score_many(specs, request_id)
+                except* Exception as group:
+                    cause = _first(group)
+                    error = to_api_error(cause)
+                    if error.status == 500:
+                        log.error("scoring failed unexpectedly", exc_info=cause)
+                    raise error from None
+            state.metrics.observe_items(results)
+            return results
+
+        async def wait() -> list[ItemResult]:
+            # A request that attached to another's job waits no longer than its own deadline.
+            result, how = await self.dedup.run(key, job, timeout=deadline)
+            if how != "new":
+                state.metrics.deduplicated.labels(how).inc()
+            return result
+
+        try:
+            return await cancel_on_disconnect(request, wait())
+        except TimeoutError:
+            raise to_api_error(TimeoutError()) from None
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The innermost first exception of a (nested) TaskGroup failure."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
