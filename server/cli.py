@@ -1,7 +1,7 @@
 """``grm-serve``: start the reward server.
 
-Flags mirror the settings (``--max-group-size 4`` is ``GRM_MAX_GROUP_SIZE=4``); flags take precedence
-over the environment. Any other ``--flag value`` is handed to vLLM's ``AsyncEngineArgs`` unchanged
+Flags are generated from :class:`~server.config.Settings` (``--max-group-size 4`` is
+``GRM_MAX_GROUP_SIZE=4``), so the two never drift apart; flags take precedence over the environment. Any other ``--flag value`` is handed to vLLM's ``AsyncEngineArgs`` unchanged
 (``--max-num-seqs 64``, ``--enable-prefix-caching``), so a vLLM user's engine flags keep working.
 """
 
@@ -14,85 +14,58 @@ import logging
 import signal
 import sys
 import threading
+import types
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
 from server import __version__
 from server.config import Settings
 
 log = logging.getLogger("grm_serve")
 
-# (flag, settings field, type, help)
-_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--host", "host", str, "interface to listen on (default 127.0.0.1)"),
-    ("--port", "port", int, "port to listen on (default 8000)"),
-    ("--log-level", "log_level", str, "debug, info, warning or error"),
-    ("--log-format", "log_format", str, "json (one object per line, default) or text"),
-    ("--engine", "engine", str, "vllm (default) or fake (scripted, for demos and tests; no model)"),
-    ("--model", "model", str, "'embedded' (bundled SmolLM2-135M-Instruct), a local HF folder or a cached hub name"),
-    ("--cache-dir", "cache_dir", str, "where the embedded model is converted once (default ~/.cache/grm-serve)"),
-    ("--max-model-len", "max_model_len", int, "vLLM: context length"),
-    ("--dtype", "dtype", str, "vLLM: weight dtype (auto, bfloat16, float16, float32)"),
-    ("--tensor-parallel-size", "tensor_parallel_size", int, "vLLM: GPUs per replica"),
-    ("--gpu-memory-utilization", "gpu_memory_utilization", float, "vLLM: fraction of GPU memory to use"),
-    ("--template", "template", str, "GRM prompt template (default deepseek-grm-default-v1)"),
-    ("--k", "k", int, "default samples per request (default 8)"),
-    ("--max-k", "max_k", int, "largest k a request may ask for (default 32)"),
-    ("--temperature", "temperature", float, "default sampling temperature (default 0.5, the paper's)"),
-    ("--max-temperature", "max_temperature", float, "largest temperature a request may ask for"),
-    ("--top-p", "top_p", float, "nucleus sampling (default 1.0)"),
-    ("--max-tokens", "max_tokens", int, "default generation budget per sample (default 1024)"),
-    ("--max-tokens-limit", "max_tokens_limit", int, "largest max_tokens a request may ask for"),
-    ("--max-group-size", "max_group_size", int, "responses judged together in one prompt (default 4)"),
-    ("--meta-rm", "meta_rm", str, "auto (embedded meta RM for the embedded GRM), none, a folder or a hub name"),
-    ("--k-meta", "k_meta", int, "samples kept to vote per response group when a meta RM is set (default k/2)"),
-    ("--meta-rm-device", "meta_rm_device", str, "device of a transformers meta RM (cpu, cuda, cuda:1)"),
-    ("--openrlhf-reward", "openrlhf_reward", str, "scale of /get_reward rewards: unit ([0,1]), mean (1..10), raw"),
-    ("--max-responses-per-item", "max_responses_per_item", int, "limit on responses per item"),
-    ("--max-items-per-batch", "max_items_per_batch", int, "limit on items per batch request"),
-    ("--max-body-bytes", "max_body_bytes", int, "limit on request body size"),
-    ("--request-timeout-s", "request_timeout_s", float, "deadline of a call (X-Request-Timeout may ask less)"),
-    ("--max-concurrent-requests", "max_concurrent_requests", int, "requests scoring at once; others queue"),
-    ("--max-queue-wait-s", "max_queue_wait_s", float, "longest wait for a slot before 429 overloaded"),
-    ("--api-key-file", "api_key_file", str, "file of API keys, one per line (keys can also come from GRM_API_KEYS)"),
-    ("--drain-timeout-s", "drain_timeout_s", int, "on SIGTERM, how long accepted requests may take to finish"),
-    ("--max-response-chars", "max_response_chars", int, "limit on characters per response"),
-    ("--max-conversation-chars", "max_conversation_chars", int, "limit on characters of the conversation"),
-]
+# Settings with no flag: secrets stay out of the process list, and engine arguments come as unknown flags.
+ENV_ONLY = frozenset({"api_keys", "extra_engine_args"})
+
+
+def _show(value: Any) -> str:
+    return "unset" if value is None else str(value)
+
+
+def _add_setting(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -> None:
+    """One ``--flag`` for a settings field: type, choices and help (default and env name) from the field."""
+    flag = "--" + name.replace("_", "-")
+    default = field.get_default(call_default_factory=True)
+    help_ = f"{field.description} (default: {_show(default)}; env GRM_{name.upper()})"
+    kind = field.annotation
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # ``int | None``: the flag takes an int
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if kind is bool:
+        parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+    elif typing.get_origin(kind) is typing.Literal:
+        parser.add_argument(flag, dest=name, choices=typing.get_args(kind), default=None, help=help_)
+    else:
+        parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(), help=help_)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``grm-serve`` parser: one flag per :class:`Settings` field, generated from its type and description."""
     parser = argparse.ArgumentParser(
         prog="grm-serve",
         description=(
             "Serve a generative reward model (DeepSeek-GRM style) over HTTP: k sampled principles + "
             "critiques + scores per request, voted into one reward per response. Every flag can also "
-            "be set as GRM_<NAME> in the environment. Unknown --flags go to vLLM's engine arguments."
+            "be set as GRM_<NAME> in the environment (flags win). Unknown --flags go to vLLM's engine "
+            "arguments (--max-num-seqs 64, --enable-prefix-caching). API keys come from GRM_API_KEYS "
+            "or --api-key-file only."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    for flag, field, type_, help_ in _FLAGS:
-        parser.add_argument(flag, dest=field, type=type_, default=None, help=help_)
-    guidance = parser.add_mutually_exclusive_group()
-    guidance.add_argument(
-        "--format-guidance",
-        dest="format_guidance",
-        action="store_true",
-        default=None,
-        help="force the three-line output format with a regex (default on)",
-    )
-    guidance.add_argument(
-        "--no-format-guidance", dest="format_guidance", action="store_false", help="let the model write freely"
-    )
-    parser.add_argument(
-        "--no-metrics-public",
-        dest="metrics_public",
-        action="store_false",
-        default=None,
-        help="with API keys set, require a key for /metrics too (default: open to scrapers)",
-    )
+    for name, field in Settings.model_fields.items():
+        if name not in ENV_ONLY:
+            _add_setting(parser, name, field)
     parser.add_argument("--version", action="version", version=f"grm-serve {__version__}")
     return parser
 

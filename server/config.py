@@ -22,62 +22,82 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GRM_", extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "text"] = "json"
+    host: str = Field("127.0.0.1", description="interface to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    log_format: Literal["json", "text"] = Field("json", description="json (one object per line) or text")
 
     # Engine and model
-    engine: Literal["vllm", "fake"] = "vllm"
-    model: str = EMBEDDED
-    cache_dir: Path = Field(default_factory=default_cache_dir)
-    max_model_len: int | None = Field(None, ge=256)
-    dtype: str | None = None
-    tensor_parallel_size: int | None = Field(None, ge=1)
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
-    extra_engine_args: dict[str, Any] = Field(default_factory=dict)
+    engine: Literal["vllm", "fake"] = Field("vllm", description="vllm, or fake (scripted, for demos and tests)")
+    model: str = Field(
+        EMBEDDED, description="'embedded' (bundled SmolLM2-135M-Instruct), a local HF folder or a cached hub name"
+    )
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir, description="where the embedded model is converted once"
+    )
+    max_model_len: int | None = Field(None, ge=256, description="vLLM: context length (unset: the model's own)")
+    dtype: str | None = Field(None, description="vLLM: weight dtype (auto, bfloat16, float16, float32)")
+    tensor_parallel_size: int | None = Field(None, ge=1, description="vLLM: GPUs per replica")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="vLLM: share of GPU memory to use")
+    extra_engine_args: dict[str, Any] = Field(
+        default_factory=dict, description="more AsyncEngineArgs fields (on the command line: any unknown --flag)"
+    )
 
     # GRM sampling
-    template: str = DEFAULT_TEMPLATE
-    format_guidance: bool = True
-    k: int = Field(8, ge=1)
-    max_k: int = Field(32, ge=1)
-    temperature: float = Field(0.5, ge=0)
-    max_temperature: float = Field(2.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_tokens: int = Field(1024, ge=64)
-    max_tokens_limit: int = Field(4096, ge=64)
-    max_group_size: int = Field(4, ge=1)
+    template: str = Field(DEFAULT_TEMPLATE, description="GRM prompt template")
+    format_guidance: bool = Field(True, description="force the three-line output format (structured outputs)")
+    k: int = Field(8, ge=1, description="default samples per request")
+    max_k: int = Field(32, ge=1, description="largest k a request may ask for")
+    temperature: float = Field(0.5, ge=0, description="default sampling temperature (the paper's)")
+    max_temperature: float = Field(2.0, ge=0, description="largest temperature a request may ask for")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
+    max_tokens: int = Field(1024, ge=64, description="default generation budget per sample")
+    max_tokens_limit: int = Field(4096, ge=64, description="largest max_tokens a request may ask for")
+    max_group_size: int = Field(4, ge=1, description="responses judged together in one GRM prompt")
 
     # Meta RM (guided voting)
-    meta_rm: str = "auto"
-    k_meta: int | None = Field(None, ge=1)
-    meta_rm_device: str | None = None
+    meta_rm: str = Field(
+        "auto", description="auto (the embedded meta RM for the embedded GRM), none, a folder or a cached hub name"
+    )
+    k_meta: int | None = Field(None, ge=1, description="samples kept to vote per group with a meta RM (default k/2)")
+    meta_rm_device: str | None = Field(None, description="device of a transformers meta RM (cpu, cuda, cuda:1)")
 
     # OpenRLHF compatibility (/get_reward)
-    openrlhf_reward: Literal["unit", "mean", "raw"] = "unit"
+    openrlhf_reward: Literal["unit", "mean", "raw"] = Field(
+        "unit", description="scale of /get_reward rewards: unit ([0,1]), mean (1..10) or raw (summed votes)"
+    )
 
     # Request limits
-    max_responses_per_item: int = Field(64, ge=1)
-    max_items_per_batch: int = Field(256, ge=1)
-    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    request_timeout_s: float = Field(600.0, gt=0)
-    drain_timeout_s: int = Field(120, ge=0)
-    max_concurrent_requests: int = Field(64, ge=1)
-    max_queue_wait_s: float = Field(30.0, ge=0)
-    max_response_chars: int = Field(100_000, ge=1)
-    max_conversation_chars: int = Field(200_000, ge=1)
+    max_responses_per_item: int = Field(64, ge=1, description="limit on responses per item")
+    max_items_per_batch: int = Field(256, ge=1, description="limit on items per batch request")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="limit on request body size")
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="deadline of a call in seconds (X-Request-Timeout may ask for less)"
+    )
+    drain_timeout_s: int = Field(120, ge=0, description="on SIGTERM, how long accepted requests may take to finish")
+    max_concurrent_requests: int = Field(64, ge=1, description="requests scoring at once; others queue")
+    max_queue_wait_s: float = Field(30.0, ge=0, description="longest wait for a slot before 429 overloaded")
+    max_response_chars: int = Field(100_000, ge=1, description="limit on characters per response")
+    max_conversation_chars: int = Field(200_000, ge=1, description="limit on characters of the conversation")
 
     # Auth: keys from GRM_API_KEYS (comma-separated) and/or a file with one key per line
-    api_keys: str | None = Field(None, repr=False)
-    api_key_file: Path | None = None
-    metrics_public: bool = True  # /metrics stays open to scrapers unless set false
+    api_keys: str | None = Field(
+        None, repr=False, description="comma-separated API keys; environment only, so keys stay out of `ps`"
+    )
+    api_key_file: Path | None = Field(None, description="file of API keys, one per line")
+    metrics_public: bool = Field(True, description="with API keys set, keep /metrics open to scrapers")
 
     # Duplicate requests (client retries), see server/dedup.py
-    dedup_identical_requests: bool = True
-    idempotency_ttl_s: float = Field(300.0, ge=0)
-    idempotency_cache_size: int = Field(1024, ge=0)
-    idempotency_linger_s: float = Field(10.0, ge=0)
+    dedup_identical_requests: bool = Field(
+        True, description="a request with the same body as a running or recent one shares its job"
+    )
+    idempotency_ttl_s: float = Field(
+        300.0, ge=0, description="how long a finished job answers identical requests (0: never)"
+    )
+    idempotency_cache_size: int = Field(1024, ge=0, description="finished jobs remembered at most")
+    idempotency_linger_s: float = Field(
+        10.0, ge=0, description="how long a job whose client hung up keeps running for a retry to attach"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

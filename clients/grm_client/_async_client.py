@@ -40,13 +40,14 @@ class AsyncGRMClient(BaseClient):
 
     async def _request(self, method: str, path: str, json: Any = None) -> Any:
         attempt = 0
+        headers = self._call_headers(method)
         while True:
             try:
                 with self._transport_errors(path):
-                    response = await self._http.request(method, path, json=json)
+                    response = await self._http.request(method, path, json=json, headers=headers)
                 return self._body_of(response)
             except GRMError as error:
-                if not self._should_retry(attempt, error):
+                if not self._should_retry(attempt, error, headers):
                     raise
                 await self._sleep(self._wait_before_retry(attempt, error))
                 attempt += 1

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import random
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 
-from grm_client._errors import APIStatusError, GRMError, RequestTimeoutError, TransportError, error_class
+from grm_client._errors import (
+    APIStatusError,
+    DeadlineExceededError,
+    GRMError,
+    RequestTimeoutError,
+    TransportError,
+    error_class,
+)
 
 DEFAULT_TIMEOUT_S = 600.0  # k samples of a long critique on a busy server take minutes
 
@@ -80,6 +88,10 @@ class BaseClient:
         backoff_max: cap of one backoff wait (a server's ``Retry-After`` is honoured up to this too).
         batch_size: items per ``/v1/score`` call when a batch is split.
         max_concurrency: split batches in flight at once.
+        idempotency_keys: send an ``Idempotency-Key`` with every scoring call (the same one on each of
+            its retries). grm-serve runs one job per key, so a retry after a client timeout or a 504
+            attaches to the running job or gets its finished answer instead of starting the k samples
+            again. Without keys, timed-out calls and 504s are not retried (they would double the work).
         transport: an httpx transport (tests pass ``httpx.MockTransport`` or ``httpx.ASGITransport``).
     """
 
@@ -94,6 +106,7 @@ class BaseClient:
         backoff_max: float = 30.0,
         batch_size: int = 32,
         max_concurrency: int = 4,
+        idempotency_keys: bool = True,
         transport: Any = None,
     ) -> None:
         if max_retries < 0 or batch_size < 1 or max_concurrency < 1:
@@ -106,6 +119,7 @@ class BaseClient:
         self.backoff_max = backoff_max
         self.batch_size = batch_size
         self.max_concurrency = max_concurrency
+        self.idempotency_keys = idempotency_keys
         self._transport = transport
         self._rng = random.Random()
 
@@ -142,8 +156,18 @@ class BaseClient:
             return response.json()
         raise error_from_response(response)
 
-    def _should_retry(self, attempt: int, error: GRMError) -> bool:
-        return error.retryable and attempt < self.max_retries
+    def _call_headers(self, method: str) -> dict[str, str]:
+        """Per-call headers, the same on every retry of the call: its ``Idempotency-Key`` for a POST."""
+        if method == "POST" and self.idempotency_keys:
+            return {"idempotency-key": uuid.uuid4().hex}
+        return {}
+
+    def _should_retry(self, attempt: int, error: GRMError, headers: dict[str, str]) -> bool:
+        """Retry what is safe: a call that may still be running on the server only when it carries a key."""
+        if attempt >= self.max_retries or not error.retryable:
+            return False
+        may_still_run = isinstance(error, RequestTimeoutError | DeadlineExceededError)
+        return not may_still_run or "idempotency-key" in headers
 
     def _chunks(self, items: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         return [list(items[i : i + self.batch_size]) for i in range(0, len(items), self.batch_size)]

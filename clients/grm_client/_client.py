@@ -42,13 +42,14 @@ class GRMClient(BaseClient):
 
     def _request(self, method: str, path: str, json: Any = None) -> Any:
         attempt = 0
+        headers = self._call_headers(method)
         while True:
             try:
                 with self._transport_errors(path):
-                    response = self._http.request(method, path, json=json)
+                    response = self._http.request(method, path, json=json, headers=headers)
                 return self._body_of(response)
             except GRMError as error:
-                if not self._should_retry(attempt, error):
+                if not self._should_retry(attempt, error, headers):
                     raise
                 self._sleep(self._wait_before_retry(attempt, error))
                 attempt += 1

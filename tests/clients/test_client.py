@@ -169,3 +169,26 @@ async def test_async_client_retries_and_splits_the_same_way():
     async with g.AsyncGRMClient(transport=httpx.MockTransport(handler), batch_size=2) as client:
         results = await client.score_batch([g.build_item("q", ["a"]) for _ in range(5)])
     assert len(results) == 5 and len(calls) == 4  # one retried, then three chunks
+
+
+def test_every_scoring_call_carries_one_idempotency_key_kept_across_its_retries():
+    ok = httpx.Response(200, json=SCORE_BODY)
+    client, seen, _ = client_with([httpx.ReadTimeout("slow"), error(504, "timeout"), ok, ok])
+    client.score("q", ["a"])
+    keys = [r.headers.get("idempotency-key") for r in seen]
+    assert len(keys) == 3 and keys[0] and len(set(keys)) == 1  # the retries attach to the first job
+    client.score("q", ["a"])
+    assert seen[-1].headers["idempotency-key"] != keys[0]  # a new call is a new job
+
+
+@pytest.mark.parametrize("failure", [httpx.ReadTimeout("slow"), error(504, "timeout")])
+def test_without_keys_timeouts_and_504s_are_not_retried(failure):
+    client, seen, sleeps = client_with([failure, httpx.Response(200, json=SCORE_BODY)], idempotency_keys=False)
+    with pytest.raises((g.RequestTimeoutError, g.DeadlineExceededError)):
+        client.score("q", ["a"])
+    assert len(seen) == 1 and sleeps == [] and "idempotency-key" not in seen[0].headers
+    overloaded, seen, _ = client_with(
+        [error(429, "overloaded"), httpx.Response(200, json=SCORE_BODY)], idempotency_keys=False
+    )
+    overloaded.score("q", ["a"])  # refused before any work: still retried
+    assert len(seen) == 2

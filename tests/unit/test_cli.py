@@ -49,3 +49,29 @@ def test_stray_positional_argument_is_refused(capsys):
 def test_metrics_are_public_unless_the_flag_says_otherwise():
     assert parse_settings([]).metrics_public is True
     assert parse_settings(["--no-metrics-public"]).metrics_public is False
+
+
+def test_every_setting_has_one_generated_flag_with_its_default_and_env_name_once():
+    from server.cli import ENV_ONLY, build_parser
+    from server.config import Settings
+
+    parser = build_parser()
+    text = " ".join(parser.format_help().split())  # argparse wraps lines
+    assert "(default: None)" not in text
+    flags = {o for a in parser._actions for o in a.option_strings}
+    for name, field in Settings.model_fields.items():
+        if name in ENV_ONLY:
+            assert f"--{name.replace('_', '-')}" not in flags
+            continue
+        assert f"--{name.replace('_', '-')}" in flags
+        assert text.count(f"env GRM_{name.upper()})") == 1
+    assert "port to listen on (default: 8000; env GRM_PORT)" in text
+    assert text.count("default:") == len(Settings.model_fields) - len(ENV_ONLY)
+
+
+def test_generated_flags_parse_types_choices_and_booleans(capsys):
+    s = parse_settings(["--no-format-guidance", "--log-level", "debug", "--max-model-len", "4096", "--cache-dir", "/x"])
+    assert (s.format_guidance, s.log_level, s.max_model_len, str(s.cache_dir)) == (False, "debug", 4096, "/x")
+    with pytest.raises(SystemExit):
+        parse_settings(["--log-level", "loud"])
+    assert "invalid choice: 'loud'" in capsys.readouterr().err
