@@ -1,8 +1,9 @@
 """``grm-serve``: start the reward server.
 
 Flags are generated from :class:`~server.config.Settings` (``--max-group-size 4`` is
-``GRM_MAX_GROUP_SIZE=4``), so the two never drift apart; flags take precedence over the environment. Any other ``--flag value`` is handed to vLLM's ``AsyncEngineArgs`` unchanged
-(``--max-num-seqs 64``, ``--enable-prefix-caching``), so a vLLM user's engine flags keep working.
+``GRM_MAX_GROUP_SIZE=4``), so the two never drift apart; flags take precedence over the environment.
+Any other ``--flag value`` is handed to vLLM's ``AsyncEngineArgs`` unchanged (``--max-num-seqs 64``,
+``--enable-prefix-caching``), so a vLLM user's engine flags keep working.
 """
 
 from __future__ import annotations

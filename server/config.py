@@ -32,9 +32,7 @@ class Settings(BaseSettings):
     model: str = Field(
         EMBEDDED, description="'embedded' (bundled SmolLM2-135M-Instruct), a local HF folder or a cached hub name"
     )
-    cache_dir: Path = Field(
-        default_factory=default_cache_dir, description="where the embedded model is converted once"
-    )
+    cache_dir: Path = Field(default_factory=default_cache_dir, description="where the embedded model is converted once")
     max_model_len: int | None = Field(None, ge=256, description="vLLM: context length (unset: the model's own)")
     dtype: str | None = Field(None, description="vLLM: weight dtype (auto, bfloat16, float16, float32)")
     tensor_parallel_size: int | None = Field(None, ge=1, description="vLLM: GPUs per replica")

@@ -59,7 +59,7 @@ def test_every_setting_has_one_generated_flag_with_its_default_and_env_name_once
     text = " ".join(parser.format_help().split())  # argparse wraps lines
     assert "(default: None)" not in text
     flags = {o for a in parser._actions for o in a.option_strings}
-    for name, field in Settings.model_fields.items():
+    for name in Settings.model_fields:
         if name in ENV_ONLY:
             assert f"--{name.replace('_', '-')}" not in flags
             continue
