@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import signal
 import sys
@@ -107,8 +108,19 @@ def collect(args: argparse.Namespace, items: list[Any], cache: Path, *, greedy: 
         bar.close()
 
 
+def _missing_extra() -> list[str]:
+    """The ``eval`` extra's modules this tool needs that are not installed."""
+    return [m for m in ("tqdm", "matplotlib") if importlib.util.find_spec(m) is None]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if missing := _missing_extra():
+        print(
+            f"grm-eval: install the eval extra (pip install 'grm-serve[eval]'); missing: {', '.join(missing)}",
+            file=sys.stderr,
+        )
+        return 2
     args.k_max = max(args.k)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO, which would break the progress bar's line once per item.

@@ -41,7 +41,7 @@ def _add_setting(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -
     flag = "--" + name.replace("_", "-")
     default = field.get_default(call_default_factory=True)
     help_ = f"{field.description} (default: {_show(default)}; env GRM_{name.upper()})"
-    kind = field.annotation
+    kind: Any = field.annotation
     if typing.get_origin(kind) in (typing.Union, types.UnionType):  # ``int | None``: the flag takes an int
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
     if kind is bool:

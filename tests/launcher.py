@@ -82,10 +82,12 @@ def launch(
         LaunchError: if the process exits or is not ready within ``start_timeout_s``.
     """
     port = free_port()
+    # Hermetic: a GRM_* variable of the caller's shell (GRM_ENGINE=fake, say) must not change what runs.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GRM_")}
     argv = [*command, str(port)] if command else [sys.executable, "-m", "server", "--port", str(port), *args]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+            argv, stdout=out, stderr=subprocess.STDOUT, env={**inherited, "PYTHONUNBUFFERED": "1", **(env or {})}
         )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -15,16 +15,21 @@ Builder arguments (``key=value`` on ``serve run``, or ``args:`` in the config fi
 * any other key is a grm-serve setting (``model``, ``meta_rm``, ``k``, ``max_tokens`` ...), exactly
   as ``GRM_<KEY>`` would set it.
 
-Every response carries ``x-grm-replica``: the Ray replica that answered.
+Every response carries ``x-grm-replica``: the Ray replica that answered. ``/metrics`` through the proxy
+is one replica's view; every replica's ``grm_*`` series reach Prometheus through Ray's metrics agent
+as ``ray_grm_*{replica=...}`` (``grm_ray_metrics.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from grm_ray_metrics import RayMetricsBridge
 from ray import serve
 from ray.serve import Application
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -71,7 +76,13 @@ def build_replica_app(settings: dict[str, Any]) -> FastAPI:
         async with serve_lifespan(a):
             state: AppState = a.state.grm
             await state.wait_ready()  # raises with the reason if the engine cannot start
-            yield
+            bridge = asyncio.create_task(RayMetricsBridge(state.metrics.registry, replica).run())
+            try:
+                yield
+            finally:
+                bridge.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bridge
 
     app.router.lifespan_context = until_ready
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import signal
 import sys
@@ -88,8 +89,19 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _missing_extra() -> list[str]:
+    """The ``eval`` extra's modules this tool needs that are not installed."""
+    return [m for m in ("tqdm",) if importlib.util.find_spec(m) is None]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if missing := _missing_extra():
+        print(
+            f"grm-meta-rm: install the eval extra (pip install 'grm-serve[eval]'); missing: {', '.join(missing)}",
+            file=sys.stderr,
+        )
+        return 2
     _interrupt_on_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

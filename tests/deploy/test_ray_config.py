@@ -62,3 +62,37 @@ def test_serve_config_file_is_valid_and_builds(grm_ray_app):
     assert d.ray_actor_options["num_gpus"] == 1
     assert d._deployment_config.autoscaling_config.min_replicas == 1
     assert d.init_args[0]["model"] == "/models/DeepSeek-GRM-27B"
+
+
+async def test_the_metrics_bridge_copies_every_grm_series_tagged_by_replica(grm_ray_app):
+    from grm_ray_metrics import RayMetricsBridge
+
+    from server.engines.fake import FakeEngine
+    from tests.api.conftest import item, running_app
+
+    recorded: dict[tuple[str, frozenset], float] = {}
+
+    class Recorder:
+        def __init__(self, name, description, tag_keys):
+            self.name, self.tag_keys = name, tag_keys
+
+        def set(self, value, tags):
+            assert tuple(sorted(tags)) == tuple(sorted(self.tag_keys))  # Ray refuses undeclared tags
+            recorded[(self.name, frozenset(tags.items()))] = value
+
+    for replica, calls in (("r1", 3), ("r2", 5)):
+        async with running_app(FakeEngine()) as client:
+            for i in range(calls):
+                assert (await client.post("/v1/score", json=item(seed=i))).status_code == 200
+            registry = client._transport.app.state.grm.metrics.registry  # type: ignore[attr-defined]
+            assert RayMetricsBridge(registry, replica, gauge=Recorder).export_once() > 0
+
+    def total(name, **labels):
+        want = set(labels.items())
+        return sum(v for (n, tags), v in recorded.items() if n == name and want <= set(tags))
+
+    assert total("grm_requests_total", route="/v1/score", outcome="ok") == 8
+    assert total("grm_requests_total", route="/v1/score", outcome="ok", replica="r2") == 5
+    assert total("grm_request_duration_seconds_count", route="/v1/score") == 8
+    assert total("grm_request_duration_seconds_bucket", route="/v1/score", le="+Inf") == 8
+    assert not any(n.endswith("_created") or not n.startswith("grm_") for n, _ in recorded)

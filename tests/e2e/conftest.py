@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.launcher import LaunchError, launch
@@ -41,7 +42,10 @@ def server_url(grm_server: RunningServer) -> str:
 def grm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     log_path: Path = tmp_path_factory.mktemp("server") / "server.log"
     try:
-        with launch(log=log_path, start_timeout_s=START_TIMEOUT_S) as srv:
+        # Pinned: the real vLLM engine on the embedded model, whatever the environment says.
+        with launch(["--engine", "vllm", "--model", "embedded"], log=log_path, start_timeout_s=START_TIMEOUT_S) as srv:
+            info = httpx.get(f"{srv.url}/v1/info", timeout=10).json()
+            assert info["engine"] == "vllm", info
             yield RunningServer(srv.url, log_path)
     except LaunchError as exc:
         pytest.fail(str(exc))

@@ -36,7 +36,10 @@ def test_grpo_trainer_runs_two_steps_on_rewards_from_the_server(grm_server, tmp_
     from grm_client.integrations.trl import grm_reward_func
 
     calls: list[list[float]] = []
-    inner = grm_reward_func(client=GRMClient(base_url=grm_server.url), reward="unit", k=2, max_tokens=64, seed=0)
+    # missing=-1: a completion the server could not score would fall outside [0, 1] and fail the test,
+    # so the rewards checked below are real votes, not the fallback.
+    client = GRMClient(base_url=grm_server.url)
+    inner = grm_reward_func(client=client, reward="unit", missing=-1.0, k=2, max_tokens=64, seed=0)
 
     def reward(prompts, completions, **kwargs):
         rewards = inner(prompts=prompts, completions=completions, **kwargs)
@@ -66,6 +69,7 @@ def test_grpo_trainer_runs_two_steps_on_rewards_from_the_server(grm_server, tmp_
 
     assert trainer.state.global_step == 2
     assert len(calls) >= 2 and all(len(c) == 4 and all(0.0 <= r <= 1.0 for r in c) for c in calls)
+    assert len({r for c in calls for r in c}) > 1  # votes that tell completions apart, not one constant
     assert grm_server.access_count("/v1/score") - before == len(calls)  # every reward batch hit the server
     logged = [h for h in trainer.state.log_history if "rewards/grm/mean" in h]
     assert len(logged) == 2

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.conftest import DEPLOY
 from tests.launcher import free_port
@@ -21,8 +24,14 @@ RAY_APP = DEPLOY / "ray"
 ITEM = {"query": "Name a primary colour.", "responses": ["Red.", "Purple."], "k": 1, "max_tokens": 64}
 
 
+@dataclass(frozen=True)
+class RayCluster:
+    url: str  # Ray's HTTP proxy
+    metrics_url: str  # the node's metrics agent, what Prometheus scrapes on a Ray cluster
+
+
 @pytest.fixture(scope="module")
-def ray_serve_url() -> Iterator[str]:
+def ray_serve() -> Iterator[RayCluster]:
     ray = pytest.importorskip("ray", reason="ray[serve] is part of the dev extra")
     from ray import serve
 
@@ -32,22 +41,44 @@ def ray_serve_url() -> Iterator[str]:
     sys.path.insert(0, str(RAY_APP))
     import grm_ray_app
 
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False)
+    metrics_port = free_port()
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        object_store_memory=200 * 1024**2,
+        log_to_driver=False,
+        _metrics_export_port=metrics_port,
+    )
     port = free_port()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         # Two engines share this machine's cores: no OpenMP pinning, a small KV cache each.
-        app = grm_ray_app.build({"replicas": "2", "env": "VLLM_CPU_OMP_THREADS_BIND=nobind,VLLM_CPU_KVCACHE_SPACE=1"})
+        # Pinned to the real engine on the embedded model, whatever GRM_* the environment holds.
+        env = "VLLM_CPU_OMP_THREADS_BIND=nobind,VLLM_CPU_KVCACHE_SPACE=1"
+        app = grm_ray_app.build({"replicas": "2", "env": env, "engine": "vllm", "model": "embedded"})
         serve.run(app, name="grm", route_prefix="/")  # returns once both replicas' engines are ready
-        yield f"http://127.0.0.1:{port}"
+        yield RayCluster(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         serve.shutdown()
         ray.shutdown()
         sys.path.remove(str(RAY_APP))
 
 
-async def test_two_replicas_behind_rays_proxy_both_serve(ray_serve_url):
-    async with httpx.AsyncClient(base_url=ray_serve_url, timeout=600) as client:
+def scored_ok_per_replica(metrics_url: str) -> dict[str, float]:
+    """``ray_grm_requests_total{route="/v1/score",outcome="ok"}`` by replica, from Ray's metrics agent."""
+    text = httpx.get(metrics_url, timeout=10).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            wanted = labels.get("route") == "/v1/score" and labels.get("outcome") == "ok"
+            if sample.name == "ray_grm_requests_total" and wanted:
+                out[labels["replica"]] = out.get(labels["replica"], 0.0) + sample.value
+    return out
+
+
+async def test_two_replicas_behind_rays_proxy_both_serve_and_their_counters_add_up(ray_serve):
+    async with httpx.AsyncClient(base_url=ray_serve.url, timeout=600) as client:
         assert (await client.get("/health/ready")).status_code == 200
         info = (await client.get("/v1/info")).json()
         assert info["model"] == "SmolLM2-135M-Instruct" and info["engine"] == "vllm"
@@ -58,3 +89,12 @@ async def test_two_replicas_behind_rays_proxy_both_serve(ray_serve_url):
     served = Counter(r.headers["x-grm-replica"] for r in replies)
     print(f"requests per replica: {dict(served)}")
     assert len(served) == 2, served  # both replicas answered some of the eight
+    # Every replica's counter reaches Prometheus (Ray exports every few seconds): they sum to the 8 sent.
+    deadline = time.monotonic() + 90
+    counts = scored_ok_per_replica(ray_serve.metrics_url)
+    while sum(counts.values()) != 8 and time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        counts = scored_ok_per_replica(ray_serve.metrics_url)
+    print(f"ray_grm_requests_total by replica: {counts}")
+    assert sum(counts.values()) == 8, counts
+    assert counts == {replica: float(n) for replica, n in served.items()}
