@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from meta_rm.text import neutralize, render_blocks, render_context
 from server.domain import Message
 
-__all__ = ["DEFAULT_TEMPLATE", "TEMPLATES", "Template", "get_template", "neutralize", "render_context"]
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "PRINCIPLES_TEMPLATE",
+    "TEMPLATES",
+    "Template",
+    "get_template",
+    "neutralize",
+    "render_context",
+]
 
 DEFAULT_TEMPLATE = "deepseek-grm-default-v1"
 
@@ -62,24 +70,54 @@ Analysis: <Compare different responses based on given Criteria>.
 Scores: <the overall comprehensive score of all responses in order, separate by comma in the boxed, e.g., \\boxed{{{example}}} if there exists {n} responeses>."""
 
 
+PRINCIPLES_TEMPLATE = "deepseek-grm-principles-v1"
+
+# User rubrics (``principles`` on a request): the default template with the caller's criteria in place
+# of the four general ones, and the instruction to judge by them rather than write its own. The output
+# format is unchanged, so parsing, guidance and the meta RM's input work as with the default.
+_GENERAL = "you need to refer to the [General Evaluation Criteria] to score the responses. Based on the general evaluation criteria, state potential other specific criteria to the query, the weights of different criteria, and then provide an overall comprehensive score upon them."
+_GIVEN = "you need to refer to the [Given Evaluation Criteria] to score the responses. Judge only by the given evaluation criteria: state how each applies to the query and its weight, and then provide an overall comprehensive score upon them."
+_SPECIFIC_LINE = "Specific Criteria: <Other potential criteria specific to the query and the context, and the weights of each criteria>."
+_GIVEN_LINE = "Specific Criteria: <How each given criterion applies to the query and the context, and the weights of each criteria>."
+
+
+def render_principles(principles: Sequence[str]) -> str:
+    """The caller's criteria as the numbered ``#### Evaluation Criteria ####`` section (defanged)."""
+    return "\n".join(f"{i}. {neutralize(p.strip())}" for i, p in enumerate(principles, start=1))
+
+
 @dataclass(frozen=True)
 class Template:
     """A named, versioned GRM prompt template."""
 
     name: str
 
-    def render(self, messages: Sequence[Message], responses: Sequence[str]) -> str:
+    def render(
+        self, messages: Sequence[Message], responses: Sequence[str], principles: Sequence[str] | None = None
+    ) -> str:
         """Build the user-turn text that asks the GRM to score ``responses`` in the given order.
 
+        With ``principles`` (a user rubric) the prompt is :data:`PRINCIPLES_TEMPLATE`: the caller's
+        criteria replace the general ones; without, it is this template byte for byte.
+
         Raises:
-            ValueError: if there are no responses.
+            ValueError: if there are no responses, or ``principles`` is empty.
         """
         if not responses:
             raise ValueError("at least one response is needed")
         blocks = render_blocks(responses)
         example = ", ".join("x" for _ in responses)
         footer = _FOOTER_TEMPLATE.format(example=example, n=len(responses))
-        return _HEADER + render_context(messages) + _RESPONSES_HEADER + blocks + "\n" + footer
+        header = _HEADER
+        if principles is not None:
+            if not principles:
+                raise ValueError("principles must hold at least one criterion")
+            criteria_start = header.index("#### Evaluation Criteria ####\n") + len("#### Evaluation Criteria ####\n")
+            criteria_end = header.index("\n#### Conversation Context ####")
+            header = header[:criteria_start] + render_principles(principles) + "\n" + header[criteria_end:]
+            header = header.replace(_GENERAL, _GIVEN)
+            footer = footer.replace(_SPECIFIC_LINE, _GIVEN_LINE)
+        return header + render_context(messages) + _RESPONSES_HEADER + blocks + "\n" + footer
 
 
 TEMPLATES: dict[str, Template] = {DEFAULT_TEMPLATE: Template(DEFAULT_TEMPLATE)}

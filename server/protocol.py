@@ -43,6 +43,9 @@ class ScoreItem(BaseModel):
         None, ge=1, description="Samples per group kept to vote by the meta RM (server default k/2); needs a meta RM."
     )
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Makes orders and sampling repeatable.")
+    principles: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | str | None = Field(
+        None, description="A user rubric (criteria list or one text): the GRM judges by it instead of its own."
+    )
     return_samples: bool = Field(False, description="Include every sample's principles, critique and scores.")
 
     @model_validator(mode="before")
@@ -167,3 +170,72 @@ class InfoResponse(BaseModel):
     meta_rm: MetaRMOut | None
     defaults: dict[str, float | int]
     limits: dict[str, float | int]
+
+
+# ---- /v1/rerank and /v2/rerank: Cohere's rerank API (v1 and v2), which Jina's and vLLM's follow ----
+
+
+class TextDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+
+
+class RerankRequest(BaseModel):
+    """Cohere v1/v2 rerank request; the GRM's own options ride along as extra fields."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"query": "Capital of France?", "documents": ["Paris.", "Lyon.", "Berlin."], "top_n": 2}]
+        },
+    )
+
+    model: str | None = Field(None, description="Accepted for compatibility; the server's GRM answers.")
+    query: str = Field(min_length=1)
+    documents: list[str | TextDocument] = Field(min_length=1, description="Strings or {'text': ...} objects.")
+    top_n: int | None = Field(None, ge=1, description="Return only the best top_n (default: all).")
+    return_documents: bool = Field(False, description="Echo each document as {'text': ...} in its result.")
+    # Cohere / Jina fields a GRM has no use for: accepted so their SDKs work, ignored.
+    rank_fields: list[str] | None = None
+    max_chunks_per_doc: int | None = None
+    max_tokens_per_doc: int | None = None
+    priority: int | None = None
+    # grm-serve's scoring options (server defaults when unset).
+    k: int | None = Field(None, ge=1, description="GRM samples per document group.")
+    temperature: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=64, description="Generation budget of each sample.")
+    k_meta: int | None = Field(None, ge=1, description="Samples kept to vote per group by the meta RM.")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    principles: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | str | None = Field(
+        None, description="A user rubric (criteria list or one text): the GRM judges by it instead of its own."
+    )
+    anchor: bool = Field(
+        True, description="With more documents than one GRM group, judge the first in every group and calibrate."
+    )
+
+
+class RerankDocumentOut(BaseModel):
+    text: str
+
+
+class RerankResultOut(BaseModel):
+    index: int = Field(description="Position of the document in the request.")
+    relevance_score: float = Field(description="(mean vote - 1) / 9 in [0, 1]; 0 when no sample parsed.")
+    document: RerankDocumentOut | None = None
+    mean_score: float | None = Field(description="The calibrated per-vote mean (1..10) behind the relevance.")
+    votes: int = Field(description="Votes summed over the document's groups.")
+
+
+class RerankUsage(BaseModel):
+    prompt_tokens: int
+    generation_tokens: int
+    total_tokens: int
+
+
+class RerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[RerankResultOut] = Field(description="Best first.")
+    usage: RerankUsage
+    meta: dict[str, Any]

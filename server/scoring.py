@@ -59,6 +59,7 @@ class ScoreSpec:
     max_tokens: int
     seed: int | None = None
     k_meta: int | None = None  # voting samples per group when a meta RM is set (default k // 2)
+    principles: tuple[str, ...] | None = None  # a user rubric: judge by these instead of the GRM's own
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class Scorer:
             for j, (perm, count) in enumerate(group_permutations(perms)):
                 request = GenerationRequest(
                     request_id=f"{request_id}-g{g}-p{j}",
-                    prompt=self.template.render(spec.messages, apply_permutation(texts, perm)),
+                    prompt=self.template.render(spec.messages, apply_permutation(texts, perm), spec.principles),
                     n=count,
                     temperature=spec.temperature,
                     top_p=spec.top_p,

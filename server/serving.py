@@ -53,6 +53,7 @@ class ItemOptions:
     max_tokens: int | None = None
     k_meta: int | None = None
     seed: int | None = None
+    principles: Sequence[str] | str | None = None  # a user rubric: a list of criteria, or one text
 
 
 class ScoringService:
@@ -105,13 +106,17 @@ class ScoringService:
                 raise invalid_request(f"k_meta = {item.k_meta} exceeds k = {k}")
             if self.state.meta_rm is None and self.state.ready.is_set():
                 raise invalid_request("k_meta was given but the server has no meta RM (start it with --meta-rm)")
+        principles = (item.principles,) if isinstance(item.principles, str) else item.principles
+        if principles is not None and not any(p.strip() for p in principles):
+            raise invalid_request("principles must hold at least one non-blank criterion")
+        conversation_chars = sum(len(m.content) for m in item.messages) + sum(len(p) for p in principles or ())
         checks = [
             (len(item.responses), s.max_responses_per_item, "responses per item", "max_responses_per_item"),
             (k, s.max_k, "k", "max_k"),
             (temperature, s.max_temperature, "temperature", "max_temperature"),
             (max_tokens, s.max_tokens_limit, "max_tokens", "max_tokens_limit"),
             (max(map(len, item.responses)), s.max_response_chars, "characters in a response", "max_response_chars"),
-            (sum(len(m.content) for m in item.messages), s.max_conversation_chars, "conversation chars",
+            (conversation_chars, s.max_conversation_chars, "conversation chars (with principles)",
              "max_conversation_chars"),
         ]  # fmt: skip
         for value, limit, what, name in checks:
@@ -126,6 +131,7 @@ class ScoringService:
             max_tokens=max_tokens,
             seed=item.seed,
             k_meta=item.k_meta if item.k_meta is not None else s.k_meta,
+            principles=tuple(p for p in principles if p.strip()) if principles is not None else None,
         )
 
     # ---- running ---------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ def options_of(item: ScoreItem) -> ItemOptions:
         max_tokens=item.max_tokens,
         k_meta=item.k_meta,
         seed=item.seed,
+        principles=item.principles,
     )
 
 

@@ -43,6 +43,15 @@ def test_report_files_hold_the_same_consistent_numbers(fake_server, tmp_path, ca
     assert sum(e["items"] for e in report["by_subset"]) == 5
     assert 0 <= o["greedy"] <= 1 and o["flip_rate_greedy"] is not None
     assert "grm-eval report" in capsys.readouterr().out
+    # The report and the plot name the model the server runs, not its URL.
+    assert report["config"]["model"] == "fake-grm" and report["config"]["url"] == fake_server
+    assert "fake-grm" in markdown and fake_server not in markdown
+
+
+def test_httpx_request_lines_stay_out_of_the_progress_output(fake_server, tmp_path, caplog):
+    with caplog.at_level("INFO"):
+        assert run_eval(fake_server, tmp_path) == 0
+    assert not [r for r in caplog.records if r.name.startswith("httpx")]
 
 
 def test_an_existing_run_needs_resume_and_resuming_samples_nothing_new(fake_server, tmp_path, capsys):

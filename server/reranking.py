@@ -1,0 +1,85 @@
+"""Best-of-N reranking over many documents (pure): groups with a shared anchor, calibration, relevance.
+
+The GRM judges at most ``max_group_size`` responses in one prompt, so N documents are split into
+groups, each judged with its own k samples. A score of 7 in one group and 7 in another are not the same
+7: each group's samples see different rivals, and a judge grades on a curve. Remedy (``anchor``): one
+document, the first, is judged in every group. Its mean score in each group measures that group's
+curve, and every document's mean is shifted by ``anchor mean over all groups - anchor mean in its own
+group`` before ranking. ``docs/reranking.md`` has the measurement behind it and the trade-off (one
+more response per prompt, so ``ceil((N-1)/(size-1))`` groups instead of ``ceil(N/size)``).
+
+Relevance is the calibrated per-vote mean (1..10) mapped to [0, 1] as ``(mean - 1) / 9``, the same
+scale as ``/get_reward``'s ``unit`` rewards; a document none of whose samples parsed gets 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from server.domain import ItemResult
+from server.shuffling import split_groups
+
+ANCHOR = 0  # the document judged in every group
+
+
+@dataclass(frozen=True)
+class RankedDocument:
+    index: int
+    relevance: float  # 0..1
+    mean_score: float | None  # calibrated per-vote mean, 1..10; None when nothing parsed
+    votes: int
+
+
+def plan_groups(n_documents: int, max_group_size: int, *, anchor: bool) -> list[list[int]]:
+    """Document indices of each GRM group.
+
+    With ``anchor`` and more documents than fit one group, document :data:`ANCHOR` joins every group
+    (first in the caller's order; the pipeline shuffles the shown order per sample anyway).
+
+    Raises:
+        ValueError: for no documents, or an anchor with groups of fewer than 2.
+    """
+    if n_documents <= max_group_size or not anchor:
+        return split_groups(n_documents, max_group_size)
+    if max_group_size < 2:
+        raise ValueError("an anchor needs groups of at least 2 documents")
+    others = split_groups(n_documents - 1, max_group_size - 1)
+    return [[ANCHOR, *(i + 1 for i in group)] for group in others]
+
+
+def rank(groups: Sequence[Sequence[int]], results: Sequence[ItemResult], n_documents: int) -> list[RankedDocument]:
+    """Every document's calibrated score, best first (ties broken by the caller's order).
+
+    Args:
+        groups: what :func:`plan_groups` returned.
+        results: one pipeline result per group, its responses in the group's order.
+        n_documents: the number of documents.
+    """
+    means: dict[int, list[float]] = {}
+    votes: dict[int, int] = {}
+    shift = _anchor_shifts(groups, results)
+    for g, (members, result) in enumerate(zip(groups, results, strict=True)):
+        for doc, score in zip(members, result.responses, strict=True):
+            votes[doc] = votes.get(doc, 0) + score.votes
+            if score.mean_score is not None:
+                means.setdefault(doc, []).append(score.mean_score + shift[g])
+    ranked = []
+    for doc in range(n_documents):
+        values = means.get(doc)
+        mean = sum(values) / len(values) if values else None
+        relevance = 0.0 if mean is None else min(1.0, max(0.0, (mean - 1.0) / 9.0))
+        ranked.append(RankedDocument(doc, relevance, mean, votes.get(doc, 0)))
+    return sorted(ranked, key=lambda d: (-d.relevance, d.index))
+
+
+def _anchor_shifts(groups: Sequence[Sequence[int]], results: Sequence[ItemResult]) -> list[float]:
+    """Per group: what to add to its means so the anchor reads the same everywhere (0 without one)."""
+    if len(groups) < 2 or not all(ANCHOR in g for g in groups):
+        return [0.0] * len(groups)
+    anchor_means = [r.responses[list(g).index(ANCHOR)].mean_score for g, r in zip(groups, results, strict=True)]
+    known = [m for m in anchor_means if m is not None]
+    if not known:
+        return [0.0] * len(groups)
+    overall = sum(known) / len(known)
+    return [0.0 if m is None else overall - m for m in anchor_means]

@@ -1,0 +1,93 @@
+"""``POST /v1/rerank`` and ``/v2/rerank``: Cohere's rerank API (Jina's and vLLM's follow it) on the GRM.
+
+The documents are the responses to judge and the query is the user's turn. More documents than fit
+one GRM prompt are split into groups that share an anchor document (:mod:`server.reranking`), each
+group is judged with k samples like a ``/v1/score`` item, and the documents come back best first with
+a ``relevance_score`` in [0, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from server.domain import Message
+from server.protocol import (
+    ErrorResponse,
+    RerankDocumentOut,
+    RerankRequest,
+    RerankResponse,
+    RerankResultOut,
+    RerankUsage,
+    TextDocument,
+)
+from server.reranking import plan_groups, rank
+from server.serving import CLIENT_CLOSED, ItemOptions, ScoringService
+
+router = APIRouter(tags=["rerank"])
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 413, 422, 500, 503, 504)}
+
+
+def _text(document: str | TextDocument) -> str:
+    return document if isinstance(document, str) else document.text
+
+
+async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
+    """Rank the documents by how well each answers the query, best first."""
+    service: ScoringService = request.app.state.service
+    documents = [_text(d) for d in body.documents]
+    # One resolve over all documents checks every limit (count, sizes, k, ...) before any work.
+    spec = service.resolve(
+        ItemOptions(
+            messages=(Message("user", body.query),),
+            responses=tuple(documents),
+            k=body.k,
+            temperature=body.temperature,
+            max_tokens=body.max_tokens,
+            k_meta=body.k_meta,
+            seed=body.seed,
+            principles=body.principles,
+        )
+    )
+    groups = plan_groups(len(documents), service.settings.max_group_size, anchor=body.anchor)
+    specs = [dataclasses.replace(spec, responses=tuple(documents[i] for i in g)) for g in groups]
+    results = await service.score(request, specs)
+    if results is None:
+        return Response(status_code=CLIENT_CLOSED)  # type: ignore[return-value]
+    ranked = rank(groups, results, len(documents))[: body.top_n]
+    prompt_tokens = sum(r.prompt_tokens for r in results)
+    generation_tokens = sum(r.generation_tokens for r in results)
+    return RerankResponse(
+        id=getattr(request.state, "request_id", None) or "rerank",
+        model=service.model_name,
+        results=[
+            RerankResultOut(
+                index=d.index,
+                relevance_score=round(d.relevance, 6),
+                document=RerankDocumentOut(text=documents[d.index]) if body.return_documents else None,
+                mean_score=None if d.mean_score is None else round(d.mean_score, 4),
+                votes=d.votes,
+            )
+            for d in ranked
+        ],
+        usage=RerankUsage(
+            prompt_tokens=prompt_tokens,
+            generation_tokens=generation_tokens,
+            total_tokens=prompt_tokens + generation_tokens,
+        ),
+        meta={"api_version": {"version": "2"}, "billed_units": {"search_units": len(groups)}},
+    )
+
+
+for _path in ("/v1/rerank", "/v2/rerank", "/rerank"):
+    router.add_api_route(
+        _path,
+        rerank,
+        methods=["POST"],
+        response_model=RerankResponse,
+        response_model_exclude_none=True,
+        responses=_ERRORS,
+        summary="Rerank documents for a query (Cohere / Jina / vLLM rerank API)",
+    )
