@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPO))
 
 from server.config import Settings  # noqa: E402
 from server.domain import Message  # noqa: E402
+from server.engines import create_engine  # noqa: E402
 from server.engines.vllm import VLLMEngine, encode_chat, set_cpu_environment, to_sampling_params  # noqa: E402
-from server.models import resolve_model  # noqa: E402
 from server.prompts import get_template  # noqa: E402
 from server.scoring import Scorer, ScoreSpec  # noqa: E402
 
@@ -55,8 +55,10 @@ async def direct(items: list[dict], args: argparse.Namespace, settings: Settings
 
     if current_platform.is_cpu():
         set_cpu_environment()  # the same CPU defaults the server's engine applies
-    path, name = resolve_model(settings.model, settings.cache_dir)
-    wrapper = VLLMEngine(path, name, settings.engine_kwargs())
+    wrapper = create_engine(
+        "vllm", model=settings.model, cache_dir=settings.cache_dir, engine_kwargs=settings.engine_kwargs()
+    )
+    assert isinstance(wrapper, VLLMEngine)
     llm = AsyncLLM.from_engine_args(wrapper._engine_args(current_platform.is_cpu()))
     tokenizer = llm.get_tokenizer()
     scorer = Scorer(
