@@ -22,7 +22,7 @@ from grm_client._errors import (
     TransportError,
     UnauthorizedError,
 )
-from grm_client._models import Ranking, ResponseScore, RewardMode, Sample, ScoreResult
+from grm_client._models import Ranking, RerankResult, ResponseScore, RewardMode, Sample, ScoreResult
 
 __version__ = "0.1.0"
 
@@ -39,6 +39,7 @@ __all__ = [
     "OverloadedError",
     "Ranking",
     "RequestTimeoutError",
+    "RerankResult",
     "ResponseScore",
     "RewardMode",
     "Sample",

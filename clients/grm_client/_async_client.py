@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
-from grm_client._base import BaseClient, Query, build_item
+from grm_client._base import BaseClient, Query, build_item, build_rerank
 from grm_client._errors import GRMError
-from grm_client._models import Ranking, ScoreResult, parse_item, rank_of
+from grm_client._models import Ranking, RerankResult, ScoreResult, parse_item, parse_rerank, rank_of
 
 
 class AsyncGRMClient(BaseClient):
@@ -68,6 +68,13 @@ class AsyncGRMClient(BaseClient):
 
         parts = await asyncio.gather(*(send(c) for c in self._chunks(items)))
         return [r for part in parts for r in part]
+
+    async def rerank(
+        self, query: str, documents: Sequence[str], *, top_n: int | None = None, **options: Any
+    ) -> list[RerankResult]:
+        """See :meth:`GRMClient.rerank`."""
+        body = await self._request("POST", "/v2/rerank", build_rerank(query, documents, top_n=top_n, **options))
+        return parse_rerank(body)
 
     async def rank(self, query: Query, responses: Sequence[str], **options: Any) -> Ranking:
         """See :meth:`GRMClient.rank`."""

@@ -49,6 +49,18 @@ def build_item(
     return item
 
 
+def build_rerank(
+    query: str, documents: Sequence[str], *, top_n: int | None = None, return_documents: bool = False, **options: Any
+) -> dict[str, Any]:
+    """The JSON of a ``/v2/rerank`` call; ``options`` are grm-serve's extras (k, seed, principles, ...)."""
+    body: dict[str, Any] = {"query": query, "documents": list(documents), **options}
+    if top_n is not None:
+        body["top_n"] = top_n
+    if return_documents:
+        body["return_documents"] = True
+    return body
+
+
 def error_from_response(response: httpx.Response) -> APIStatusError:
     """The typed error of a non-2xx response (works for bodies that are not grm-serve's, too)."""
     error_type, message = None, response.reason_phrase or "error"

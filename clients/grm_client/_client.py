@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
-from grm_client._base import BaseClient, Query, build_item
+from grm_client._base import BaseClient, Query, build_item, build_rerank
 from grm_client._errors import GRMError
-from grm_client._models import Ranking, ScoreResult, parse_item, rank_of
+from grm_client._models import Ranking, RerankResult, ScoreResult, parse_item, parse_rerank, rank_of
 
 
 class GRMClient(BaseClient):
@@ -80,6 +80,20 @@ class GRMClient(BaseClient):
             return [r for c in chunks for r in send(c)]
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             return [r for part in pool.map(send, chunks) for r in part]
+
+    def rerank(
+        self, query: str, documents: Sequence[str], *, top_n: int | None = None, **options: Any
+    ) -> list[RerankResult]:
+        """Best-of-N over many documents through ``/v2/rerank``: best first, ``top_n`` of them.
+
+        Options: ``return_documents`` and grm-serve's ``k``, ``k_meta``, ``temperature``, ``max_tokens``,
+        ``seed``, ``principles``, ``anchor``.
+
+        Raises:
+            GRMError: a subclass naming what went wrong, after retries where retrying makes sense.
+        """
+        body = self._request("POST", "/v2/rerank", build_rerank(query, documents, top_n=top_n, **options))
+        return parse_rerank(body)
 
     def rank(self, query: Query, responses: Sequence[str], **options: Any) -> Ranking:
         """Best-of-N: judge the candidates and order them by reward."""

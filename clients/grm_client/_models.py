@@ -88,6 +88,30 @@ class Ranking:
     result: ScoreResult
 
 
+@dataclass(frozen=True)
+class RerankResult:
+    """One document of a rerank answer: its request index and relevance in [0, 1]."""
+
+    index: int
+    relevance_score: float
+    mean_score: float | None
+    votes: int
+    document: str | None = None
+
+
+def parse_rerank(data: dict[str, Any]) -> list[RerankResult]:
+    return [
+        RerankResult(
+            index=r["index"],
+            relevance_score=r["relevance_score"],
+            mean_score=r.get("mean_score"),
+            votes=r.get("votes", 0),
+            document=(r.get("document") or {}).get("text"),
+        )
+        for r in data["results"]
+    ]
+
+
 def parse_item(data: dict[str, Any], model: str, template: str) -> ScoreResult:
     samples = None
     if data.get("samples") is not None:

@@ -49,3 +49,12 @@ async def test_batch_through_the_real_app(app):
     async with client_for(app, batch_size=2) as client:
         results = await client.score_batch([g.build_item(f"q{i}", ["a", "bb"], k=2) for i in range(5)])
     assert len(results) == 5 and all(r.responses[1].score >= r.responses[0].score for r in results)
+
+
+async def test_rerank_round_trip_best_first_with_top_n(app):
+    docs = ["short", "a much longer answer, with detail", "medium length one"]
+    async with client_for(app) as client:
+        results = await client.rerank("q?", docs, top_n=2, k=2, return_documents=True)
+    assert [r.index for r in results] == [1, 2]
+    assert results[0].relevance_score > results[1].relevance_score and results[0].document == docs[1]
+    assert isinstance(results[0], g.RerankResult) and results[0].votes > 0
