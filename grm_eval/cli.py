@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import logging
 import signal
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 
 from grm_eval.selection import read_ids, select
 from meta_rm.training.data import DataError
+from meta_rm.training.extras import eval_extra_missing
 from meta_rm.training.sampling import SamplingConfig
 
 log = logging.getLogger("grm_eval")
@@ -108,18 +108,9 @@ def collect(args: argparse.Namespace, items: list[Any], cache: Path, *, greedy: 
         bar.close()
 
 
-def _missing_extra() -> list[str]:
-    """The ``eval`` extra's modules this tool needs that are not installed."""
-    return [m for m in ("tqdm", "matplotlib") if importlib.util.find_spec(m) is None]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if missing := _missing_extra():
-        print(
-            f"grm-eval: install the eval extra (pip install 'grm-serve[eval]'); missing: {', '.join(missing)}",
-            file=sys.stderr,
-        )
+    if eval_extra_missing("grm-eval", ("tqdm", "matplotlib")):
         return 2
     args.k_max = max(args.k)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import logging
 import signal
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from meta_rm.training.data import DataError, PreferenceItem, read_preferences, select_per_source
+from meta_rm.training.extras import eval_extra_missing
 from meta_rm.training.sampling import SamplingConfig, SamplingRun, run_sampling
 from meta_rm.training.train import TrainOptions, train_command
 from server.prompts import DEFAULT_TEMPLATE
@@ -89,18 +89,9 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _missing_extra() -> list[str]:
-    """The ``eval`` extra's modules this tool needs that are not installed."""
-    return [m for m in ("tqdm",) if importlib.util.find_spec(m) is None]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if missing := _missing_extra():
-        print(
-            f"grm-meta-rm: install the eval extra (pip install 'grm-serve[eval]'); missing: {', '.join(missing)}",
-            file=sys.stderr,
-        )
+    if eval_extra_missing("grm-meta-rm", ("tqdm",)):
         return 2
     _interrupt_on_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
