@@ -186,6 +186,7 @@ class RerankRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # no lax coercions: "k": true or "temperature": "0.5" are schema errors
         json_schema_extra={
             "examples": [{"query": "Capital of France?", "documents": ["Paris.", "Lyon.", "Berlin."], "top_n": 2}]
         },

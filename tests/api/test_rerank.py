@@ -75,8 +75,10 @@ async def test_bad_rerank_requests_are_clear_errors():
         empty = await client.post("/v2/rerank", json={"query": "q", "documents": []})
         typo = await client.post("/v2/rerank", json={"query": "q", "documents": ["a"], "top_m": 1})
         blank = await client.post("/v2/rerank", json={"query": "q", "documents": ["a"], "principles": " "})
+        lax = await client.post("/v2/rerank", json={"query": "q", "documents": ["a"], "k": True})
     assert empty.status_code == 422 and "documents" in empty.json()["error"]["message"]
     assert typo.status_code == 422 and "top_m" in typo.json()["error"]["message"]
+    assert lax.status_code == 422 and "k" in lax.json()["error"]["message"]
     assert blank.status_code == 400 and "principles" in blank.json()["error"]["message"]
 
 
