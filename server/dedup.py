@@ -120,7 +120,10 @@ class Dedup(Generic[T]):
         try:
             value = await job()
         finally:
-            self._running.pop(key, None)
+            # Only this job's own entry: a cancelled job may unwind after a retry started the next one.
+            running = self._running.get(key)
+            if running is not None and running.task is asyncio.current_task():
+                del self._running[key]
         self._remember(key, value)
         return value
 
