@@ -28,12 +28,14 @@ class Trajectory:
         responses: the responses in the order this sample was shown them.
         output: the sample's generated text (Specific Criteria, Analysis, Scores).
         scores: the sample's scores in shown order.
+        reference: the reference answer the GRM judged with, if any.
     """
 
     messages: tuple[Turn, ...]
     responses: tuple[str, ...]
     output: str
     scores: tuple[int, ...]
+    reference: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ delimiter neutralisation as the GRM prompt, so a response cannot fake a block bo
 from __future__ import annotations
 
 from meta_rm.base import Trajectory
-from meta_rm.text import render_blocks, render_context
+from meta_rm.text import render_blocks, render_context, render_reference
 
 META_RM_INSTRUCTION = "Please score the responses."
 
@@ -16,9 +16,11 @@ META_RM_INSTRUCTION = "Please score the responses."
 def render_user_turn(trajectory: Trajectory) -> str:
     """The user turn: instruction, conversation context and the shown responses."""
     blocks = render_blocks(trajectory.responses)
+    context = render_context(trajectory.messages)
+    if trajectory.reference is not None:  # the same section as in the GRM prompt; absent, the input is unchanged
+        context += render_reference(trajectory.reference)
     return (
-        f"{META_RM_INSTRUCTION}\n#### Conversation Context ####\n{render_context(trajectory.messages)}\n"
-        f"#### Responses to be Scored ####\n{blocks}"
+        f"{META_RM_INSTRUCTION}\n#### Conversation Context ####\n{context}\n#### Responses to be Scored ####\n{blocks}"
     )
 
 

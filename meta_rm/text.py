@@ -66,3 +66,8 @@ def render_blocks(responses: Sequence[str]) -> str:
         f"[The Begin of Response {i}]\n{neutralize(text)}\n[The End of Response {i}]"
         for i, text in enumerate(responses, start=1)
     )
+
+
+def render_reference(reference: str) -> str:
+    """A reference answer as its own ``#### Reference Answer ####`` section (defanged), to follow the context."""
+    return "\n\n#### Reference Answer ####\n" + neutralize(reference.strip())

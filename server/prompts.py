@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from meta_rm.text import neutralize, render_blocks, render_context
+from meta_rm.text import neutralize, render_blocks, render_context, render_reference
 from server.domain import Message
 
 __all__ = [
     "DEFAULT_TEMPLATE",
     "PRINCIPLES_TEMPLATE",
+    "REFERENCE_TEMPLATE",
     "TEMPLATES",
     "Template",
     "get_template",
@@ -81,6 +82,20 @@ _SPECIFIC_LINE = "Specific Criteria: <Other potential criteria specific to the q
 _GIVEN_LINE = "Specific Criteria: <How each given criterion applies to the query and the context, and the weights of each criteria>."
 
 
+REFERENCE_TEMPLATE = "deepseek-grm-reference-v1"
+
+# Reference answers (``reference`` on a request, OpenRLHF's labels, verl's ground_truth): the template in
+# use with one more instruction after "analyze step by step" and the reference shown in its own section
+# between the conversation and the responses, defanged like any caller text. Everything else, the
+# output format included, is unchanged; without a reference the prompt is byte for byte the same.
+_STEP_BY_STEP = "Before scoring, please analyze step by step."
+_REFERENCE_RULE = (
+    " A reference answer to the query is given below: first check each response's correctness against it."
+    " A response whose final answer contradicts the reference answer is incorrect and must score low,"
+    " however well it is written."
+)
+
+
 def render_principles(principles: Sequence[str]) -> str:
     """The caller's criteria as the numbered ``#### Evaluation Criteria ####`` section (defanged)."""
     return "\n".join(f"{i}. {neutralize(p.strip())}" for i, p in enumerate(principles, start=1))
@@ -93,12 +108,17 @@ class Template:
     name: str
 
     def render(
-        self, messages: Sequence[Message], responses: Sequence[str], principles: Sequence[str] | None = None
+        self,
+        messages: Sequence[Message],
+        responses: Sequence[str],
+        principles: Sequence[str] | None = None,
+        reference: str | None = None,
     ) -> str:
         """Build the user-turn text that asks the GRM to score ``responses`` in the given order.
 
         With ``principles`` (a user rubric) the prompt is :data:`PRINCIPLES_TEMPLATE`: the caller's
-        criteria replace the general ones; without, it is this template byte for byte.
+        criteria replace the general ones. With ``reference`` it is :data:`REFERENCE_TEMPLATE` (the two
+        combine). Without either, it is this template byte for byte.
 
         Raises:
             ValueError: if there are no responses, or ``principles`` is empty.
@@ -117,7 +137,11 @@ class Template:
             header = header[:criteria_start] + render_principles(principles) + "\n" + header[criteria_end:]
             header = header.replace(_GENERAL, _GIVEN)
             footer = footer.replace(_SPECIFIC_LINE, _GIVEN_LINE)
-        return header + render_context(messages) + _RESPONSES_HEADER + blocks + "\n" + footer
+        context = render_context(messages)
+        if reference is not None:
+            header = header.replace(_STEP_BY_STEP, _STEP_BY_STEP + _REFERENCE_RULE)
+            context += render_reference(reference)
+        return header + context + _RESPONSES_HEADER + blocks + "\n" + footer
 
 
 TEMPLATES: dict[str, Template] = {DEFAULT_TEMPLATE: Template(DEFAULT_TEMPLATE)}

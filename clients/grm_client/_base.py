@@ -34,9 +34,14 @@ def build_item(
     temperature: float | None = None,
     max_tokens: int | None = None,
     seed: int | None = None,
+    reference: str | None = None,
+    principles: Sequence[str] | str | None = None,
     return_samples: bool = False,
 ) -> dict[str, Any]:
-    """The JSON of one ``/v1/score`` item; ``query`` is a string or a list of ``{role, content}``."""
+    """The JSON of one ``/v1/score`` item; ``query`` is a string or a list of ``{role, content}``.
+
+    ``reference`` is a reference answer the GRM judges correctness against; ``principles`` a rubric.
+    """
     item: dict[str, Any] = {"responses": list(responses)}
     if isinstance(query, str):
         item["query"] = query
@@ -44,6 +49,10 @@ def build_item(
         item["messages"] = [{"role": m["role"], "content": m["content"]} for m in query]
     options = {"k": k, "k_meta": k_meta, "temperature": temperature, "max_tokens": max_tokens, "seed": seed}
     item.update({key: v for key, v in options.items() if v is not None})
+    if reference is not None:
+        item["reference"] = reference
+    if principles is not None:
+        item["principles"] = principles if isinstance(principles, str) else list(principles)
     if return_samples:
         item["return_samples"] = True
     return item

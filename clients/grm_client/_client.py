@@ -57,7 +57,8 @@ class GRMClient(BaseClient):
     def score(self, query: Query, responses: Sequence[str], **options: Any) -> ScoreResult:
         """Judge ``responses`` to ``query`` (a string or a list of ``{role, content}`` messages).
 
-        Options: ``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``, ``return_samples``.
+        Options: ``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``, ``reference`` (a reference
+        answer), ``principles`` (a rubric), ``return_samples``.
 
         Raises:
             GRMError: a subclass naming what went wrong, after retries where retrying makes sense.

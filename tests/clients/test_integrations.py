@@ -88,3 +88,33 @@ def test_verl_compute_score_and_batch(monkeypatch):
     assert [it["responses"] for it in seen[-1]["items"]] == [["a", "ccc"], ["bb"]]
     with pytest.raises(ValueError, match="extra_info"):
         verl.compute_score("src", "x", None, {})
+
+
+def test_trl_reference_column_sends_each_rows_reference_and_splits_groups_by_it():
+    client, seen = recording_client()
+    reward = grm_reward_func(client=client, reward="mean", reference_column="answer")
+    out = reward(prompts=["p", "p", "p"], completions=["a", "bb", "ccc"], answer=["4", "4", 5])
+    assert out == [1.0, 2.0, 3.0]
+    items = seen[0]["items"]
+    assert [(it["responses"], it["reference"]) for it in items] == [(["a", "bb"], "4"), (["ccc"], "5")]
+    with pytest.raises(ValueError, match=r"no dataset column 'solution'.*columns: answer"):
+        grm_reward_func(client=client, reference_column="solution")(prompts=["p"], completions=["a"], answer=["4"])
+    with pytest.raises(ValueError, match="must be a string or a number"):
+        reward(prompts=["p"], completions=["a"], answer=[["4", "5"]])
+
+
+def test_trl_without_a_reference_column_sends_no_reference():
+    client, seen = recording_client()
+    grm_reward_func(client=client)(prompts=["p"], completions=["a"], answer=["4"])
+    assert "reference" not in seen[0]["items"][0]
+
+
+def test_verl_ground_truth_is_the_reference_unless_turned_off(monkeypatch):
+    client, seen = recording_client()
+    monkeypatch.setattr(verl, "_client", lambda base_url: client)
+    verl.compute_score("gsm8k", "72", "72", {"question": "q?"})
+    assert seen[-1]["items"][0]["reference"] == "72"
+    verl.compute_score("gsm8k", "72", "72", {"question": "q?"}, use_ground_truth=False)
+    assert "reference" not in seen[-1]["items"][0]
+    verl.compute_score_batch(["s"] * 3, ["a", "b", "c"], ["1", "2", "1"], [{"question": "x"}] * 3)
+    assert [(it["responses"], it["reference"]) for it in seen[-1]["items"]] == [(["a", "c"], "1"), (["b"], "2")]

@@ -35,3 +35,12 @@ def test_multi_turn_context_is_a_transcript():
     msgs = (Message("user", "hi"), Message("assistant", "hello"), Message("user", "2+2?"))
     t = Trajectory(msgs, ("4", "5"), "Scores: \\boxed{9, 1}", (9, 1))
     assert "User: hi\n\nAssistant: hello\n\nUser: 2+2?\n#### Responses" in render_chat(t)[0]["content"]
+
+
+def test_the_reference_answer_is_in_the_meta_rm_input_only_when_given():
+    base = Trajectory((Message("user", "2+2?"),), ("4", "5"), "Scores: \\boxed{9, 1}", (9, 1))
+    assert "Reference" not in render_chat(base)[0]["content"]
+    with_reference = Trajectory(base.messages, base.responses, base.output, base.scores, reference="4")
+    content = render_chat(with_reference)[0]["content"]
+    assert "#### Conversation Context ####\n2+2?\n\n#### Reference Answer ####\n4\n#### Responses" in content
+    assert content.replace("\n\n#### Reference Answer ####\n4", "") == render_chat(base)[0]["content"]

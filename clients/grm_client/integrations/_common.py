@@ -13,12 +13,30 @@ from grm_client._models import RewardMode, ScoreResult
 Prompt = str | list[dict[str, Any]]
 
 
-def group_by_prompt(prompts: Sequence[Any]) -> list[list[int]]:
-    """Indices of equal prompts, in first-seen order (GRPO's completions of one prompt judged together)."""
-    groups: dict[str, list[int]] = {}
+def group_by_prompt(prompts: Sequence[Any], references: Sequence[str | None] | None = None) -> list[list[int]]:
+    """Indices of equal prompts (and references), in first-seen order.
+
+    GRPO's completions of one prompt are judged together; rows with different reference answers never are.
+    """
+    groups: dict[tuple[str, str | None], list[int]] = {}
     for i, p in enumerate(prompts):
-        groups.setdefault(repr(p), []).append(i)
+        groups.setdefault((repr(p), references[i] if references is not None else None), []).append(i)
     return list(groups.values())
+
+
+def as_reference(value: Any) -> str | None:
+    """A reference answer from a dataset value: text or a number; None or blank for none.
+
+    Raises:
+        ValueError: for other types (a list or dict is no single answer).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"a reference answer must be a string or a number, got {type(value).__name__}: {value!r}")
 
 
 def as_query(prompt: Prompt) -> str | list[dict[str, str]]:
@@ -57,9 +75,21 @@ def rewards_for_groups(
     reward: RewardMode,
     missing: float,
     options: dict[str, Any],
+    references: Sequence[str | None] | None = None,
 ) -> list[float]:
-    """Judge each group in one item (one batch call, split by the client) and scatter rewards back."""
-    items = [build_item(queries[g[0]], [responses[i] for i in g], **options) for g in groups]
+    """Judge each group in one item (one batch call, split by the client) and scatter rewards back.
+
+    A group's rows share their reference answer (see :func:`group_by_prompt`).
+    """
+    items = [
+        build_item(
+            queries[g[0]],
+            [responses[i] for i in g],
+            reference=references[g[0]] if references is not None else None,
+            **options,
+        )
+        for g in groups
+    ]
     results: list[ScoreResult] = client.score_batch(items)
     out = [missing] * len(responses)
     for g, result in zip(groups, results, strict=True):

@@ -9,6 +9,9 @@ TRL calls it with the batch's ``prompts`` and ``completions`` (plain strings or 
 ``num_generations`` completions of one prompt are judged together in one GRM prompt (the paper's
 multi-response mode, split by the server above ``--max-group-size``), and one float per completion
 comes back in TRL's order.
+
+With ``reference_column="answer"`` (any dataset column TRL passes through), each completion is judged
+against its row's reference answer: the GRM checks correctness first (math, code, QA data).
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from typing import Any
 
 from grm_client._client import GRMClient
 from grm_client._models import RewardMode
-from grm_client.integrations._common import as_query, as_response, default_base_url, group_by_prompt, rewards_for_groups
+from grm_client.integrations._common import (
+    as_query,
+    as_reference,
+    as_response,
+    default_base_url,
+    group_by_prompt,
+    rewards_for_groups,
+)
 
 
 def grm_reward_func(
@@ -28,6 +38,7 @@ def grm_reward_func(
     missing: float = 0.0,
     client: GRMClient | None = None,
     name: str = "grm",
+    reference_column: str | None = None,
     **options: Any,
 ) -> Callable[..., list[float]]:
     """Build the reward function.
@@ -39,17 +50,33 @@ def grm_reward_func(
         missing: the reward of a completion none of whose samples could be parsed.
         client: a configured :class:`GRMClient` (retries, API key); built from ``base_url`` if None.
         name: the reward's name in TRL's logs.
+        reference_column: a dataset column holding each prompt's reference answer (None: judge without).
         **options: per-request GRM options (``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``).
     """
     grm = client or GRMClient(base_url=base_url or default_base_url())
 
-    def reward_func(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
+    def reward_func(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         queries = [as_query(p) for p in prompts]
         responses = [as_response(c) for c in completions]
+        references = None
+        if reference_column is not None:
+            if reference_column not in columns:
+                known = ", ".join(sorted(k for k in columns if isinstance(columns[k], list))) or "none"
+                raise ValueError(
+                    f"no dataset column {reference_column!r} reached the reward function (columns: {known})"
+                )
+            references = [as_reference(v) for v in columns[reference_column]]
         return rewards_for_groups(
-            grm, queries, responses, group_by_prompt(prompts), reward=reward, missing=missing, options=options
+            grm,
+            queries,
+            responses,
+            group_by_prompt(prompts, references),
+            reward=reward,
+            missing=missing,
+            options=options,
+            references=references,
         )
 
     reward_func.__name__ = name  # TRL logs rewards under the function's name

@@ -8,8 +8,10 @@ In the verl config::
       reward_kwargs: {base_url: "http://grm:8000", reward: unit, k: 4}
 
 verl does not pass the prompt to reward functions, so the dataset must carry it in ``extra_info``
-as ``question`` (a string) or ``messages`` (chat turns ending with the user's); ``ground_truth`` is
-ignored (a generative RM needs none). ``compute_score`` judges one response; ``compute_score_batch``
+as ``question`` (a string) or ``messages`` (chat turns ending with the user's). ``ground_truth`` is
+the GRM's reference answer (judging correctness against it); ``use_ground_truth: false`` in
+``reward_kwargs`` judges without it. ``compute_score`` judges one response per call (the server
+groups the concurrent calls of one prompt, see ``--group-window-s``); ``compute_score_batch``
 judges all responses of one prompt together, which is what the paper's GRM is trained for.
 """
 
@@ -20,7 +22,12 @@ from typing import Any
 
 from grm_client._client import GRMClient
 from grm_client._models import RewardMode
-from grm_client.integrations._common import default_base_url, group_by_prompt, rewards_for_groups
+from grm_client.integrations._common import (
+    as_reference,
+    default_base_url,
+    group_by_prompt,
+    rewards_for_groups,
+)
 
 
 @cache
@@ -47,12 +54,21 @@ def compute_score(
     base_url: str | None = None,
     reward: RewardMode = "unit",
     missing: float = 0.0,
+    use_ground_truth: bool = True,
     **options: Any,
 ) -> float:
-    """One response's reward (pointwise: the GRM judges it alone)."""
+    """One response's reward, judged against ``ground_truth`` when given (and ``use_ground_truth``)."""
     grm = _client(base_url or default_base_url())
+    references = [as_reference(ground_truth) if use_ground_truth else None]
     return rewards_for_groups(
-        grm, [_query(extra_info)], [solution_str], [[0]], reward=reward, missing=missing, options=options
+        grm,
+        [_query(extra_info)],
+        [solution_str],
+        [[0]],
+        reward=reward,
+        missing=missing,
+        options=options,
+        references=references,
     )[0]
 
 
@@ -65,11 +81,20 @@ def compute_score_batch(
     base_url: str | None = None,
     reward: RewardMode = "unit",
     missing: float = 0.0,
+    use_ground_truth: bool = True,
     **options: Any,
 ) -> list[float]:
-    """Rewards for a batch; responses to the same prompt are judged together."""
+    """Rewards for a batch; responses to the same prompt (and ground truth) are judged together."""
     grm = _client(base_url or default_base_url())
     queries = [_query(e) for e in extra_infos]
+    references = [as_reference(g) if use_ground_truth else None for g in ground_truths]
     return rewards_for_groups(
-        grm, queries, solution_strs, group_by_prompt(queries), reward=reward, missing=missing, options=options
+        grm,
+        queries,
+        solution_strs,
+        group_by_prompt(queries, references),
+        reward=reward,
+        missing=missing,
+        options=options,
+        references=references,
     )
