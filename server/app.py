@@ -46,12 +46,15 @@ def build_app(
     app_metrics.registry.register(EngineCollector(lambda: state.engine if state.ready.is_set() else None))
     app_metrics.queued.set_function(lambda: state.admission.waiting)
 
+    service = ScoringService(state)  # every scoring route goes through it
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.begin()
         try:
             yield
         finally:
+            await service.grouper.close()
             await state.close()
 
     app = FastAPI(
@@ -61,7 +64,7 @@ def build_app(
         lifespan=lifespan,
     )
     app.state.grm = state
-    app.state.service = ScoringService(state)  # every scoring route goes through it
+    app.state.service = service
     install_error_handlers(app)
     app.include_router(score.router)
     app.include_router(compat.router)

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from server import __version__
+from server.chat_markup import get_markup
 from server.config import Settings
 
 log = logging.getLogger("grm_serve")
@@ -115,6 +116,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
             overrides["extra_engine_args"] = passthrough
         settings = Settings(**overrides)
         settings.resolved_api_keys()  # an unreadable key file fails here, with the flag named
+        get_markup(settings.chat_markup, settings.policy_tokenizer)  # so does an unusable policy tokenizer
         return settings
     except (ValidationError, ValueError) as exc:
         parser.error(str(exc))

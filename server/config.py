@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     max_tokens: int = Field(1024, ge=64, description="default generation budget per sample")
     max_tokens_limit: int = Field(4096, ge=64, description="largest max_tokens a request may ask for")
     max_group_size: int = Field(4, ge=1, description="responses judged together in one GRM prompt")
+    group_window_s: float = Field(
+        0.05,
+        ge=0,
+        le=5,
+        description="how long a row that leaves room in a GRM group waits for same-prompt rows of other calls "
+        "(0: no grouping across calls)",
+    )
 
     # Meta RM (guided voting)
     meta_rm: str = Field(
@@ -63,6 +70,16 @@ class Settings(BaseSettings):
     # OpenRLHF compatibility (/get_reward)
     openrlhf_reward: Literal["unit", "mean", "raw"] = Field(
         "unit", description="scale of /get_reward rewards: unit ([0,1]), mean (1..10) or raw (summed votes)"
+    )
+
+    openrlhf_labels: Literal["reference", "ignore"] = Field(
+        "reference", description="/get_reward labels: judge with them as reference answers, or ignore them"
+    )
+    chat_markup: Literal["auto", "none", "chatml", "llama3", "gemma", "mistral", "deepseek", "phi3"] = Field(
+        "auto", description="chat template of /get_reward prompts: detected (auto), named, or none (text as is)"
+    )
+    policy_tokenizer: Path | None = Field(
+        None, description="local folder of the policy's tokenizer: read /get_reward prompts with its chat template"
     )
 
     # Request limits

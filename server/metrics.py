@@ -111,6 +111,18 @@ class Metrics:
             ["how"],
             registry=r,
         )
+        self.grouped_rows = Counter(
+            "grm_grouped_rows",
+            "Responses judged in one GRM prompt together with responses of other calls (grouping across "
+            "calls, --group-window-s).",
+            registry=r,
+        )
+        self.group_size = Histogram(
+            "grm_group_size",
+            "Responses judged together in one GRM prompt.",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
+            registry=r,
+        )
         self.build = Info("grm_build", "grm-serve version, model, template and engine.", registry=r)
         for status in ("parsed", "unparseable", "filtered", "kept"):
             self.samples.labels(status)  # export zeros from the start, so rates exist before traffic
@@ -135,6 +147,8 @@ class Metrics:
             self.samples.labels("unparseable").inc(len(result.samples) - len(parsed))
             self.samples.labels("kept").inc(kept)
             self.samples.labels("filtered").inc(len(parsed) - kept)
+            for group in result.groups:
+                self.group_size.observe(len(group))
             self.prompt_tokens.inc(result.prompt_tokens)
             self.generation_tokens.inc(result.generation_tokens)
             for response in result.responses:

@@ -46,6 +46,11 @@ class ScoreItem(BaseModel):
     principles: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | str | None = Field(
         None, description="A user rubric (criteria list or one text): the GRM judges by it instead of its own."
     )
+    reference: str | None = Field(
+        None,
+        min_length=1,
+        description="A reference answer (ground truth): the GRM judges correctness against it.",
+    )
     return_samples: bool = Field(False, description="Include every sample's principles, critique and scores.")
 
     @model_validator(mode="before")
@@ -94,6 +99,10 @@ class ResponseScoreOut(BaseModel):
     votes: int = Field(description="Samples whose scores were summed (the kept ones when a meta RM filters).")
     valid_samples: int = Field(description="Samples of this response's group that parsed.")
     status: Literal["ok", "no_valid_samples"]
+    group_size: int = Field(
+        description="Responses judged together in this response's GRM prompt, other calls' included when "
+        "rows of the same prompt were grouped across calls."
+    )
 
 
 class SampleOut(BaseModel):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import random
 import time
 import uuid
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from meta_rm.base import MetaRM
 
 _SEED_BITS = 31
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class ScoreSpec:
     seed: int | None = None
     k_meta: int | None = None  # voting samples per group when a meta RM is set (default k // 2)
     principles: tuple[str, ...] | None = None  # a user rubric: judge by these instead of the GRM's own
+    reference: str | None = None  # a reference answer: judge correctness against it
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,9 @@ class Scorer:
             for j, (perm, count) in enumerate(group_permutations(perms)):
                 request = GenerationRequest(
                     request_id=f"{request_id}-g{g}-p{j}",
-                    prompt=self.template.render(spec.messages, apply_permutation(texts, perm), spec.principles),
+                    prompt=self.template.render(
+                        spec.messages, apply_permutation(texts, perm), spec.principles, spec.reference
+                    ),
                     n=count,
                     temperature=spec.temperature,
                     top_p=spec.top_p,
@@ -125,6 +130,9 @@ class Scorer:
             meta_rm.base.MetaRMError: if the meta RM fails.
         """
         plan = self.plan(spec, request_id or uuid.uuid4().hex)
+        if log.isEnabledFor(logging.DEBUG):  # prompts are caller text: never logged above DEBUG
+            for p in plan:
+                log.debug("GRM prompt", extra={"engine_request_id": p.request.request_id, "prompt": p.request.prompt})
         started = time.perf_counter()
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self.engine.generate(p.request)) for p in plan]
@@ -199,6 +207,7 @@ def _trajectory(spec: ScoreSpec, sample: Sample, members: tuple[int, ...]) -> Tr
         responses=tuple(spec.responses[c] for c in shown),
         output=sample.text,
         scores=tuple(sample.scores[local[c]] for c in shown),
+        reference=spec.reference,
     )
 
 
@@ -221,11 +230,16 @@ def _vote(spec: ScoreSpec, samples: list[Sample], groups: list[tuple[int, ...]])
         voted = vote(voters, len(members), len(parsed))
         for local, caller in enumerate(members):
             scores[caller] = voted[local]
+    sizes = [0] * len(spec.responses)
+    for members in groups:
+        for caller in members:
+            sizes[caller] = len(members)
     return ItemResult(
         responses=[s for s in scores if s is not None],
         samples=samples,
         k=spec.k,
         groups=[list(m) for m in groups],
+        group_sizes=sizes,
     )
 
 

@@ -21,16 +21,19 @@ import asyncio
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from starlette.requests import Request
 
 from server.admission import cancel_on_disconnect
+from server.chat_markup import Markup, get_markup
 from server.config import Settings
 from server.dedup import Dedup
 from server.domain import ItemResult, Message
 from server.errors import invalid_request, to_api_error
+from server.grouping import Grouper
 from server.scoring import ScoreSpec
 from server.state import AppState
 
@@ -54,6 +57,7 @@ class ItemOptions:
     k_meta: int | None = None
     seed: int | None = None
     principles: Sequence[str] | str | None = None  # a user rubric: a list of criteria, or one text
+    reference: str | None = None  # a reference answer (OpenRLHF's label, verl's ground_truth)
 
 
 class ScoringService:
@@ -71,6 +75,13 @@ class ScoringService:
             max_entries=self.settings.idempotency_cache_size,
             linger_s=self.settings.idempotency_linger_s,
         )
+        self.grouper = Grouper(
+            self._judge,
+            window_s=self.settings.group_window_s,
+            max_group_size=self.settings.max_group_size,
+            on_batch=self._observe_batch,
+        )
+        self.markup: Markup = get_markup(self.settings.chat_markup, self.settings.policy_tokenizer)
 
     @property
     def model_name(self) -> str:
@@ -109,14 +120,20 @@ class ScoringService:
         principles = (item.principles,) if isinstance(item.principles, str) else item.principles
         if principles is not None and not any(p.strip() for p in principles):
             raise invalid_request("principles must hold at least one non-blank criterion")
-        conversation_chars = sum(len(m.content) for m in item.messages) + sum(len(p) for p in principles or ())
+        if item.reference is not None and not item.reference.strip():
+            raise invalid_request("reference must not be blank; leave it out to judge without one")
+        conversation_chars = (
+            sum(len(m.content) for m in item.messages)
+            + sum(len(p) for p in principles or ())
+            + len(item.reference or "")
+        )
         checks = [
             (len(item.responses), s.max_responses_per_item, "responses per item", "max_responses_per_item"),
             (k, s.max_k, "k", "max_k"),
             (temperature, s.max_temperature, "temperature", "max_temperature"),
             (max_tokens, s.max_tokens_limit, "max_tokens", "max_tokens_limit"),
             (max(map(len, item.responses)), s.max_response_chars, "characters in a response", "max_response_chars"),
-            (conversation_chars, s.max_conversation_chars, "conversation chars (with principles)",
+            (conversation_chars, s.max_conversation_chars, "conversation chars (with principles and reference)",
              "max_conversation_chars"),
         ]  # fmt: skip
         for value, limit, what, name in checks:
@@ -132,6 +149,7 @@ class ScoringService:
             seed=item.seed,
             k_meta=item.k_meta if item.k_meta is not None else s.k_meta,
             principles=tuple(p for p in principles if p.strip()) if principles is not None else None,
+            reference=item.reference,
         )
 
     # ---- running ---------------------------------------------------------------------------------
@@ -170,8 +188,31 @@ class ScoringService:
         body = await request.body()  # cached by Starlette: the route already parsed it
         return f"body:{path}:{hashlib.sha256(body).hexdigest()}"
 
-    async def score(self, request: Request, specs: Sequence[ScoreSpec]) -> list[ItemResult] | None:
+    async def _judge(self, spec: ScoreSpec, request_id: str) -> ItemResult:
+        assert self.state.scorer is not None
+        return await self.state.scorer.score(spec, request_id)
+
+    def _observe_batch(self, combined: ItemResult, calls: int) -> None:
+        self.state.metrics.observe_items([combined])
+        if calls > 1:
+            self.state.metrics.grouped_rows.inc(len(combined.responses))
+
+    async def _score_item(self, spec: ScoreSpec, groupable: bool, request_id: str, scope: str) -> ItemResult:
+        """One item: in a batch with other calls' rows of its prompt when it may wait, else alone."""
+        if groupable and spec.seed is None and self.grouper.accepts(spec):
+            return await self.grouper.score(spec, scope)  # observed once per batch, by _observe_batch
+        result = await self._judge(spec, request_id)
+        self.state.metrics.observe_items([result])
+        return result
+
+    async def score(
+        self, request: Request, specs: Sequence[ScoreSpec], groupable: Sequence[bool] | bool = False
+    ) -> list[ItemResult] | None:
         """Run resolved items through the pipeline for one HTTP request.
+
+        ``groupable`` (per item, or for all) lets an item that leaves room in a GRM group wait up to
+        ``--group-window-s`` for same-prompt rows of other calls (:mod:`server.grouping`); items with
+        a seed never wait.
 
         Returns:
             The results, or None when the client disconnected (nobody is listening).
@@ -185,7 +226,10 @@ class ScoringService:
             raise to_api_error(state.unavailable_error())
         deadline = self.deadline_of(request)
         key = await self.dedup_key(request)
-        request_id = getattr(request.state, "request_id", None)
+        base_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+        flags = [groupable] * len(specs) if isinstance(groupable, bool) else list(groupable)
+        # Calls only share a GRM prompt with calls of the same caller (API key): tenants never see each other.
+        scope = hashlib.sha256(request.headers.get("authorization", "").encode()).hexdigest()
 
         async def job() -> list[ItemResult]:
             queued = time.perf_counter()
@@ -193,15 +237,18 @@ class ScoringService:
                 state.metrics.queue_wait.observe(time.perf_counter() - queued)
                 try:
                     async with asyncio.timeout(deadline):
-                        assert state.scorer is not None
-                        results = await state.scorer.score_many(specs, request_id)
+                        async with asyncio.TaskGroup() as tg:
+                            tasks = [
+                                tg.create_task(self._score_item(spec, flag, f"{base_id}-i{i}", scope))
+                                for i, (spec, flag) in enumerate(zip(specs, flags, strict=True))
+                            ]
+                        results = [t.result() for t in tasks]
                 except* Exception as group:
                     cause = _first(group)
                     error = to_api_error(cause)
                     if error.status == 500:
                         log.error("scoring failed unexpectedly", exc_info=cause)
                     raise error from None
-            state.metrics.observe_items(results)
             return results
 
         async def wait() -> list[ItemResult]:

@@ -1,11 +1,19 @@
 """``POST /get_reward``: OpenRLHF's remote reward model wire format, so ``--remote_rm_url`` works unchanged.
 
 OpenRLHF sends ``{"query": [prompt + response, ...], "prompts": [prompt, ...], "labels": [...]}``
-(one row per rollout; ``query`` is the full decoded sequence) and reads ``rewards`` (and ``scores``,
-``extra_logs`` when present) from the answer. Here each row's response is its query minus its prompt;
-rows that share a prompt are judged together in one GRM prompt (the paper's multi-response mode), and
-each gets its reward in the configured scale (``--openrlhf-reward``: unit, mean or raw). A row none of
-whose samples parsed gets 0.0 and is counted in ``extra_logs.grm_unscored``.
+(one row per rollout, often one row per call; ``query`` is the decoded sequence with the policy's chat
+markup) and reads ``rewards`` (and ``scores``, ``extra_logs`` when present) from the answer. Here:
+
+* each row's response is its query minus its prompt, without end-of-turn / EOS tokens, and the prompt's
+  chat markup is read back into plain turns (``--chat-markup``, ``--policy-tokenizer``;
+  :mod:`server.chat_markup`);
+* a row's label is its reference answer (``--openrlhf-labels reference``, the default; ``ignore`` drops
+  them);
+* rows of the same conversation and label are judged together in GRM prompts, with rows of other calls
+  that arrive within ``--group-window-s`` (:mod:`server.grouping`);
+* each row gets its reward in the configured scale (``--openrlhf-reward``: unit, mean or raw). A row none
+  of whose samples parsed gets 0.0 and is counted in ``extra_logs.grm_unscored``;
+  ``extra_logs.grm_group_size`` says how many responses shared each row's GRM prompt.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.aggregation import to_reward
+from server.chat_markup import to_conversation
 from server.domain import Message
 from server.errors import invalid_request
 from server.protocol import ErrorResponse
@@ -31,7 +40,11 @@ class GetRewardRequest(BaseModel):
 
     query: list[str] = Field(min_length=1, description="Prompt + response texts, one per rollout.")
     prompts: list[str] = Field(description="The prompt part of each query (OpenRLHF always sends it).")
-    labels: list[Any] | None = Field(None, description="Ignored: a generative RM needs no reference.")
+    labels: list[Any] | None = Field(
+        None,
+        description="Reference answers, one per row (strings or numbers; null for none), unless the server "
+        "ignores labels (--openrlhf-labels ignore).",
+    )
     reward: Literal["unit", "mean", "raw"] | None = Field(None, description="Override the server's scale.")
 
 
@@ -42,7 +55,7 @@ class GetRewardResponse(BaseModel):
 
 
 def split_rows(body: GetRewardRequest) -> tuple[list[str], list[str]]:
-    """(prompt, response) of every row.
+    """(prompt, response) of every row, as sent.
 
     Raises:
         APIError: 400 when ``prompts`` is missing, of another length, or not a prefix of its query.
@@ -57,28 +70,59 @@ def split_rows(body: GetRewardRequest) -> tuple[list[str], list[str]]:
     return list(body.prompts), responses
 
 
+def references_of(body: GetRewardRequest, use_labels: bool) -> list[str | None]:
+    """Each row's reference answer: its label when labels are used and it has a non-blank one.
+
+    Raises:
+        APIError: 400 for labels of another length, or a label that is not a string or a number.
+    """
+    if body.labels is None or not use_labels:
+        return [None] * len(body.query)
+    if len(body.labels) != len(body.query):
+        raise invalid_request(f"{len(body.query)} queries but {len(body.labels)} labels")
+    references: list[str | None] = []
+    for i, label in enumerate(body.labels):
+        if label is None or isinstance(label, str):
+            references.append(label if label and label.strip() else None)
+        elif isinstance(label, int | float) and not isinstance(label, bool):
+            references.append(str(label))
+        else:
+            raise invalid_request(f"label {i} must be a string or a number (a reference answer), got {label!r}")
+    return references
+
+
 @router.post("/get_reward", response_model=GetRewardResponse, responses=_ERRORS)
 async def get_reward(body: GetRewardRequest, request: Request) -> GetRewardResponse:
     """OpenRLHF remote-RM endpoint: one reward per query, rows of the same prompt judged together."""
     service: ScoringService = request.app.state.service
-    prompts, responses = split_rows(body)
-    groups: dict[str, list[int]] = {}
-    for i, p in enumerate(prompts):
-        groups.setdefault(p, []).append(i)
+    prompts, raw_responses = split_rows(body)
+    references = references_of(body, service.settings.openrlhf_labels == "reference")
+    groups: dict[tuple[tuple[Message, ...], str | None], list[int]] = {}
+    responses: list[str] = []
+    for i, (prompt, response) in enumerate(zip(prompts, raw_responses, strict=True)):
+        messages, text = to_conversation(service.markup, prompt, response)
+        responses.append(text)
+        groups.setdefault((messages, references[i]), []).append(i)
     service.check_items(len(groups))
     specs = [
-        service.resolve(ItemOptions(messages=(Message("user", prompt),), responses=tuple(responses[i] for i in rows)))
-        for prompt, rows in groups.items()
+        service.resolve(
+            ItemOptions(messages=messages, responses=tuple(responses[i] for i in rows), reference=reference)
+        )
+        for (messages, reference), rows in groups.items()
     ]
-    results = await service.score(request, specs)
+    results = await service.score(request, specs, groupable=True)
     if results is None:
         return Response(status_code=CLIENT_CLOSED)  # type: ignore[return-value]
     mode = body.reward or service.settings.openrlhf_reward
     rewards = [0.0] * len(responses)
     unscored = [0.0] * len(responses)
+    group_size = [0.0] * len(responses)
     for rows, result in zip(groups.values(), results, strict=True):
-        for row, score in zip(rows, result.responses, strict=True):
+        for row, score, size in zip(rows, result.responses, result.group_sizes, strict=True):
             value = to_reward(score, mode)
             rewards[row] = 0.0 if value is None else value
             unscored[row] = 1.0 if value is None else 0.0
-    return GetRewardResponse(rewards=rewards, scores=rewards, extra_logs={"grm_unscored": unscored})
+            group_size[row] = float(size)
+    return GetRewardResponse(
+        rewards=rewards, scores=rewards, extra_logs={"grm_unscored": unscored, "grm_group_size": group_size}
+    )

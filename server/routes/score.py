@@ -42,6 +42,7 @@ def options_of(item: ScoreItem) -> ItemOptions:
         k_meta=item.k_meta,
         seed=item.seed,
         principles=item.principles,
+        reference=item.reference,
     )
 
 
@@ -77,8 +78,9 @@ def to_output(result: ItemResult, return_samples: bool) -> ItemScoreOut:
                 votes=r.votes,
                 valid_samples=r.valid_samples,
                 status=r.status.value,
+                group_size=size,
             )
-            for i, r in enumerate(result.responses)
+            for i, (r, size) in enumerate(zip(result.responses, result.group_sizes, strict=True))
         ],
         k=result.k,
         k_meta=result.k_meta,
@@ -99,7 +101,8 @@ async def score(body: ScoreBody, request: Request) -> ScoreResponse | ScoreBatch
     items = body.items if isinstance(body, ScoreBatchRequest) else [body]
     service.check_items(len(items))
     specs = [service.resolve(options_of(item)) for item in items]
-    results = await service.score(request, specs)
+    # An item asking for its samples is judged alone: shared samples would show other calls' responses.
+    results = await service.score(request, specs, groupable=[not item.return_samples for item in items])
     if results is None:
         return Response(status_code=CLIENT_CLOSED)  # type: ignore[return-value]
     outputs = [to_output(r, item.return_samples) for r, item in zip(results, items, strict=True)]

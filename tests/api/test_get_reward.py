@@ -68,3 +68,54 @@ async def test_rows_past_the_per_item_limit_are_400_as_on_v1_score():
             == "responses per item = 100 exceeds the server limit max_responses_per_item = 64"
         )
     assert engine.requests == []  # refused before any engine work
+
+
+# ---- labels as reference answers, and the policy's chat markup --------------------------------------
+
+
+async def test_labels_are_reference_answers_unless_the_server_ignores_them():
+    body = {"query": [PROMPT_A + "Blue.<|im_end|>"], "prompts": [PROMPT_A], "labels": ["Any colour, e.g. blue."]}
+    used, ignored = FakeEngine(), FakeEngine()
+    async with running_app(used, k=1) as client:
+        assert (await client.post("/get_reward", json=body)).status_code == 200
+    async with running_app(ignored, k=1, openrlhf_labels="ignore") as client:
+        assert (await client.post("/get_reward", json=body)).status_code == 200
+    assert "#### Reference Answer ####\nAny colour, e.g. blue.\n\n#### Responses" in used.requests[0].prompt
+    assert "Reference" not in ignored.requests[0].prompt
+    # Without a label the prompt is the one a plain /v1/score item gets, byte for byte.
+    plain = FakeEngine()
+    async with running_app(plain, k=1) as client:
+        await client.post("/v1/score", json={"query": "Name a colour.", "responses": ["Blue."], "k": 1})
+    assert ignored.requests[0].prompt == plain.requests[0].prompt
+
+
+async def test_rows_with_different_labels_are_judged_apart_and_blank_labels_mean_none():
+    engine = FakeEngine()
+    body = {
+        "query": [PROMPT_A + "Blue.", PROMPT_A + "Red.", PROMPT_A + "Green.", PROMPT_A + "Grey."],
+        "prompts": [PROMPT_A] * 4,
+        "labels": ["blue", "red", "", None],
+    }
+    async with running_app(engine, k=1, group_window_s=0) as client:
+        r = await client.post("/get_reward", json=body)
+    assert r.json()["extra_logs"]["grm_group_size"] == [1.0, 1.0, 2.0, 2.0]
+    references = sorted(req.prompt.count("#### Reference Answer ####") for req in engine.requests)
+    assert references == [0, 1, 1]
+
+
+async def test_bad_labels_are_400():
+    async with running_app(FakeEngine()) as client:
+        short = await client.post("/get_reward", json={**OPENRLHF_REQUEST, "labels": ["a"]})
+        nested = await client.post("/get_reward", json={**OPENRLHF_REQUEST, "labels": [{"x": 1}, "", ""]})
+        number = await client.post("/get_reward", json={**OPENRLHF_REQUEST, "labels": [4, 4.5, None]})
+    assert short.status_code == 400 and "3 queries but 1 labels" in short.json()["error"]["message"]
+    assert nested.status_code == 400 and "label 0 must be a string or a number" in nested.json()["error"]["message"]
+    assert number.status_code == 200
+
+
+async def test_chat_markup_none_passes_the_policy_text_through():
+    engine = FakeEngine()
+    body = {"query": [PROMPT_A + "Blue.<|im_end|>"], "prompts": [PROMPT_A]}
+    async with running_app(engine, k=1, chat_markup="none") as client:
+        await client.post("/get_reward", json=body)
+    assert PROMPT_A in engine.requests[0].prompt and "Blue.<|im_end|>" in engine.requests[0].prompt

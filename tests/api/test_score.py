@@ -12,7 +12,15 @@ async def test_single_item_scores_every_response():
     assert body["model"] == "fake-grm" and body["template"] == "deepseek-grm-default-v1"
     longer, shorter = body["responses"]
     assert longer["score"] > shorter["score"]  # the fake judge prefers longer answers
-    assert longer == {"index": 0, "score": 12.0, "mean_score": 3.0, "votes": 4, "valid_samples": 4, "status": "ok"}
+    assert longer == {
+        "index": 0,
+        "score": 12.0,
+        "mean_score": 3.0,
+        "votes": 4,
+        "valid_samples": 4,
+        "status": "ok",
+        "group_size": 2,
+    }
     assert body["samples"] is None
     assert body["usage"]["generation_tokens"] > 0
 
@@ -105,3 +113,19 @@ async def test_concurrent_requests_reach_the_engine_together():
         rs = await asyncio.gather(*(client.post("/v1/score", json=item(seed=i)) for i in range(5)))
     assert all(r.status_code == 200 for r in rs)
     assert peak >= 5  # five requests x two orders in flight at once, not one after another
+
+
+async def test_a_reference_answer_renders_the_reference_template_and_nothing_else_changes():
+    with_reference, without = FakeEngine(), FakeEngine()
+    async with running_app(with_reference) as client:
+        r = await client.post("/v1/score", json={**ITEM, "reference": "Yes, when the sky is clear."})
+        blank = await client.post("/v1/score", json={**ITEM, "reference": "   "})
+        empty = await client.post("/v1/score", json={**ITEM, "reference": ""})
+    async with running_app(without) as client:
+        await client.post("/v1/score", json=ITEM)
+    assert r.status_code == 200, r.text
+    assert blank.status_code == 400 and "reference must not be blank" in blank.json()["error"]["message"]
+    assert empty.status_code == 422
+    got, plain = with_reference.requests[0].prompt, without.requests[0].prompt
+    assert "#### Reference Answer ####\nYes, when the sky is clear.\n\n#### Responses to be Scored" in got
+    assert "Reference" not in plain and got != plain

@@ -1,0 +1,191 @@
+"""Grouping across calls: same-prompt rows from separate requests judged together in one GRM prompt.
+
+RL trainers send one rollout per call (OpenRLHF's remote RM, verl's ``compute_score``), yet the 8-16
+rollouts of one GRPO prompt arrive close together. Judged alone, each rollout costs k GRM samples;
+judged in groups of up to ``max_group_size`` (the paper's multi-response mode), a group of rollouts
+costs k samples together, and the GRM compares them side by side.
+
+:class:`Grouper` holds an item that does not fill a GRM group for at most ``window_s`` seconds. Items
+with the same conversation, options, reference and rubric (and caller, so tenants never share a
+prompt) that arrive meanwhile join it; the batch is judged as soon as it is full or the window ends,
+and each call gets its own responses' scores back. Items with a seed (repeatability) or asking for
+samples (which would show other calls' responses) are never grouped; the routes decide that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from server.domain import ItemResult, Sample
+from server.scoring import ScoreSpec
+
+Judge = Callable[[ScoreSpec, str], Awaitable[ItemResult]]
+
+
+@dataclass
+class _Member:
+    responses: tuple[str, ...]
+    future: asyncio.Future[ItemResult]
+    offset: int = 0
+
+
+@dataclass
+class _Batch:
+    key: tuple[str, ScoreSpec]
+    members: list[_Member] = field(default_factory=list)
+    size: int = 0
+    timer: asyncio.TimerHandle | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class Grouper:
+    """Collects items of the same prompt for a short window and judges each batch once.
+
+    Args:
+        judge: scores one (combined) item; called once per batch.
+        window_s: how long the first item of a batch waits for others (0: no grouping).
+        max_group_size: responses judged in one GRM prompt; a full batch is judged at once.
+        on_batch: called with each finished batch's combined result and its number of calls (metrics).
+    """
+
+    def __init__(
+        self,
+        judge: Judge,
+        *,
+        window_s: float,
+        max_group_size: int,
+        on_batch: Callable[[ItemResult, int], None] | None = None,
+    ) -> None:
+        self.judge = judge
+        self.window_s = window_s
+        self.max_group_size = max_group_size
+        self.on_batch = on_batch
+        self._open: dict[tuple[str, ScoreSpec], _Batch] = {}
+
+    def accepts(self, spec: ScoreSpec) -> bool:
+        """Whether the item may wait for others: grouping is on, and its responses leave room in a group."""
+        return self.window_s > 0 and len(spec.responses) < self.max_group_size
+
+    async def score(self, spec: ScoreSpec, scope: str = "") -> ItemResult:
+        """Score ``spec`` in a batch with other calls' items of the same prompt in ``scope``.
+
+        Cancelling the caller takes its responses out of a batch still collecting; a batch already
+        running is cancelled (aborted in the engine) only when every call in it has gone.
+        """
+        key = (scope, dataclasses.replace(spec, responses=()))
+        batch = self._open.get(key)
+        if batch is not None and batch.size + len(spec.responses) > self.max_group_size:
+            self._start(batch)  # no room: judge what is there, and open a new batch
+            batch = None
+        if batch is None:
+            batch = _Batch(key)
+            self._open[key] = batch
+            batch.timer = asyncio.get_running_loop().call_later(self.window_s, self._start, batch)
+        member = _Member(spec.responses, asyncio.get_running_loop().create_future())
+        batch.members.append(member)
+        batch.size += len(spec.responses)
+        if batch.size >= self.max_group_size:
+            self._start(batch)
+        try:
+            return await asyncio.shield(member.future)
+        except asyncio.CancelledError:
+            self._leave(batch, member)
+            raise
+
+    def _start(self, batch: _Batch) -> None:
+        if batch.task is not None:
+            return
+        if self._open.get(batch.key) is batch:
+            del self._open[batch.key]
+        if batch.timer is not None:
+            batch.timer.cancel()
+        if not batch.members:
+            return
+        batch.task = asyncio.get_running_loop().create_task(self._run(batch))
+
+    async def _run(self, batch: _Batch) -> None:
+        offset = 0
+        for m in batch.members:
+            m.offset, offset = offset, offset + len(m.responses)
+        spec = dataclasses.replace(batch.key[1], responses=tuple(r for m in batch.members for r in m.responses))
+        try:
+            combined = await self.judge(spec, f"grp-{uuid.uuid4().hex[:16]}")
+        except BaseException as exc:
+            for m in batch.members:
+                if not m.future.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        m.future.cancel()
+                    else:
+                        m.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if self.on_batch is not None:
+            self.on_batch(combined, len(batch.members))
+        for m in batch.members:
+            if not m.future.done():
+                m.future.set_result(share_of(combined, m.offset, len(m.responses), len(batch.members)))
+
+    def _leave(self, batch: _Batch, member: _Member) -> None:
+        if batch.task is None:  # still collecting: the batch goes on without this call's responses
+            batch.members.remove(member)
+            batch.size -= len(member.responses)
+            if not batch.members:
+                self._start(batch)  # closes the empty batch
+            return
+        if all(m.future.done() or m is member for m in batch.members):
+            batch.task.cancel()  # nobody is waiting any more: abort the engine work
+        elif not member.future.done():
+            member.future.cancel()
+
+    async def close(self) -> None:
+        """Cancel everything still collecting or running (shutdown)."""
+        batches = list(self._open.values())
+        for b in batches:
+            self._start(b)
+        tasks = [b.task for b in batches if b.task is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+
+
+def share_of(combined: ItemResult, offset: int, count: int, calls: int) -> ItemResult:
+    """One call's part of a batch's result: its responses, the samples as they bear on them, its token share.
+
+    A sample's permutation and scores are restricted to this call's responses (in the order shown);
+    the group sizes stay those of the shared GRM prompt. Tokens are split by the share of responses.
+    """
+    mine = range(offset, offset + count)
+    total = len(combined.responses)
+    samples = [_project(s, combined.groups[s.group], mine) for s in combined.samples]
+    groups = [[c - offset for c in g if c in mine] for g in combined.groups]
+    return ItemResult(
+        responses=combined.responses[offset : offset + count],
+        samples=samples,
+        k=combined.k,
+        prompt_tokens=round(combined.prompt_tokens * count / total),
+        generation_tokens=round(combined.generation_tokens * count / total),
+        groups=groups,
+        k_meta=combined.k_meta,
+        generate_seconds=combined.generate_seconds,
+        meta_rm_seconds=combined.meta_rm_seconds,
+        group_sizes=combined.group_sizes[offset : offset + count],
+        calls=calls,
+    )
+
+
+def _project(sample: Sample, members: list[int], mine: range) -> Sample:
+    local = [j for j, c in enumerate(members) if c in mine]  # positions (within the group) of this call's
+    position = {j: i for i, j in enumerate(local)}
+    return dataclasses.replace(
+        sample,
+        permutation=tuple(position[p] for p in sample.permutation if p in position),
+        scores=tuple(sample.scores[j] for j in local) if sample.scores is not None else None,
+    )
