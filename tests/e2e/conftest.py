@@ -33,6 +33,19 @@ class RunningServer:
         return count
 
 
+    def records(self, message: str) -> list[dict]:
+        """The server's JSON log records with this message (the session server logs at DEBUG)."""
+        out = []
+        for line in self.log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("message") == message:
+                out.append(record)
+        return out
+
+
 @pytest.fixture(scope="session")
 def server_url(grm_server: RunningServer) -> str:
     return grm_server.url
@@ -43,7 +56,9 @@ def grm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
     log_path: Path = tmp_path_factory.mktemp("server") / "server.log"
     try:
         # Pinned: the real vLLM engine on the embedded model, whatever the environment says.
-        with launch(["--engine", "vllm", "--model", "embedded"], log=log_path, start_timeout_s=START_TIMEOUT_S) as srv:
+        # DEBUG: the log then holds every GRM prompt, which the trainer tests read back.
+        args = ["--engine", "vllm", "--model", "embedded", "--log-level", "debug"]
+        with launch(args, log=log_path, start_timeout_s=START_TIMEOUT_S) as srv:
             info = httpx.get(f"{srv.url}/v1/info", timeout=10).json()
             assert info["engine"] == "vllm", info
             yield RunningServer(srv.url, log_path)

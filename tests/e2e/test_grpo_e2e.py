@@ -39,7 +39,9 @@ def test_grpo_trainer_runs_two_steps_on_rewards_from_the_server(grm_server, tmp_
     # missing=-1: a completion the server could not score would fall outside [0, 1] and fail the test,
     # so the rewards checked below are real votes, not the fallback.
     client = GRMClient(base_url=grm_server.url)
-    inner = grm_reward_func(client=client, reward="unit", missing=-1.0, k=2, max_tokens=64, seed=0)
+    inner = grm_reward_func(
+        client=client, reward="unit", missing=-1.0, reference_column="answer", k=2, max_tokens=64, seed=0
+    )
 
     def reward(prompts, completions, **kwargs):
         rewards = inner(prompts=prompts, completions=completions, **kwargs)
@@ -49,7 +51,9 @@ def test_grpo_trainer_runs_two_steps_on_rewards_from_the_server(grm_server, tmp_
     reward.__name__ = "grm"
     before = grm_server.access_count("/v1/score")
     policy = tiny_policy(tmp_path / "policy")
-    dataset = Dataset.from_dict({"prompt": ["why is the sky blue ?", "cats purr ?"] * 4})
+    logged_before = len(grm_server.records("GRM prompt"))
+    # A reference column, as math/QA datasets have: each prompt's completions are judged against it.
+    dataset = Dataset.from_dict({"prompt": ["why is the sky blue ?", "cats purr ?"] * 4, "answer": ["blue", "yes"] * 4})
     args = GRPOConfig(
         output_dir=str(tmp_path / "out"),
         max_steps=2,
@@ -72,3 +76,8 @@ def test_grpo_trainer_runs_two_steps_on_rewards_from_the_server(grm_server, tmp_
     assert grm_server.access_count("/v1/score") - before == len(calls)  # every reward batch hit the server
     logged = [h for h in trainer.state.log_history if "rewards/grm/mean" in h]
     assert len(logged) == 2
+    prompts = [r["prompt"] for r in grm_server.records("GRM prompt")[logged_before:]]
+    assert prompts and all("#### Reference Answer ####\n" in p for p in prompts)
+    for p in prompts:
+        expected = "blue" if "why is the sky blue ?" in p else "yes"
+        assert f"#### Reference Answer ####\n{expected}\n" in p
