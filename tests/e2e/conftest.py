@@ -32,7 +32,6 @@ class RunningServer:
                 count += record.get("status") == 200 and record.get("method") == "POST"
         return count
 
-
     def records(self, message: str) -> list[dict]:
         """The server's JSON log records with this message (the session server logs at DEBUG)."""
         out = []

@@ -46,7 +46,9 @@ def test_openrlhf_one_row_calls_are_grouped_read_as_plain_turns_and_judged_with_
     from openrlhf.utils.agent import SingleTurnAgentExecutor
 
     tok = tokenizer()
-    prompt = tok.apply_chat_template([{"role": "user", "content": QUESTION}], tokenize=False, add_generation_prompt=True)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": QUESTION}], tokenize=False, add_generation_prompt=True
+    )
     assert prompt.startswith("<|im_start|>system\n")  # the policy's markup, as OpenRLHF sends it
     executor = SingleTurnAgentExecutor(remote_rm_url=f"{grm_server.url}/get_reward")
     params = SimpleNamespace(max_tokens=32, logprobs=None)
