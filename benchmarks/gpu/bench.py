@@ -243,12 +243,26 @@ def engine_flags(args: argparse.Namespace) -> list[str]:
     return flags
 
 
+def cpu_flags(max_model_len: int) -> list[str]:
+    """On CPU, the engine settings grm-serve applies itself (README: per-request seeds with chunked
+    prefill crash the CPU engine; float32 without native bf16), so the two servers run the same engine."""
+    from vllm.platforms import current_platform
+
+    from server.engines.vllm import cpu_has_native_bf16, set_cpu_environment
+
+    if not current_platform.is_cpu():
+        return []
+    set_cpu_environment()  # inherited by the child process
+    flags = ["--enforce-eager", "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max_model_len)]
+    return flags if cpu_has_native_bf16() else [*flags, "--dtype", "float32"]
+
+
 def launch_openai_server(model: str, args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, str]:
     from tests.launcher import free_port
 
     port = free_port()
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--port", str(port)]
-    argv += ["--served-model-name", "grm", *engine_flags(args)]
+    argv += ["--served-model-name", "grm", *engine_flags(args), *cpu_flags(args.max_model_len)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
