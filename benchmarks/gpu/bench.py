@@ -210,19 +210,20 @@ async def direct(model: str, pairs: list[dict], args: argparse.Namespace) -> Row
     ]
     plan = [(len(s.responses), pl.request) for i, s in enumerate(specs) for pl in scorer.plan(s, f"direct-{i}")]
 
-    async def one(n: int, req: Any) -> tuple[int, int, int, int]:
+    async def one(engine: Any, n: int, req: Any) -> tuple[int, int, int, int]:
         ids = encode_chat(tokenizer, req.prompt)
         final = None
-        async for out in llm.generate({"prompt_token_ids": ids}, to_sampling_params(req), req.request_id):
+        async for out in engine.generate({"prompt_token_ids": ids}, to_sampling_params(req), req.request_id):
             final = out
         texts = [o.text for o in final.outputs]
         parsed, votes = count_votes(texts, n)
         return len(texts), parsed, sum(len(o.token_ids) for o in final.outputs), votes
 
     start = time.perf_counter()
-    results = await asyncio.gather(*(one(n, r) for n, r in plan))
+    results = await asyncio.gather(*(one(llm, n, r) for n, r in plan))
     seconds = time.perf_counter() - start
     llm.shutdown()
+    del llm  # now, not at interpreter teardown, where AsyncLLM.__del__ fails
     return Row("direct", seconds, *(sum(col) for col in zip(*results, strict=True)))  # type: ignore[arg-type]
 
 
