@@ -83,4 +83,3 @@ class ItemResult:
     generate_seconds: float = 0.0
     meta_rm_seconds: float = 0.0
     group_sizes: list[int] = field(default_factory=list)  # per response: responses in its GRM prompt
-    calls: int = 1  # requests whose responses shared this item's GRM prompt (grouping across calls)

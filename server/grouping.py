@@ -8,8 +8,9 @@ costs k samples together, and the GRM compares them side by side.
 :class:`Grouper` holds an item that does not fill a GRM group for at most ``window_s`` seconds. Items
 with the same conversation, options, reference and rubric (and caller, so tenants never share a
 prompt) that arrive meanwhile join it; the batch is judged as soon as it is full or the window ends,
-and each call gets its own responses' scores back. Items with a seed (repeatability) or asking for
-samples (which would show other calls' responses) are never grouped; the routes decide that.
+and each call gets its own responses' scores back. Items with a seed (repeatability) are never grouped
+(:meth:`Grouper.accepts`), nor are those whose route says no: ``/v1/score`` items asking for samples
+(which would show other calls' responses) and rerank calls.
 """
 
 from __future__ import annotations
@@ -38,9 +39,13 @@ class _Member:
 class _Batch:
     key: tuple[str, ScoreSpec]
     members: list[_Member] = field(default_factory=list)
-    size: int = 0
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = None
+
+    @property
+    def size(self) -> int:
+        """Responses collected so far."""
+        return sum(len(m.responses) for m in self.members)
 
 
 class Grouper:
@@ -68,8 +73,9 @@ class Grouper:
         self._open: dict[tuple[str, ScoreSpec], _Batch] = {}
 
     def accepts(self, spec: ScoreSpec) -> bool:
-        """Whether the item may wait for others: grouping is on, and its responses leave room in a group."""
-        return self.window_s > 0 and len(spec.responses) < self.max_group_size
+        """Whether the item may wait for others: grouping is on, its responses leave room in a group, and
+        it has no seed (a seeded item must be repeatable, which other calls' rows would break)."""
+        return self.window_s > 0 and len(spec.responses) < self.max_group_size and spec.seed is None
 
     async def score(self, spec: ScoreSpec, scope: str = "") -> ItemResult:
         """Score ``spec`` in a batch with other calls' items of the same prompt in ``scope``.
@@ -88,7 +94,6 @@ class Grouper:
             batch.timer = asyncio.get_running_loop().call_later(self.window_s, self._start, batch)
         member = _Member(spec.responses, asyncio.get_running_loop().create_future())
         batch.members.append(member)
-        batch.size += len(spec.responses)
         if batch.size >= self.max_group_size:
             self._start(batch)
         try:
@@ -129,12 +134,11 @@ class Grouper:
             self.on_batch(combined, len(batch.members))
         for m in batch.members:
             if not m.future.done():
-                m.future.set_result(share_of(combined, m.offset, len(m.responses), len(batch.members)))
+                m.future.set_result(share_of(combined, m.offset, len(m.responses)))
 
     def _leave(self, batch: _Batch, member: _Member) -> None:
         if batch.task is None:  # still collecting: the batch goes on without this call's responses
             batch.members.remove(member)
-            batch.size -= len(member.responses)
             if not batch.members:
                 self._start(batch)  # closes the empty batch
             return
@@ -156,7 +160,7 @@ class Grouper:
                 await t
 
 
-def share_of(combined: ItemResult, offset: int, count: int, calls: int) -> ItemResult:
+def share_of(combined: ItemResult, offset: int, count: int) -> ItemResult:
     """One call's part of a batch's result: its responses, the samples as they bear on them, its token share.
 
     A sample's permutation and scores are restricted to this call's responses (in the order shown);
@@ -177,7 +181,6 @@ def share_of(combined: ItemResult, offset: int, count: int, calls: int) -> ItemR
         generate_seconds=combined.generate_seconds,
         meta_rm_seconds=combined.meta_rm_seconds,
         group_sizes=combined.group_sizes[offset : offset + count],
-        calls=calls,
     )
 
 

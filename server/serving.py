@@ -199,7 +199,7 @@ class ScoringService:
 
     async def _score_item(self, spec: ScoreSpec, groupable: bool, request_id: str, scope: str) -> ItemResult:
         """One item: in a batch with other calls' rows of its prompt when it may wait, else alone."""
-        if groupable and spec.seed is None and self.grouper.accepts(spec):
+        if groupable and self.grouper.accepts(spec):
             return await self.grouper.score(spec, scope)  # observed once per batch, by _observe_batch
         result = await self._judge(spec, request_id)
         self.state.metrics.observe_items([result])
