@@ -3,7 +3,7 @@
 RL trainers send what the policy saw: OpenRLHF's ``prompts`` are the chat-templated prompt
 (``<|im_start|>user\\n...<|im_end|>\\n<|im_start|>assistant\\n``) and each response ends in its
 end-of-turn or EOS token. The GRM must see the user's words and the assistant's answer, not the
-policy's markup. :class:`ChatMarkup` recovers the turns:
+policy's markup. A :class:`Markup` recovers the turns:
 
 * ``auto`` (the default) recognises the common templates by their markers: ChatML (Qwen, SmolLM,
   Yi, ...), Llama 3, Gemma, Mistral (``[INST]``), DeepSeek (V2.5 / V3 / R1) and Phi-3;
@@ -18,6 +18,7 @@ that does not end with the user's turn) is passed through as one user turn: noth
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Sequence
@@ -64,29 +65,25 @@ class Markup(Protocol):
     def clean_response(self, text: str, prefill: str = "") -> str: ...
 
 
-def strip_end_tokens(text: str, tokens: Sequence[str] = END_TOKENS) -> str:
-    """``text`` without the end-of-turn / EOS tokens (and whitespace) it ends with."""
-    text = text.rstrip()
+def _strip_tokens(text: str, tokens: Sequence[str], *, at_end: bool) -> str:
+    """``text`` without the tokens (and whitespace) it ends with (``at_end``) or starts with."""
+    text = text.rstrip() if at_end else text.lstrip()
     stripped = True
     while stripped:
         stripped = False
         for token in tokens:
-            if token and text.endswith(token):
+            if token and at_end and text.endswith(token):
                 text = text[: -len(token)].rstrip()
                 stripped = True
-    return text
-
-
-def _strip_bos(text: str) -> str:
-    text = text.lstrip()
-    stripped = True
-    while stripped:
-        stripped = False
-        for token in BOS_TOKENS:
-            if text.startswith(token):
+            elif token and not at_end and text.startswith(token):
                 text = text[len(token) :].lstrip()
                 stripped = True
     return text
+
+
+def strip_end_tokens(text: str, tokens: Sequence[str] = END_TOKENS) -> str:
+    """``text`` without the end-of-turn / EOS tokens (and whitespace) it ends with."""
+    return _strip_tokens(text, tokens, at_end=True)
 
 
 def _ends_with_user(turns: list[Message]) -> bool:
@@ -104,6 +101,7 @@ class TurnMarkup:
         role_names: the template's role names mapped to user/assistant/system (Gemma's ``model``).
         signature: text whose presence makes ``auto`` try this template.
         system_before_first_turn: text before the first marker is the system prompt (DeepSeek).
+        end_tokens: what a response may end with (a policy tokenizer adds its special tokens).
     """
 
     name: str
@@ -112,6 +110,7 @@ class TurnMarkup:
     roles: dict[str, str] | None = None
     role_names: dict[str, str] | None = None
     system_before_first_turn: bool = False
+    end_tokens: tuple[str, ...] = END_TOKENS
 
     def parse(self, prompt: str) -> Conversation | None:
         """The conversation of a prompt in this template, or None when it is not one as a whole."""
@@ -119,7 +118,7 @@ class TurnMarkup:
         if not markers:
             return None
         turns: list[Message] = []
-        before = _strip_bos(prompt[: markers[0].start()])
+        before = _strip_tokens(prompt[: markers[0].start()], BOS_TOKENS, at_end=False)
         if before:
             if not self.system_before_first_turn:
                 return None  # stray text: not (only) this template
@@ -141,7 +140,7 @@ class TurnMarkup:
 
     def clean_response(self, text: str, prefill: str = "") -> str:
         """A response without its end-of-turn / EOS tokens, with the prompt's prefill put back in front."""
-        return strip_end_tokens(prefill + text).strip()
+        return strip_end_tokens(prefill + text, self.end_tokens).strip()
 
     def _role(self, match: re.Match[str]) -> str | None:
         if self.roles is not None:
@@ -266,7 +265,8 @@ def markup_from_tokenizer(path: Path) -> Markup:
 
     The template renders a probe conversation of sentinel words; the text between them is what the
     template puts between turns. If a built-in template reads the probe back exactly, that one is used
-    (it tolerates whitespace variants); otherwise the boundaries themselves are.
+    (it tolerates whitespace variants), with the tokenizer's special tokens as end tokens; otherwise the
+    boundaries themselves are.
 
     Raises:
         ValueError: when transformers is missing, the folder holds no tokenizer with a chat template, or
@@ -297,7 +297,7 @@ def markup_from_tokenizer(path: Path) -> Markup:
         conversation = markup.parse(probe)
         shown = tuple(m for m in conversation.messages if m.role != "system") if conversation else None
         if shown == expected:  # a default system prompt the template adds on its own is fine
-            return _Pinned(markup, end_tokens)
+            return dataclasses.replace(markup, end_tokens=end_tokens)
     head, rest = probe.split(user, 1)
     user_to_assistant, rest = rest.split(assistant, 1)
     assistant_to_user, tail = rest.split(final, 1)
@@ -318,24 +318,6 @@ def markup_from_tokenizer(path: Path) -> Markup:
         system_to_user=system_to_user,
         end_tokens=end_tokens,
     )
-
-
-@dataclass(frozen=True)
-class _Pinned:
-    """A built-in template chosen from a tokenizer, stripping that tokenizer's special tokens too."""
-
-    markup: TurnMarkup
-    end_tokens: tuple[str, ...]
-
-    @property
-    def name(self) -> str:
-        return self.markup.name
-
-    def parse(self, prompt: str) -> Conversation | None:
-        return self.markup.parse(prompt)
-
-    def clean_response(self, text: str, prefill: str = "") -> str:
-        return strip_end_tokens(prefill + text, self.end_tokens).strip()
 
 
 def _render(tokenizer: object, turns: list[dict[str, str]]) -> str | None:
@@ -362,7 +344,7 @@ def get_markup(name: str, policy_tokenizer: Path | None = None) -> Markup:
     if name == "none":
         return NoMarkup()
     if name in BUILTIN:
-        return _Pinned(BUILTIN[name], END_TOKENS)
+        return BUILTIN[name]
     raise ValueError(f"unknown chat markup {name!r}; known: {', '.join(MARKUP_CHOICES)}")
 
 
