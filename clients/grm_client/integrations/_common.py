@@ -70,17 +70,20 @@ def rewards_for_groups(
     client: GRMClient,
     queries: Sequence[str | list[dict[str, str]]],
     responses: Sequence[str],
-    groups: Sequence[Sequence[int]],
     *,
     reward: RewardMode,
     missing: float,
     options: dict[str, Any],
     references: Sequence[str | None] | None = None,
+    prompts: Sequence[Any] | None = None,
 ) -> list[float]:
-    """Judge each group in one item (one batch call, split by the client) and scatter rewards back.
+    """Judge the rows of each prompt (and reference) in one item, one batch call split by the client,
+    and scatter the rewards back in the rows' order.
 
-    A group's rows share their reference answer (see :func:`group_by_prompt`).
+    Rows are grouped by ``prompts`` (the trainer's own, default ``queries``) and ``references`` with
+    :func:`group_by_prompt`, so a group's rows always share their reference answer.
     """
+    groups = group_by_prompt(prompts if prompts is not None else queries, references)
     items = [
         build_item(
             queries[g[0]],

@@ -26,7 +26,6 @@ from grm_client.integrations._common import (
     as_reference,
     as_response,
     default_base_url,
-    group_by_prompt,
     rewards_for_groups,
 )
 
@@ -72,11 +71,11 @@ def grm_reward_func(
             grm,
             queries,
             responses,
-            group_by_prompt(prompts, references),
             reward=reward,
             missing=missing,
             options=options,
             references=references,
+            prompts=prompts,
         )
 
     reward_func.__name__ = name  # TRL logs rewards under the function's name

@@ -25,7 +25,6 @@ from grm_client._models import RewardMode
 from grm_client.integrations._common import (
     as_reference,
     default_base_url,
-    group_by_prompt,
     rewards_for_groups,
 )
 
@@ -64,7 +63,6 @@ def compute_score(
         grm,
         [_query(extra_info)],
         [solution_str],
-        [[0]],
         reward=reward,
         missing=missing,
         options=options,
@@ -92,7 +90,6 @@ def compute_score_batch(
         grm,
         queries,
         solution_strs,
-        group_by_prompt(queries, references),
         reward=reward,
         missing=missing,
         options=options,
