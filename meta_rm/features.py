@@ -14,6 +14,7 @@ Hashing uses CRC-32, not Python's salted ``hash``, so features are stable across
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -52,7 +53,19 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _jaccard(a: set[str], b: set[str]) -> float:
+# The k samples of an item share its query and responses: their word sets and refusal flags are
+# computed once per text, not once per sample (the meta RM runs on the server's event loop).
+@functools.lru_cache(maxsize=256)
+def _word_set(text: str) -> frozenset[str]:
+    return frozenset(_words(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _refuses(text: str) -> float:
+    return 1.0 if _REFUSAL.search(text.lower()) else 0.0
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
@@ -79,9 +92,9 @@ def numeric_features(t: Trajectory) -> list[float]:
 
     lengths = [len(r) for r in t.responses]
     rel = math.log((lengths[top] + 1) / (sum(lengths[i] for i in others) / max(len(others), 1) + 1)) if others else 0.0
-    query = set(_words(t.messages[-1].content))
-    overlaps = [_jaccard(query, set(_words(r))) for r in t.responses]
-    refusals = [1.0 if _REFUSAL.search(r.lower()) else 0.0 for r in t.responses]
+    query = _word_set(t.messages[-1].content)
+    overlaps = [_jaccard(query, _word_set(r)) for r in t.responses]
+    refusals = [_refuses(r) for r in t.responses]
     mean_other = (lambda v: sum(v[i] for i in others) / len(others)) if others else (lambda v: 0.0)
 
     position = [0.0] * _POSITIONS
@@ -98,7 +111,7 @@ def numeric_features(t: Trajectory) -> list[float]:
         math.log1p(len(critique)) / 8,
         math.log1p(len(principles)) / 8,
         len(set(words)) / len(words) if words else 0.0,
-        sum(c.isdigit() or c == "," for c in t.output) / max(len(t.output), 1),
+        (sum(map(str.isdigit, t.output)) + t.output.count(",")) / max(len(t.output), 1),
         sign * rel,
         sign * abs(rel),
         sign * (overlaps[top] - mean_other(overlaps)),
@@ -111,11 +124,10 @@ def numeric_features(t: Trajectory) -> list[float]:
 def hashed_features(text: str, hash_bits: int) -> np.ndarray:
     """Log-scaled, L2-normalised counts of hashed word unigrams and bigrams."""
     dim = 1 << hash_bits
-    vec = np.zeros(dim, dtype=np.float32)
     words = _words(text)
     grams = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
-    for g in grams:
-        vec[zlib.crc32(g.encode()) & (dim - 1)] += 1.0
+    buckets = [zlib.crc32(g.encode()) & (dim - 1) for g in grams]
+    vec = np.bincount(np.asarray(buckets, dtype=np.int64), minlength=dim).astype(np.float32)
     np.log1p(vec, out=vec)
     norm = float(np.linalg.norm(vec))
     return vec / norm if norm > 0 else vec
