@@ -49,6 +49,7 @@ class Sample:
     scores: tuple[int, ...] | None = None
     meta_score: float | None = None  # the meta RM's rating; None when no meta RM rated it
     kept: bool = False  # whether this sample voted
+    continued: bool = False  # the budget cut it before its scores and a guided continuation completed it
 
 
 class ResponseStatus(StrEnum):

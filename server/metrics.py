@@ -111,6 +111,13 @@ class Metrics:
             ["how"],
             registry=r,
         )
+        self.continued_samples = Counter(
+            "grm_continued_samples",
+            "GRM samples the generation budget cut before their scores, completed by a short guided "
+            "continuation (two-pass format guidance). A high share means max_tokens is too small for the "
+            "model's critiques.",
+            registry=r,
+        )
         self.grouped_rows = Counter(
             "grm_grouped_rows",
             "Responses judged in one GRM prompt together with responses of other calls (grouping across "
@@ -147,6 +154,7 @@ class Metrics:
             self.samples.labels("unparseable").inc(len(result.samples) - len(parsed))
             self.samples.labels("kept").inc(kept)
             self.samples.labels("filtered").inc(len(parsed) - kept)
+            self.continued_samples.inc(sum(1 for s in result.samples if s.continued))
             for group in result.groups:
                 self.group_size.observe(len(group))
             self.prompt_tokens.inc(result.prompt_tokens)

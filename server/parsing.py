@@ -9,6 +9,7 @@ a non-integer or a missing box makes the sample unparseable. Nothing is ever gue
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from server.domain import ParsedOutput
 
@@ -67,26 +68,116 @@ def parse_sample(text: str, n_responses: int) -> ParsedOutput:
     )
 
 
-def guidance_line_chars(n_responses: int, max_tokens: int) -> int:
-    """Characters allowed on each free-text line so a guided sample always fits ``max_tokens``.
+# The guided format, piece by piece: the labels the regex forces around the two free-text lines.
+CRITERIA_LABEL = "Specific Criteria: "
+ANALYSIS_LABEL = "\nAnalysis: "
+SCORES_LABEL = "\nScores: \\boxed{"
+SCORES_CLOSE = "}"
 
-    Every generated token carries at least one character of ASCII text, so two lines of this length
-    plus the labels and the scores fit the budget even at one character a token. That case is real:
-    the bundled model often degenerates into number lists (``9, 9, 9, ...``) that its tokenizer
-    splits into single characters. The allowance for labels and scores, ``32 + 6n`` tokens, was
-    measured on such samples: ``16 + 4n`` left 8 of 96 smoke samples cut just before their
-    ``\\boxed{}`` at ``max_tokens=256``. Raise ``max_tokens`` for longer critiques.
+# Characters a continuation may add to a free-text line it completes. Continuation lines are ASCII
+# only, so each character is at most one token and the reserve below is a bound, not an estimate.
+CONTINUATION_LINE_CHARS = 16
+
+
+def guidance_line_chars(n_responses: int, max_tokens: int) -> int:
+    """Characters allowed on each free-text line so a bounded guided sample always fits ``max_tokens``.
+
+    Only for budgets too small for the two-pass plan (:func:`plan_guidance`). Every generated token
+    carries at least one character of ASCII text, so two lines of this length plus the labels and
+    the scores fit the budget even at one character a token. That case is real: the bundled model
+    often degenerates into number lists (``9, 9, 9, ...``) that its tokenizer splits into single
+    characters. The allowance for labels and scores, ``32 + 6n`` tokens, was measured on such
+    samples: ``16 + 4n`` left 8 of 96 smoke samples cut just before their ``\\boxed{}`` at
+    ``max_tokens=256``.
     """
     return max(8, (max_tokens - 32 - 6 * n_responses) // 2)
 
 
-def guidance_regex(n_responses: int, max_tokens: int) -> str:
-    """Regex for vLLM structured outputs that forces the three-line GRM format.
+def _scores_regex(n_responses: int) -> str:
+    scores = ", ".join(["(10|[1-9])"] * n_responses)
+    return f"\\nScores: \\\\boxed\\{{{scores}\\}}"
 
-    Free-text lines are bounded by :func:`guidance_line_chars`; scores are forced to integers
-    1..10, exactly ``n_responses`` of them. Measured on the bundled model, bounded lines also
-    sample faster than an unbounded ``[^\\n]+``.
+
+def guidance_regex(n_responses: int, max_tokens: int) -> str:
+    """Bounded single-pass regex: the three-line GRM format with lines of at most
+    :func:`guidance_line_chars` characters, so a sample always ends parseable within ``max_tokens``.
+
+    Bounded repetition is what makes the structured-output work expensive (issue #13: 2.7x slower
+    than unbounded lines on an H100), so it is used only when the budget is too small for
+    :func:`open_guidance_regex` plus a continuation.
     """
     line = f"[^\\n]{{1,{guidance_line_chars(n_responses, max_tokens)}}}"
-    scores = ", ".join(["(10|[1-9])"] * n_responses)
-    return f"Specific Criteria: {line}\nAnalysis: {line}\nScores: \\\\boxed\\{{{scores}\\}}"
+    return f"Specific Criteria: {line}\\nAnalysis: {line}{_scores_regex(n_responses)}"
+
+
+def open_guidance_regex(n_responses: int) -> str:
+    """The three-line GRM format with unbounded free-text lines (cheap to enforce).
+
+    A sample may run out of budget before its scores; :func:`continuation` completes it.
+    """
+    return f"Specific Criteria: [^\\n]+\\nAnalysis: [^\\n]+{_scores_regex(n_responses)}"
+
+
+def continuation_reserve(n_responses: int) -> int:
+    """The most tokens a continuation can take: the longest text :func:`continuation` allows, one
+    token per byte (a byte-level or byte-fallback tokenizer never needs more), plus the end token."""
+    longest_scores = ", ".join(["10"] * n_responses)
+    longest = (
+        2 * CONTINUATION_LINE_CHARS + len(ANALYSIS_LABEL) + len(SCORES_LABEL) + len(longest_scores) + len(SCORES_CLOSE)
+    )
+    return longest + 1
+
+
+@dataclass(frozen=True)
+class GuidancePlan:
+    """How to guide a sample of ``n_responses`` responses within ``max_tokens``.
+
+    ``continue_cut`` plans are two-pass: generate with :func:`open_guidance_regex` and ``max_tokens``
+    (the budget less :func:`continuation_reserve`); a sample the budget cut before its scores is then
+    completed by a short guided continuation of its own text, which fits the reserve. Either way no
+    guided sample ends unparseable for lack of budget, and the total stays within the caller's budget.
+    """
+
+    regex: str
+    max_tokens: int
+    continue_cut: bool
+
+
+def plan_guidance(n_responses: int, max_tokens: int) -> GuidancePlan:
+    """Two-pass when the reserve is at most half the budget, else today's bounded single pass."""
+    reserve = continuation_reserve(n_responses)
+    if max_tokens >= 2 * reserve:
+        return GuidancePlan(open_guidance_regex(n_responses), max_tokens - reserve, continue_cut=True)
+    return GuidancePlan(guidance_regex(n_responses, max_tokens), max_tokens, continue_cut=False)
+
+
+def continuation(text: str, n_responses: int) -> tuple[str, str] | None:
+    """How to complete a guided sample that the budget cut: ``(kept_text, regex_for_the_rest)``.
+
+    ``text`` is what the open regex produced before the budget ran out, so it is a prefix of the
+    format. The kept text is ``text`` itself when the cut fell inside a free-text line, or ``text``
+    up to the end of the last whole line when it fell inside a label or the scores line. The regex
+    closes the current line (up to :data:`CONTINUATION_LINE_CHARS` more ASCII characters), writes
+    any missing line, and the scores. Returns None for a text that is not such a prefix (nothing
+    is guessed: the sample stays unparseable).
+    """
+    m = CONTINUATION_LINE_CHARS
+
+    def line(started: bool) -> str:
+        return f"[ -~]{{{0 if started else 1},{m}}}"
+
+    scores = _scores_regex(n_responses)
+    if not text.startswith(CRITERIA_LABEL):
+        return None
+    criteria, newline, after = text[len(CRITERIA_LABEL) :].partition("\n")
+    if not newline:  # cut inside the criteria line
+        return text, f"{line(bool(criteria))}\\nAnalysis: {line(False)}{scores}"
+    label = ANALYSIS_LABEL[1:]
+    if not after.startswith(label):
+        if label.startswith(after):  # cut inside "Analysis: "
+            return text[: len(CRITERIA_LABEL) + len(criteria)], f"{line(True)}\\nAnalysis: {line(False)}{scores}"
+        return None
+    analysis, newline, _ = after[len(label) :].partition("\n")
+    kept = CRITERIA_LABEL + criteria + ANALYSIS_LABEL + analysis
+    # Cut inside the analysis line (kept == text) or inside the scores line (which is dropped).
+    return kept, f"{line(bool(analysis))}{scores}"

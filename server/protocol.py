@@ -117,6 +117,11 @@ class SampleOut(BaseModel):
     generation_tokens: int
     meta_score: float | None = Field(None, description="The meta RM's rating of this sample (null without one).")
     kept: bool = Field(description="Whether this sample's scores were summed.")
+    continued: bool = Field(
+        False,
+        description="Whether the budget cut this sample before its scores and a short guided continuation "
+        "completed it (its critique may end abruptly).",
+    )
     text: str | None = Field(None, description="Raw generation, given for unparseable samples.")
 
 

@@ -5,7 +5,9 @@ For one item (a conversation and its responses):
 1. the responses are split into groups of at most ``max_group_size`` judged in one prompt;
 2. each group gets ``k`` balanced response orders (:mod:`server.shuffling`); equal orders are sent
    as one engine request with ``n=count`` so they share the prompt's KV cache;
-3. every sample is parsed; an unparseable one is kept for audit but never votes;
+3. with format guidance and a budget that allows it, a sample the budget cut before its scores is
+   completed by a short guided continuation of its own text (:func:`server.parsing.plan_guidance`);
+   every sample is parsed; an unparseable one is kept for audit but never votes;
 4. with a meta RM, every parsed sample is rated and only the ``k_meta`` best of each group vote
    (guided voting); without one, every parsed sample votes;
 5. the voting samples' scores, mapped back to the caller's order, are summed per response.
@@ -22,7 +24,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,8 +32,8 @@ from meta_rm.base import Trajectory
 from meta_rm.selection import default_k_meta, select_top_k
 from server.aggregation import vote
 from server.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
-from server.engines.base import Engine, GenerationRequest, GenerationResult
-from server.parsing import ParseError, guidance_regex, parse_sample
+from server.engines.base import Completion, Engine, GenerationRequest, GenerationResult
+from server.parsing import ParseError, continuation, continuation_reserve, parse_sample, plan_guidance
 from server.prompts import Template
 from server.shuffling import (
     Permutation,
@@ -71,6 +73,73 @@ class _Planned:
     members: tuple[int, ...]  # caller indices of the group's responses
     permutation: Permutation  # indices into ``members`` in shown order
     request: GenerationRequest
+    continue_cut: bool = False  # complete samples the budget cut (two-pass guidance)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A planned request's samples, after any continuations."""
+
+    completions: list[Completion]
+    continued: list[bool]  # per completion: whether a continuation completed it
+    prompt_tokens: int  # the request's prompt plus every continuation's (mostly prefix-cached) prompt
+
+
+Generate = Callable[[GenerationRequest], Coroutine[object, object, GenerationResult]]
+
+
+async def generate_planned(generate: Generate, planned: _Planned) -> Generated:
+    """Run one planned request; with two-pass guidance, complete every sample the budget cut.
+
+    The continuations of one request run concurrently as soon as it returns; each starts from the
+    same prompt plus the cut sample's kept text, so the engine's prefix cache holds most of it.
+    Benchmarks pass their own ``generate`` (straight on AsyncLLM) to run exactly this plan.
+    """
+    request = planned.request
+    result = await generate(request)
+    completions = list(result.completions)
+    continued = [False] * len(completions)
+    if not planned.continue_cut:
+        return Generated(completions, continued, result.prompt_tokens)
+    n = len(planned.members)
+    todo: list[tuple[int, str, GenerationRequest]] = []
+    for i, c in enumerate(completions):
+        if c.finish_reason != "length" or _parses(c.text, n):
+            continue
+        cont = continuation(c.text, n)
+        if cont is None:  # not a prefix of the guided format: left unparseable, never guessed
+            continue
+        kept, regex = cont
+        todo.append((i, kept, dataclasses.replace(
+            request,
+            request_id=f"{request.request_id}-c{i}",
+            n=1,
+            max_tokens=continuation_reserve(n),
+            seed=None if request.seed is None else (request.seed + i + 1) % (1 << _SEED_BITS),
+            guide_regex=regex,
+            assistant_prefix=kept,
+        )))  # fmt: skip
+    if not todo:
+        return Generated(completions, continued, result.prompt_tokens)
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(generate(r)) for _, _, r in todo]
+    prompt_tokens = result.prompt_tokens
+    for (i, kept, _), task in zip(todo, tasks, strict=True):
+        extra = task.result()
+        prompt_tokens += extra.prompt_tokens
+        tail = extra.completions[0]
+        cut = completions[i]
+        completions[i] = Completion(kept + tail.text, tail.finish_reason, cut.num_tokens + tail.num_tokens)
+        continued[i] = True
+    return Generated(completions, continued, prompt_tokens)
+
+
+def _parses(text: str, n_responses: int) -> bool:
+    try:
+        parse_sample(text, n_responses)
+    except ParseError:
+        return False
+    return True
 
 
 class Scorer:
@@ -106,6 +175,7 @@ class Scorer:
         for g, members in enumerate(split_groups(len(spec.responses), self.max_group_size)):
             texts = [spec.responses[i] for i in members]
             perms = balanced_permutations(len(members), spec.k, rng)
+            guidance = plan_guidance(len(members), spec.max_tokens) if self.format_guidance else None
             for j, (perm, count) in enumerate(group_permutations(perms)):
                 request = GenerationRequest(
                     request_id=f"{request_id}-g{g}-p{j}",
@@ -115,11 +185,11 @@ class Scorer:
                     n=count,
                     temperature=spec.temperature,
                     top_p=spec.top_p,
-                    max_tokens=spec.max_tokens,
+                    max_tokens=guidance.max_tokens if guidance else spec.max_tokens,
                     seed=rng.getrandbits(_SEED_BITS) if spec.seed is not None else None,
-                    guide_regex=guidance_regex(len(members), spec.max_tokens) if self.format_guidance else None,
+                    guide_regex=guidance.regex if guidance else None,
                 )
-                planned.append(_Planned(g, tuple(members), perm, request))
+                planned.append(_Planned(g, tuple(members), perm, request, bool(guidance and guidance.continue_cut)))
         return planned
 
     async def score(self, spec: ScoreSpec, request_id: str | None = None) -> ItemResult:
@@ -135,7 +205,7 @@ class Scorer:
                 log.debug("GRM prompt", extra={"engine_request_id": p.request.request_id, "prompt": p.request.prompt})
         started = time.perf_counter()
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self.engine.generate(p.request)) for p in plan]
+            tasks = [tg.create_task(generate_planned(self.engine.generate, p)) for p in plan]
         generated = time.perf_counter()
         samples, prompt_tokens, generation_tokens = _samples_of(plan, [t.result() for t in tasks])
         groups = _groups_of(plan)
@@ -178,12 +248,14 @@ class Scorer:
         return [t.result() for t in tasks]
 
 
-def _to_sample(planned: _Planned, text: str, finish_reason: str | None, tokens: int) -> Sample:
+def _to_sample(planned: _Planned, completion: Completion, continued: bool) -> Sample:
     n = len(planned.members)
+    text, finish_reason, tokens = completion.text, completion.finish_reason, completion.num_tokens
     try:
         parsed = parse_sample(text, n)
     except ParseError:
-        return Sample(planned.group, planned.permutation, text, finish_reason, tokens, SampleStatus.UNPARSEABLE)
+        status = SampleStatus.UNPARSEABLE
+        return Sample(planned.group, planned.permutation, text, finish_reason, tokens, status, continued=continued)
     return Sample(
         group=planned.group,
         permutation=planned.permutation,
@@ -191,6 +263,7 @@ def _to_sample(planned: _Planned, text: str, finish_reason: str | None, tokens: 
         finish_reason=finish_reason,
         generation_tokens=tokens,
         status=SampleStatus.PARSED,
+        continued=continued,
         principles=parsed.principles,
         critique=parsed.critique,
         scores=unpermute_scores(parsed.scores, planned.permutation),
@@ -211,14 +284,14 @@ def _trajectory(spec: ScoreSpec, sample: Sample, members: tuple[int, ...]) -> Tr
     )
 
 
-def _samples_of(plan: list[_Planned], results: list[GenerationResult]) -> tuple[list[Sample], int, int]:
+def _samples_of(plan: list[_Planned], results: list[Generated]) -> tuple[list[Sample], int, int]:
     samples: list[Sample] = []
     prompt_tokens = generation_tokens = 0
     for planned, result in zip(plan, results, strict=True):
         prompt_tokens += result.prompt_tokens
-        for c in result.completions:
+        for c, continued in zip(result.completions, result.continued, strict=True):
             generation_tokens += c.num_tokens
-            samples.append(_to_sample(planned, c.text, c.finish_reason, c.num_tokens))
+            samples.append(_to_sample(planned, c, continued))
     return samples, prompt_tokens, generation_tokens
 
 

@@ -34,6 +34,8 @@ class GenerationRequest:
     """k samples for one prompt.
 
     ``prompt`` is the text of one user turn; the engine renders it with the model's chat template.
+    ``assistant_prefix`` is text the answer already starts with: the engine appends its tokens after
+    the chat template's generation prompt and generates what follows (a continuation of a sample).
     """
 
     request_id: str
@@ -44,6 +46,7 @@ class GenerationRequest:
     max_tokens: int
     seed: int | None = None
     guide_regex: str | None = None
+    assistant_prefix: str = ""
 
 
 @dataclass(frozen=True)

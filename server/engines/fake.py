@@ -2,7 +2,8 @@
 
 It fails its health check until :meth:`FakeEngine.start` has run, honours cancellation (the request
 disappears from :attr:`running`), and produces text from a script: a callable that sees the request
-and returns one text per sample. The default script writes a well-formed GRM answer that scores each
+and returns one text per sample (or a whole :class:`Completion`, to script a finish reason such as a
+cut at the budget, ``"length"``). The default script writes a well-formed GRM answer that scores each
 shown response by its length, so tests can predict the vote.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -24,7 +25,7 @@ from server.engines.base import (
     PromptTooLongError,
 )
 
-Script = Callable[[GenerationRequest], list[str]]
+Script = Callable[[GenerationRequest], Sequence[str | Completion]]
 
 _BLOCK = re.compile(r"\[The Begin of Response (\d+)\]\n(.*?)\n\[The End of Response \1\]", re.S)
 
@@ -43,6 +44,19 @@ def length_script(request: GenerationRequest) -> list[str]:
         f"Scores: \\boxed{{{', '.join(map(str, scores))}}}"
     )
     return [text] * request.n
+
+
+CUT_CRITERIA = "Specific Criteria: a criteria line too long for the budget"
+
+
+def budget_cut_script(request: GenerationRequest) -> Sequence[str | Completion]:
+    """A judge whose first pass always runs out of budget inside its criteria line (100 tokens,
+    ``"length"``); a continuation (a request with an ``assistant_prefix``) closes the line and
+    scores like :func:`length_script` (12 tokens)."""
+    if not request.assistant_prefix:
+        return [Completion(CUT_CRITERIA, "length", 100)] * request.n
+    scores = [min(10, 1 + len(r) // 10) for r in shown_responses(request.prompt)]
+    return [Completion(f" end\nAnalysis: ok\nScores: \\boxed{{{', '.join(map(str, scores))}}}", "stop", 12)] * request.n
 
 
 class FakeEngine:
@@ -99,7 +113,7 @@ class FakeEngine:
             raise
         finally:
             self.running.discard(request.request_id)
-        completions = [Completion(t, "stop", len(t.split())) for t in texts]
+        completions = [t if isinstance(t, Completion) else Completion(t, "stop", len(t.split())) for t in texts]
         return GenerationResult(request.request_id, completions, len(request.prompt.split()))
 
     async def abort(self, request_id: str) -> None:

@@ -57,12 +57,16 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def encode_chat(tokenizer: Any, prompt: str) -> list[int]:
-    """Token ids of ``prompt`` as one user turn, rendered with the model's chat template."""
+def encode_chat(tokenizer: Any, prompt: str, assistant_prefix: str = "") -> list[int]:
+    """Token ids of ``prompt`` as one user turn, rendered with the model's chat template, followed
+    by the tokens of ``assistant_prefix`` (the start of the answer) when there is one."""
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
     )
-    return list(tokenizer.encode(text, add_special_tokens=False))
+    ids = list(tokenizer.encode(text, add_special_tokens=False))
+    if assistant_prefix:
+        ids += tokenizer.encode(assistant_prefix, add_special_tokens=False)
+    return ids
 
 
 def to_sampling_params(request: GenerationRequest) -> Any:
@@ -80,6 +84,24 @@ def to_sampling_params(request: GenerationRequest) -> Any:
         output_kind=RequestOutputKind.FINAL_ONLY,
         structured_outputs=guide,
     )
+
+
+async def generate_ids(llm: Any, ids: list[int], request: GenerationRequest) -> GenerationResult:
+    """Run ``request`` on an ``AsyncLLM`` from its prompt token ids; only the final output is read.
+
+    Shared by :class:`VLLMEngine` and the benchmarks' direct path, so both drive vLLM identically.
+    Cancelling the awaiting task makes ``AsyncLLM.generate`` abort the request in the engine core.
+
+    Raises:
+        EngineDeadError: if the engine returned no output.
+    """
+    final = None
+    async for output in llm.generate({"prompt_token_ids": ids}, to_sampling_params(request), request.request_id):
+        final = output
+    if final is None:
+        raise EngineDeadError(f"the vLLM engine returned no output for {request.request_id}")
+    completions = [Completion(o.text, o.finish_reason, len(o.token_ids)) for o in final.outputs]
+    return GenerationResult(request.request_id, completions, len(ids))
 
 
 class VLLMEngine:
@@ -151,24 +173,16 @@ class VLLMEngine:
         await self.check_health()
         from vllm.v1.engine.exceptions import EngineDeadError as VLLMDeadError
 
-        ids = await asyncio.to_thread(encode_chat, self._tokenizer, request.prompt)
+        ids = await asyncio.to_thread(encode_chat, self._tokenizer, request.prompt, request.assistant_prefix)
         if self._max_model_len is not None and len(ids) + request.max_tokens > self._max_model_len:
             raise PromptTooLongError(
                 f"prompt of {len(ids)} tokens plus max_tokens={request.max_tokens} exceeds the "
                 f"model context of {self._max_model_len} tokens"
             )
-        params = to_sampling_params(request)
-        final = None
         try:
-            # Cancelling this task makes AsyncLLM.generate abort the request in the engine core.
-            async for output in self._llm.generate({"prompt_token_ids": ids}, params, request.request_id):
-                final = output
+            return await generate_ids(self._llm, ids, request)
         except VLLMDeadError as exc:
             raise EngineDeadError("the vLLM engine died") from exc
-        if final is None:
-            raise EngineDeadError(f"the vLLM engine returned no output for {request.request_id}")
-        completions = [Completion(o.text, o.finish_reason, len(o.token_ids)) for o in final.outputs]
-        return GenerationResult(request.request_id, completions, len(ids))
 
     async def abort(self, request_id: str) -> None:
         if self._llm is not None:

@@ -66,6 +66,7 @@ def to_output(result: ItemResult, return_samples: bool) -> ItemScoreOut:
                     generation_tokens=s.generation_tokens,
                     meta_score=s.meta_score,
                     kept=s.kept,
+                    continued=s.continued,
                     text=s.text if s.status is SampleStatus.UNPARSEABLE else None,
                 )
             )

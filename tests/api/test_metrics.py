@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from meta_rm.fake import FakeMetaRM
 from server.app import build_app
 from server.config import Settings
-from server.engines.fake import FakeEngine
+from server.engines.fake import FakeEngine, budget_cut_script
 from server.metrics import outcome_of
 from tests.api.conftest import ITEM, running_app
 
@@ -176,3 +176,15 @@ def test_engine_names_are_made_promtool_clean():
     }
     clean = CounterMetricFamily("grm_x", "x")
     assert prometheus_name(clean) is clean
+
+
+async def test_continued_samples_are_counted_and_shown():
+    async with running_app(FakeEngine(budget_cut_script)) as client:
+        before = await scrape(client)
+        r = await client.post("/v1/score", json={**ITEM, "max_tokens": 256, "return_samples": True})
+        after = await scrape(client)
+    assert value(before, "grm_continued_samples_total") == 0
+    assert r.status_code == 200
+    samples = r.json()["samples"]
+    assert len(samples) == 4 and all(s["continued"] and s["status"] == "parsed" for s in samples)
+    assert value(after, "grm_continued_samples_total") == 4

@@ -1,6 +1,7 @@
 import asyncio
 
 from server.engines.fake import FakeEngine
+from server.parsing import continuation_reserve, plan_guidance
 from tests.api.conftest import ITEM, item, running_app
 
 
@@ -71,7 +72,10 @@ async def test_server_defaults_apply_and_request_overrides_win():
         await client.post(
             "/v1/score", json={"query": "q", "responses": ["a", "b"], "k": 2, "temperature": 0.9, "max_tokens": 100}
         )
-    assert sum(r.n for r in first) == 6 and {(r.temperature, r.max_tokens) for r in first} == {(0.3, 300)}
+    # Guided two-pass: the first pass gets the budget less the continuation's reserve (small budgets: all of it).
+    assert plan_guidance(2, 300).continue_cut and not plan_guidance(2, 100).continue_cut
+    assert sum(r.n for r in first) == 6
+    assert {(r.temperature, r.max_tokens) for r in first} == {(0.3, 300 - continuation_reserve(2))}
     second = engine.requests[len(first) :]
     assert sum(r.n for r in second) == 2 and {(r.temperature, r.max_tokens) for r in second} == {(0.9, 100)}
 

@@ -72,12 +72,17 @@ def test_every_smoke_pair_is_scored_and_samples_parse(server_url: str, capsys: p
     parsed = sum(i["valid_samples"] for i in body["items"])
     total = sum(i["total_samples"] for i in body["items"])
     wins = sum((i["responses"][0]["score"] or 0) > (i["responses"][1]["score"] or 0) for i in body["items"])
+    continued = sum(s["continued"] for i in body["items"] for s in i["samples"])
     meta_s = sum(i["timings"]["meta_rm_seconds"] for i in body["items"])
     gen_s = sum(i["timings"]["generate_seconds"] for i in body["items"])
     with capsys.disabled():  # the figures belong in the test log, also when the test passes
-        print(f"\nsmoke: {parsed}/{total} samples parsed ({parsed / total:.1%}); chosen first in {wins}/{len(pairs)}")
+        print(
+            f"\nsmoke: {parsed}/{total} samples parsed ({parsed / total:.1%}), {continued} completed by a "
+            f"continuation; chosen first in {wins}/{len(pairs)}"
+        )
         print(f"smoke: meta RM {meta_s:.4f} s of {meta_s + gen_s:.1f} s item time ({meta_s / (meta_s + gen_s):.4%})")
-    assert parsed / total >= 0.95
+    # Two-pass guidance (issue #13): a guided sample never ends unparseable for lack of budget.
+    assert parsed / total >= 0.99
 
 
 def test_single_item_shape_and_info(server_url: str) -> None:

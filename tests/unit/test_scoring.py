@@ -1,8 +1,12 @@
 import asyncio
+import re
+
+import pytest
 
 from server.domain import Message, ResponseStatus, SampleStatus
-from server.engines.base import GenerationRequest
-from server.engines.fake import FakeEngine, shown_responses
+from server.engines.base import Completion, GenerationRequest
+from server.engines.fake import CUT_CRITERIA, FakeEngine, budget_cut_script, shown_responses
+from server.parsing import continuation, continuation_reserve, guidance_regex
 from server.prompts import DEFAULT_TEMPLATE, get_template
 from server.scoring import Scorer, ScoreSpec
 
@@ -87,3 +91,53 @@ def test_format_guidance_regex_is_sent_for_the_group_size():
     engine = FakeEngine()
     asyncio.run(run(engine, spec(["a", "b", "c"], k=3)))
     assert all(r.guide_regex and r.guide_regex.count("(10|[1-9])") == 3 for r in engine.requests)
+
+
+def test_samples_the_budget_cut_are_completed_by_a_guided_continuation():
+    engine = FakeEngine(budget_cut_script)
+    result = asyncio.run(run(engine, spec(["a" * 5, "b" * 50], k=4, seed=3)))
+    first = [r for r in engine.requests if not r.assistant_prefix]
+    conts = [r for r in engine.requests if r.assistant_prefix]
+    assert {r.max_tokens for r in first} == {256 - continuation_reserve(2)}
+    assert len(conts) == 4  # one per cut sample, each n=1
+    assert all(r.n == 1 and r.max_tokens == continuation_reserve(2) for r in conts)
+    assert {r.assistant_prefix for r in conts} == {CUT_CRITERIA}
+    assert {r.guide_regex for r in conts} == {continuation(CUT_CRITERIA, 2)[1]}
+    assert all(r.seed is not None and re.search(r"-g0-p\d-c\d$", r.request_id) for r in conts)
+    assert all(c.prompt == first[0].prompt or c.prompt == first[1].prompt for c in conts)
+    # the continued samples parse and vote in the caller's order; their tokens are both passes'
+    assert all(s.continued and s.status is SampleStatus.PARSED for s in result.samples)
+    assert all(s.text.startswith(CUT_CRITERIA + " end\nAnalysis: ok") for s in result.samples)
+    assert [r.score for r in result.responses] == [4.0, 24.0]
+    assert result.generation_tokens == 4 * (100 + 12)
+
+
+def test_continuations_of_a_seeded_item_repeat():
+    a, b = FakeEngine(budget_cut_script), FakeEngine(budget_cut_script)
+    asyncio.run(run(a, spec(["x", "yy"], k=4, seed=9)))
+    asyncio.run(run(b, spec(["x", "yy"], k=4, seed=9)))
+    assert [(r.request_id, r.seed) for r in a.requests] == [(r.request_id, r.seed) for r in b.requests]
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        Completion("The judge rambled past its budget", "length", 256),  # not the guided format: nothing guessed
+        Completion("Specific Criteria: a\nAnalysis: b", "stop", 9),  # ended, not cut
+    ],
+)
+def test_only_cut_samples_in_the_guided_format_are_continued(completion):
+    engine = FakeEngine(lambda req: [completion] * req.n)
+    result = asyncio.run(run(engine, spec(["a", "b"], k=2)))
+    assert not any(r.assistant_prefix for r in engine.requests)
+    assert all(s.status is SampleStatus.UNPARSEABLE and not s.continued for s in result.samples)
+
+
+def test_a_budget_too_small_for_two_passes_is_never_continued():
+    engine = FakeEngine(budget_cut_script)
+    small = ScoreSpec((Message("user", "q"),), ("a", "b"), 2, 0.5, 1.0, 64, 0)
+    result = asyncio.run(run(engine, small))
+    assert not any(r.assistant_prefix for r in engine.requests)
+    assert {r.max_tokens for r in engine.requests} == {64}
+    assert all(r.guide_regex == guidance_regex(2, 64) for r in engine.requests)
+    assert all(s.status is SampleStatus.UNPARSEABLE for s in result.samples)
