@@ -1,9 +1,13 @@
 """Tokens/s of direct AsyncLLM generation versus the same work through grm-serve's /v1/score.
 
-Both sides run the same engine arguments on the same GRM requests: the prompts, orders, n and
-seeds come from the server's own planner, so the two runs generate the same samples and the ratio
-measures what the server adds (HTTP, validation, prompt rendering, parsing, voting). The phases
-run one after the other in one invocation, never side by side, so they do not share cores.
+Both sides run the same engine arguments on the same GRM requests: the prompts, orders, n, seeds
+and guidance (with its continuations) come from the server's own planner, so the two runs generate
+the same samples and the ratio measures what the server adds (HTTP, validation, prompt rendering,
+parsing, voting). The direct side is what a user's own script on AsyncLLM does: it tokenizes each
+prompt inside the timed region, as it must. The phases run one after the other in one invocation,
+never side by side, so they do not share cores. Each side also reports the CPU seconds of its
+front-end process (everything but vLLM's engine core): on a CPU host that time is taken from the
+engine, so it is where a server's overhead shows.
 
     python benchmarks/throughput.py --items 12 --k 8 --max-tokens 256
 """
@@ -23,9 +27,10 @@ sys.path.insert(0, str(REPO))
 from server.config import Settings  # noqa: E402
 from server.domain import Message  # noqa: E402
 from server.engines import create_engine  # noqa: E402
-from server.engines.vllm import VLLMEngine, encode_chat, set_cpu_environment, to_sampling_params  # noqa: E402
+from server.engines.base import GenerationRequest, GenerationResult  # noqa: E402
+from server.engines.vllm import VLLMEngine, encode_chat, generate_ids, set_cpu_environment  # noqa: E402
 from server.prompts import get_template  # noqa: E402
-from server.scoring import Scorer, ScoreSpec  # noqa: E402
+from server.scoring import Scorer, ScoreSpec, generate_planned  # noqa: E402
 
 
 def load_items(path: Path, n: int) -> list[dict]:
@@ -48,8 +53,8 @@ def specs_for(items: list[dict], args: argparse.Namespace) -> list[ScoreSpec]:
     ]
 
 
-async def direct(items: list[dict], args: argparse.Namespace, settings: Settings) -> tuple[int, float]:
-    """Generate the planned requests straight on AsyncLLM; returns (generated tokens, seconds)."""
+async def direct(items: list[dict], args: argparse.Namespace, settings: Settings) -> tuple[int, float, float]:
+    """Run the server's plan straight on AsyncLLM; returns (generated tokens, seconds, front-end CPU seconds)."""
     from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -67,26 +72,29 @@ async def direct(items: list[dict], args: argparse.Namespace, settings: Settings
         max_group_size=settings.max_group_size,
         format_guidance=settings.format_guidance,
     )
-    plan = [p.request for i, s in enumerate(specs_for(items, args)) for p in scorer.plan(s, f"direct-{i}")]
-    prompts = [encode_chat(tokenizer, req.prompt) for req in plan]
+    plan = [p for i, s in enumerate(specs_for(items, args)) for p in scorer.plan(s, f"direct-{i}")]
 
-    async def one(engine: AsyncLLM, req, ids) -> int:
-        params = to_sampling_params(req)
-        final = None
-        async for out in engine.generate({"prompt_token_ids": ids}, params, req.request_id):
-            final = out
-        return sum(len(o.token_ids) for o in final.outputs)
+    async def generate(request: GenerationRequest, engine: AsyncLLM = llm) -> GenerationResult:
+        return await generate_ids(engine, encode_chat(tokenizer, request.prompt, request.assistant_prefix), request)
 
-    start = time.perf_counter()
-    tokens = await asyncio.gather(*(one(llm, r, ids) for r, ids in zip(plan, prompts, strict=True)))
-    elapsed = time.perf_counter() - start
+    start, cpu = time.perf_counter(), time.process_time()
+    done = await asyncio.gather(*(generate_planned(generate, p) for p in plan))
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     llm.shutdown()
-    del llm  # before interpreter teardown, where AsyncLLM.__del__ would fail
-    return sum(tokens), elapsed
+    del generate, llm  # before interpreter teardown, where AsyncLLM.__del__ would fail
+    return sum(c.num_tokens for g in done for c in g.completions), elapsed, cpu
 
 
-def through_server(items: list[dict], args: argparse.Namespace) -> tuple[int, float, float]:
-    """Start grm-serve, POST the same items; returns (generated tokens, seconds, parse rate)."""
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (its threads included, its children not)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def through_server(items: list[dict], args: argparse.Namespace) -> tuple[int, float, float, float]:
+    """Start grm-serve, POST the same items; returns (generated tokens, seconds, front-end CPU seconds, parse rate)."""
     import tempfile
 
     import httpx
@@ -101,14 +109,14 @@ def through_server(items: list[dict], args: argparse.Namespace) -> tuple[int, fl
                 for i, it in enumerate(items)
             ]
         }
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), process_cpu_seconds(srv.process.pid)
         r = httpx.post(f"{srv.url}/v1/score", json=body, timeout=3600)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, process_cpu_seconds(srv.process.pid) - cpu
         r.raise_for_status()
     out = r.json()["items"]
     tokens = sum(i["usage"]["generation_tokens"] for i in out)
     parse_rate = sum(i["valid_samples"] for i in out) / sum(i["total_samples"] for i in out)
-    return tokens, elapsed, parse_rate
+    return tokens, elapsed, cpu, parse_rate
 
 
 def main() -> None:
@@ -122,16 +130,16 @@ def main() -> None:
     settings = Settings()  # the same environment the server subprocess reads
     items = load_items(args.data, args.items)
 
-    d_tokens, d_time = asyncio.run(direct(items, args, settings))
-    s_tokens, s_time, parse_rate = through_server(items, args)
+    d_tokens, d_time, d_cpu = asyncio.run(direct(items, args, settings))
+    s_tokens, s_time, s_cpu, parse_rate = through_server(items, args)
     d_rate, s_rate = d_tokens / d_time, s_tokens / s_time
     print(
         f"\nmodel={settings.model} items={len(items)} k={args.k} max_tokens={args.max_tokens} "
         f"format_guidance={settings.format_guidance}"
     )
-    print(f"{'path':<22}{'gen tokens':>12}{'seconds':>10}{'tokens/s':>11}")
-    print(f"{'direct AsyncLLM':<22}{d_tokens:>12}{d_time:>10.1f}{d_rate:>11.1f}")
-    print(f"{'grm-serve /v1/score':<22}{s_tokens:>12}{s_time:>10.1f}{s_rate:>11.1f}")
+    print(f"{'path':<22}{'gen tokens':>12}{'seconds':>10}{'tokens/s':>11}{'front-end CPU s':>17}")
+    print(f"{'direct AsyncLLM':<22}{d_tokens:>12}{d_time:>10.1f}{d_rate:>11.1f}{d_cpu:>17.1f}")
+    print(f"{'grm-serve /v1/score':<22}{s_tokens:>12}{s_time:>10.1f}{s_rate:>11.1f}{s_cpu:>17.1f}")
     print(f"ratio (server / direct): {s_rate / d_rate:.3f}   server parse rate: {parse_rate:.1%}")
 
 

@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 from server.domain import Message  # noqa: E402
 from server.parsing import ParseError, guidance_regex, parse_sample  # noqa: E402
 from server.prompts import DEFAULT_TEMPLATE, get_template  # noqa: E402
-from server.scoring import Scorer, ScoreSpec  # noqa: E402
+from server.scoring import Scorer, ScoreSpec, generate_planned  # noqa: E402
 
 PATHS = ("direct", "server", "openai", "openai-unguided")
 SHAPE_27B = {
@@ -186,7 +186,8 @@ async def direct(model: str, pairs: list[dict], args: argparse.Namespace) -> Row
     from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    from server.engines.vllm import VLLMEngine, encode_chat, set_cpu_environment, to_sampling_params
+    from server.engines.base import GenerationRequest, GenerationResult
+    from server.engines.vllm import VLLMEngine, encode_chat, generate_ids, set_cpu_environment
 
     on_cpu = current_platform.is_cpu()
     if on_cpu:
@@ -208,22 +209,22 @@ async def direct(model: str, pairs: list[dict], args: argparse.Namespace) -> Row
         )
         for i, p in enumerate(pairs)
     ]
-    plan = [(len(s.responses), pl.request) for i, s in enumerate(specs) for pl in scorer.plan(s, f"direct-{i}")]
+    plan = [pl for i, s in enumerate(specs) for pl in scorer.plan(s, f"direct-{i}")]
 
-    async def one(engine: Any, n: int, req: Any) -> tuple[int, int, int, int]:
-        ids = encode_chat(tokenizer, req.prompt)
-        final = None
-        async for out in engine.generate({"prompt_token_ids": ids}, to_sampling_params(req), req.request_id):
-            final = out
-        texts = [o.text for o in final.outputs]
-        parsed, votes = count_votes(texts, n)
-        return len(texts), parsed, sum(len(o.token_ids) for o in final.outputs), votes
+    async def generate(request: GenerationRequest, engine: Any = llm) -> GenerationResult:
+        return await generate_ids(engine, encode_chat(tokenizer, request.prompt, request.assistant_prefix), request)
+
+    async def one(planned: Any, generate: Any = generate) -> tuple[int, int, int, int]:
+        done = await generate_planned(generate, planned)  # the server's two-pass guidance, continuations included
+        texts = [c.text for c in done.completions]
+        parsed, votes = count_votes(texts, len(planned.members))
+        return len(texts), parsed, sum(c.num_tokens for c in done.completions), votes
 
     start = time.perf_counter()
-    results = await asyncio.gather(*(one(llm, n, r) for n, r in plan))
+    results = await asyncio.gather(*(one(p) for p in plan))
     seconds = time.perf_counter() - start
     llm.shutdown()
-    del llm  # now, not at interpreter teardown, where AsyncLLM.__del__ fails
+    del one, generate, llm  # now, not at interpreter teardown, where AsyncLLM.__del__ fails
     return Row("direct", seconds, *(sum(col) for col in zip(*results, strict=True)))  # type: ignore[arg-type]
 
 
