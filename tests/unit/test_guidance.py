@@ -76,6 +76,7 @@ def test_every_cut_of_a_guided_sample_is_completed_within_the_reserve(text):
 
 
 def test_the_reserve_is_exactly_the_longest_continuation():
+    assert [continuation_reserve(n) for n in (1, 2, 4)] == [59 + 4 * n for n in (1, 2, 4)]  # as the README says
     kept, regex = continuation("Specific Criteria: a cut crit", 3)
     assert kept == "Specific Criteria: a cut crit"
     assert len(fill(regex, longest=True).encode()) + 1 == continuation_reserve(3)
