@@ -188,3 +188,15 @@ async def test_continued_samples_are_counted_and_shown():
     samples = r.json()["samples"]
     assert len(samples) == 4 and all(s["continued"] and s["status"] == "parsed" for s in samples)
     assert value(after, "grm_continued_samples_total") == 4
+
+
+def test_every_grm_series_is_in_the_ops_metric_table():
+    from pathlib import Path
+
+    from server.metrics import Metrics
+
+    table = (Path(__file__).resolve().parents[2] / "deploy" / "README.md").read_text()
+    names = {f.name for f in Metrics().registry.collect() if f.name.startswith("grm_")}
+    assert names, "no grm_ series found"
+    missing = sorted(n for n in names if f"`{n}" not in table)
+    assert not missing, f"deploy/README.md's metric table lacks {missing}"
