@@ -74,6 +74,15 @@ ANALYSIS_LABEL = "\nAnalysis: "
 SCORES_LABEL = "\nScores: \\boxed{"
 SCORES_CLOSE = "}"
 
+
+def _literal(text: str) -> str:
+    """``text`` as a regex that matches it exactly, escaping only what the labels hold (``\\``,
+    newline, braces) so the regex stays in the plain dialect every structured-output backend reads."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("{", "\\{").replace("}", "\\}")
+
+
+_CRITERIA_RE, _ANALYSIS_RE = _literal(CRITERIA_LABEL), _literal(ANALYSIS_LABEL)
+
 # Characters a continuation may add to a free-text line it completes. Continuation lines are ASCII
 # only, so each character is at most one token and the reserve below is a bound, not an estimate.
 CONTINUATION_LINE_CHARS = 16
@@ -95,7 +104,7 @@ def guidance_line_chars(n_responses: int, max_tokens: int) -> int:
 
 def _scores_regex(n_responses: int) -> str:
     scores = ", ".join(["(10|[1-9])"] * n_responses)
-    return f"\\nScores: \\\\boxed\\{{{scores}\\}}"
+    return f"{_literal(SCORES_LABEL)}{scores}{_literal(SCORES_CLOSE)}"
 
 
 def guidance_regex(n_responses: int, max_tokens: int) -> str:
@@ -107,7 +116,7 @@ def guidance_regex(n_responses: int, max_tokens: int) -> str:
     :func:`open_guidance_regex` plus a continuation.
     """
     line = f"[^\\n]{{1,{guidance_line_chars(n_responses, max_tokens)}}}"
-    return f"Specific Criteria: {line}\\nAnalysis: {line}{_scores_regex(n_responses)}"
+    return f"{_CRITERIA_RE}{line}{_ANALYSIS_RE}{line}{_scores_regex(n_responses)}"
 
 
 def open_guidance_regex(n_responses: int) -> str:
@@ -115,7 +124,7 @@ def open_guidance_regex(n_responses: int) -> str:
 
     A sample may run out of budget before its scores; :func:`continuation` completes it.
     """
-    return f"Specific Criteria: [^\\n]+\\nAnalysis: [^\\n]+{_scores_regex(n_responses)}"
+    return f"{_CRITERIA_RE}[^\\n]+{_ANALYSIS_RE}[^\\n]+{_scores_regex(n_responses)}"
 
 
 def continuation_reserve(n_responses: int) -> int:
@@ -171,11 +180,11 @@ def continuation(text: str, n_responses: int) -> tuple[str, str] | None:
         return None
     criteria, newline, after = text[len(CRITERIA_LABEL) :].partition("\n")
     if not newline:  # cut inside the criteria line
-        return text, f"{line(bool(criteria))}\\nAnalysis: {line(False)}{scores}"
+        return text, f"{line(bool(criteria))}{_ANALYSIS_RE}{line(False)}{scores}"
     label = ANALYSIS_LABEL[1:]
     if not after.startswith(label):
         if label.startswith(after):  # cut inside "Analysis: "
-            return text[: len(CRITERIA_LABEL) + len(criteria)], f"{line(True)}\\nAnalysis: {line(False)}{scores}"
+            return text[: len(CRITERIA_LABEL) + len(criteria)], f"{line(True)}{_ANALYSIS_RE}{line(False)}{scores}"
         return None
     analysis, newline, _ = after[len(label) :].partition("\n")
     kept = CRITERIA_LABEL + criteria + ANALYSIS_LABEL + analysis
