@@ -68,7 +68,9 @@ class ScoreSpec:
 
 
 @dataclass(frozen=True)
-class _Planned:
+class Planned:
+    """One engine request of an item's plan (:meth:`Scorer.plan`) and what its samples judge."""
+
     group: int
     members: tuple[int, ...]  # caller indices of the group's responses
     permutation: Permutation  # indices into ``members`` in shown order
@@ -88,7 +90,7 @@ class Generated:
 Generate = Callable[[GenerationRequest], Coroutine[object, object, GenerationResult]]
 
 
-async def generate_planned(generate: Generate, planned: _Planned) -> Generated:
+async def generate_planned(generate: Generate, planned: Planned) -> Generated:
     """Run one planned request; with two-pass guidance, complete every sample the budget cut.
 
     The continuations of one request run concurrently as soon as it returns; each starts from the
@@ -168,7 +170,7 @@ class Scorer:
         self.format_guidance = format_guidance
         self.meta_rm = meta_rm
 
-    def plan(self, spec: ScoreSpec, request_id: str) -> list[_Planned]:
+    def plan(self, spec: ScoreSpec, request_id: str) -> list[Planned]:
         """The engine requests for one item (pure apart from the seeded RNG)."""
         rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
         planned = []
@@ -189,7 +191,7 @@ class Scorer:
                     seed=rng.getrandbits(_SEED_BITS) if spec.seed is not None else None,
                     guide_regex=guidance.regex if guidance else None,
                 )
-                planned.append(_Planned(g, tuple(members), perm, request, bool(guidance and guidance.continue_cut)))
+                planned.append(Planned(g, tuple(members), perm, request, bool(guidance and guidance.continue_cut)))
         return planned
 
     async def score(self, spec: ScoreSpec, request_id: str | None = None) -> ItemResult:
@@ -248,7 +250,7 @@ class Scorer:
         return [t.result() for t in tasks]
 
 
-def _to_sample(planned: _Planned, completion: Completion, continued: bool) -> Sample:
+def _to_sample(planned: Planned, completion: Completion, continued: bool) -> Sample:
     n = len(planned.members)
     text, finish_reason, tokens = completion.text, completion.finish_reason, completion.num_tokens
     try:
@@ -284,7 +286,7 @@ def _trajectory(spec: ScoreSpec, sample: Sample, members: tuple[int, ...]) -> Tr
     )
 
 
-def _samples_of(plan: list[_Planned], results: list[Generated]) -> tuple[list[Sample], int, int]:
+def _samples_of(plan: list[Planned], results: list[Generated]) -> tuple[list[Sample], int, int]:
     samples: list[Sample] = []
     prompt_tokens = generation_tokens = 0
     for planned, result in zip(plan, results, strict=True):
@@ -316,7 +318,7 @@ def _vote(spec: ScoreSpec, samples: list[Sample], groups: list[tuple[int, ...]])
     )
 
 
-def _groups_of(plan: list[_Planned]) -> list[tuple[int, ...]]:
+def _groups_of(plan: list[Planned]) -> list[tuple[int, ...]]:
     groups: dict[int, tuple[int, ...]] = {}
     for p in plan:
         groups.setdefault(p.group, p.members)
