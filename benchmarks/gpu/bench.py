@@ -291,7 +291,8 @@ def table(rows: list[Row]) -> str:
     ]
     for r in rows:
         vs_direct = f"{r.tokens_per_s / by['direct'].tokens_per_s:.3f}" if "direct" in by else ""
-        vs_openai = f"{r.votes_per_s / by['openai'].votes_per_s:.2f}" if by.get("openai", r).votes_per_s else ""
+        anchor = by.get("openai")
+        vs_openai = f"{r.votes_per_s / anchor.votes_per_s:.2f}" if anchor and anchor.votes_per_s else ""
         parse = f"{r.parsed}/{r.samples}"
         lines.append(
             f"| {r.path} | {r.seconds:.1f} | {r.samples} | {parse} | {r.tokens_per_s:.0f} | {r.votes_per_s:.1f} | "
