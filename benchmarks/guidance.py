@@ -24,40 +24,22 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import count_votes, direct_generate, load_pairs, pair_specs  # noqa: E402
 from server.config import Settings  # noqa: E402
-from server.domain import Message  # noqa: E402
 from server.engines import create_engine  # noqa: E402
-from server.engines.base import GenerationRequest, GenerationResult  # noqa: E402
-from server.engines.vllm import VLLMEngine, encode_chat, generate_ids, set_cpu_environment  # noqa: E402
-from server.parsing import ParseError, guidance_regex, parse_sample  # noqa: E402
+from server.engines.vllm import VLLMEngine, set_cpu_environment  # noqa: E402
+from server.parsing import guidance_regex  # noqa: E402
 from server.prompts import get_template  # noqa: E402
-from server.scoring import Scorer, ScoreSpec, generate_planned  # noqa: E402
+from server.scoring import Planned, Scorer, ScoreSpec, generate_planned  # noqa: E402
 
 CANDIDATES = ("unguided", "bounded", "two-pass")
 
 
-def load_specs(path: Path, n: int, k: int, max_tokens: int, temperature: float) -> list[ScoreSpec]:
-    pairs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][:n]
-    return [
-        ScoreSpec(
-            messages=tuple(Message(m["role"], m["content"]) for m in p["messages"]),
-            responses=(p["chosen"], p["rejected"]),
-            k=k,
-            temperature=temperature,
-            top_p=1.0,
-            max_tokens=max_tokens,
-            seed=i,
-        )
-        for i, p in enumerate(pairs)
-    ]
-
-
-def candidate_plan(plan: list[Any], candidate: str, max_tokens: int) -> list[Any]:
+def candidate_plan(plan: list[Planned], candidate: str, max_tokens: int) -> list[Planned]:
     """The server's two-pass plan rewritten as another candidate (same prompts, orders, n, seeds)."""
     out = []
     for p in plan:
@@ -87,8 +69,7 @@ async def run_backend(
     scorer = Scorer(wrapper, get_template(settings.template), max_group_size=4, format_guidance=True)
     plan = [p for i, s in enumerate(specs) for p in scorer.plan(s, f"i{i}")]
 
-    async def generate(request: GenerationRequest, engine: Any = llm) -> GenerationResult:
-        return await generate_ids(engine, encode_chat(tokenizer, request.prompt, request.assistant_prefix), request)
+    generate = direct_generate(llm, tokenizer)
 
     rows = []
     for candidate in candidates:
@@ -101,17 +82,10 @@ async def run_backend(
         seconds = time.perf_counter() - start
         samples = parsed = votes = tokens = continued = 0
         for p, g in zip(todo, done, strict=True):
-            n = len(p.members)
-            for c, cont in zip(g.completions, g.continued, strict=True):
-                samples += 1
-                tokens += c.num_tokens
-                continued += cont
-                try:
-                    parse_sample(c.text, n)
-                except ParseError:
-                    continue
-                parsed += 1
-                votes += n
+            ok, valid = count_votes([c.text for c in g.completions], len(p.members))
+            samples, parsed, votes = samples + len(g.completions), parsed + ok, votes + valid
+            tokens += sum(c.num_tokens for c in g.completions)
+            continued += sum(g.continued)
         rows.append(
             {
                 "backend": backend,
@@ -163,7 +137,7 @@ def main() -> None:
     unknown = set(candidates) - set(CANDIDATES)
     if unknown:
         parser.error(f"unknown candidate(s) {sorted(unknown)}; choose from {', '.join(CANDIDATES)}")
-    specs = load_specs(args.data, args.items, args.k, args.max_tokens, args.temperature)
+    specs = pair_specs(load_pairs(args.data, args.items), args.k, args.temperature, args.max_tokens)
     rows = []
     for backend in args.backends.split(","):
         rows += asyncio.run(run_backend(backend, specs, candidates, args))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,33 +26,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import direct_generate, load_pairs, pair_specs  # noqa: E402
 from server.config import Settings  # noqa: E402
-from server.domain import Message  # noqa: E402
 from server.engines import create_engine  # noqa: E402
-from server.engines.base import GenerationRequest, GenerationResult  # noqa: E402
-from server.engines.vllm import VLLMEngine, encode_chat, generate_ids, set_cpu_environment  # noqa: E402
+from server.engines.vllm import VLLMEngine, set_cpu_environment  # noqa: E402
 from server.prompts import get_template  # noqa: E402
-from server.scoring import Scorer, ScoreSpec, generate_planned  # noqa: E402
-
-
-def load_items(path: Path, n: int) -> list[dict]:
-    pairs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][:n]
-    return [{"messages": p["messages"], "responses": [p["chosen"], p["rejected"]]} for p in pairs]
-
-
-def specs_for(items: list[dict], args: argparse.Namespace) -> list[ScoreSpec]:
-    return [
-        ScoreSpec(
-            messages=tuple(Message(m["role"], m["content"]) for m in it["messages"]),
-            responses=tuple(it["responses"]),
-            k=args.k,
-            temperature=args.temperature,
-            top_p=1.0,
-            max_tokens=args.max_tokens,
-            seed=i,
-        )
-        for i, it in enumerate(items)
-    ]
+from server.scoring import Scorer, generate_planned  # noqa: E402
 
 
 async def direct(items: list[dict], args: argparse.Namespace, settings: Settings) -> tuple[int, float, float]:
@@ -75,10 +53,9 @@ async def direct(items: list[dict], args: argparse.Namespace, settings: Settings
         max_group_size=settings.max_group_size,
         format_guidance=settings.format_guidance,
     )
-    plan = [p for i, s in enumerate(specs_for(items, args)) for p in scorer.plan(s, f"direct-{i}")]
-
-    async def generate(request: GenerationRequest, engine: AsyncLLM = llm) -> GenerationResult:
-        return await generate_ids(engine, encode_chat(tokenizer, request.prompt, request.assistant_prefix), request)
+    specs = pair_specs(items, args.k, args.temperature, args.max_tokens)
+    plan = [p for i, s in enumerate(specs) for p in scorer.plan(s, f"direct-{i}")]
+    generate = direct_generate(llm, tokenizer)
 
     start, cpu = time.perf_counter(), time.process_time()
     done = await asyncio.gather(*(generate_planned(generate, p) for p in plan))
@@ -134,7 +111,7 @@ def main() -> None:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     settings = Settings()  # the same environment the server subprocess reads
-    items = load_items(args.data, args.items)
+    items = load_pairs(args.data, args.items)
 
     order = ["direct", "server"] * args.rounds
     for r in range(1, args.rounds, 2):  # ABBA: every second round runs the server first

@@ -42,10 +42,11 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import count_votes, direct_generate, load_pairs, pair_specs  # noqa: E402
 from server.domain import Message  # noqa: E402
-from server.parsing import ParseError, guidance_regex, parse_sample  # noqa: E402
+from server.parsing import guidance_regex  # noqa: E402
 from server.prompts import DEFAULT_TEMPLATE, get_template  # noqa: E402
-from server.scoring import Scorer, ScoreSpec, generate_planned  # noqa: E402
+from server.scoring import Planned, Scorer, generate_planned  # noqa: E402
 
 PATHS = ("direct", "server", "openai", "openai-unguided")
 SHAPE_27B = {
@@ -76,23 +77,6 @@ class Row:
     @property
     def votes_per_s(self) -> float:
         return self.valid_votes / self.seconds if self.seconds else 0.0
-
-
-def load_pairs(path: Path, n: int) -> list[dict[str, Any]]:
-    pairs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [{"messages": p["messages"], "responses": [p["chosen"], p["rejected"]]} for p in pairs[:n]]
-
-
-def count_votes(texts: Sequence[str], n_responses: int) -> tuple[int, int]:
-    """(parsed samples, valid votes) of generated texts judging ``n_responses`` responses."""
-    parsed = 0
-    for text in texts:
-        try:
-            parse_sample(text, n_responses)
-        except ParseError:
-            continue
-        parsed += 1
-    return parsed, parsed * n_responses
 
 
 def shaped_model(source: Path, out: Path, shape: dict[str, int]) -> Path:
@@ -186,8 +170,7 @@ async def direct(model: str, pairs: list[dict], args: argparse.Namespace) -> Row
     from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    from server.engines.base import GenerationRequest, GenerationResult
-    from server.engines.vllm import VLLMEngine, encode_chat, generate_ids, set_cpu_environment
+    from server.engines.vllm import VLLMEngine, set_cpu_environment
 
     on_cpu = current_platform.is_cpu()
     if on_cpu:
@@ -197,24 +180,11 @@ async def direct(model: str, pairs: list[dict], args: argparse.Namespace) -> Row
     llm = AsyncLLM.from_engine_args(engine_args)
     tokenizer = llm.get_tokenizer()
     scorer = Scorer(wrapper, get_template(DEFAULT_TEMPLATE), max_group_size=4, format_guidance=True)
-    specs = [
-        ScoreSpec(
-            messages=tuple(Message(m["role"], m["content"]) for m in p["messages"]),
-            responses=tuple(p["responses"]),
-            k=args.k,
-            temperature=args.temperature,
-            top_p=1.0,
-            max_tokens=args.max_tokens,
-            seed=i,
-        )
-        for i, p in enumerate(pairs)
-    ]
+    specs = pair_specs(pairs, args.k, args.temperature, args.max_tokens)
     plan = [pl for i, s in enumerate(specs) for pl in scorer.plan(s, f"direct-{i}")]
+    generate = direct_generate(llm, tokenizer)
 
-    async def generate(request: GenerationRequest, engine: Any = llm) -> GenerationResult:
-        return await generate_ids(engine, encode_chat(tokenizer, request.prompt, request.assistant_prefix), request)
-
-    async def one(planned: Any, generate: Any = generate) -> tuple[int, int, int, int]:
+    async def one(planned: Planned, generate: Any = generate) -> tuple[int, int, int, int]:
         done = await generate_planned(generate, planned)  # the server's two-pass guidance, continuations included
         texts = [c.text for c in done.completions]
         parsed, votes = count_votes(texts, len(planned.members))
