@@ -167,6 +167,15 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=`` for OpenAPI: each status answers with an :class:`ErrorResponse`."""
+    return {status: {"model": ErrorResponse} for status in statuses}
+
+
+# What every scoring route (/v1/score, /get_reward, the rerank routes) documents.
+SCORING_ERRORS = error_responses(400, 413, 422, 500, 503, 504)
+
+
 class MetaRMOut(BaseModel):
     name: str
     backend: str

@@ -27,11 +27,11 @@ from server.aggregation import to_reward
 from server.chat_markup import to_conversation
 from server.domain import Message
 from server.errors import invalid_request
-from server.protocol import ErrorResponse
+from server.protocol import SCORING_ERRORS
 from server.serving import CLIENT_CLOSED, ItemOptions, ScoringService
 
 router = APIRouter(tags=["compat"])
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 413, 422, 500, 503, 504)}
+_ERRORS = SCORING_ERRORS
 
 
 class GetRewardRequest(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from fastapi import APIRouter, Request
 
@@ -11,11 +10,11 @@ from meta_rm.selection import default_k_meta
 from server import __version__
 from server.engines import EngineDeadError, EngineNotReadyError
 from server.errors import RETRY_AFTER_S, APIError
-from server.protocol import ErrorResponse, InfoResponse, MetaRMOut
+from server.protocol import InfoResponse, MetaRMOut, error_responses
 from server.state import AppState
 
 router = APIRouter(tags=["health"])
-_ERRORS: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse}}
+_ERRORS = error_responses(503)
 
 
 def _state(request: Request) -> AppState:

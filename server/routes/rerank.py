@@ -9,13 +9,12 @@ a ``relevance_score`` in [0, 1].
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from server.domain import Message
 from server.protocol import (
-    ErrorResponse,
+    SCORING_ERRORS,
     RerankDocumentOut,
     RerankRequest,
     RerankResponse,
@@ -27,7 +26,7 @@ from server.reranking import plan_groups, rank
 from server.serving import CLIENT_CLOSED, ItemOptions, ScoringService
 
 router = APIRouter(tags=["rerank"])
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 413, 422, 500, 503, 504)}
+_ERRORS = SCORING_ERRORS
 
 
 def _text(document: str | TextDocument) -> str:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 
 from server.domain import ItemResult, Message, SampleStatus
 from server.protocol import (
-    ErrorResponse,
+    SCORING_ERRORS,
     ItemScoreOut,
     ResponseScoreOut,
     SampleOut,
@@ -24,7 +22,7 @@ from server.serving import CLIENT_CLOSED, ItemOptions, ScoringService
 
 router = APIRouter(tags=["score"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 413, 422, 500, 503, 504)}
+_ERRORS = SCORING_ERRORS
 
 
 def options_of(item: ScoreItem) -> ItemOptions:
