@@ -172,8 +172,11 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse} for status in statuses}
 
 
-# What every scoring route (/v1/score, /get_reward, the rerank routes) documents.
-SCORING_ERRORS = error_responses(400, 413, 422, 500, 503, 504)
+# What every scoring route (/v1/score, /get_reward, the rerank routes) documents: 401 with API keys
+# on, 422 for a schema violation or an Idempotency-Key reused with another body, 429 overloaded.
+SCORING_ERRORS = error_responses(400, 401, 413, 422, 429, 500, 503, 504)
+# Routes behind the API key that do no scoring (/v1/info, /metrics when not public).
+AUTH_ERRORS = error_responses(401)
 
 
 class MetaRMOut(BaseModel):
@@ -245,9 +248,16 @@ class RerankDocumentOut(BaseModel):
 
 class RerankResultOut(BaseModel):
     index: int = Field(description="Position of the document in the request.")
-    relevance_score: float = Field(description="(mean vote - 1) / 9 in [0, 1]; 0 when no sample parsed.")
+    relevance_score: float = Field(
+        description="(mean_score - 1) / 9 clamped to [0, 1]; 0 when no sample parsed. Results are ordered by "
+        "mean_score, not by this value, so two results with relevance 1 can still differ."
+    )
     document: RerankDocumentOut | None = None
-    mean_score: float | None = Field(description="The calibrated per-vote mean (1..10) behind the relevance.")
+    mean_score: float | None = Field(
+        None,
+        description="The calibrated per-vote mean that orders the results: the votes' mean (1..10) shifted by the "
+        "anchor calibration, so it can fall outside 1..10. Absent when no sample parsed (such results come last).",
+    )
     votes: int = Field(description="Votes summed over the document's groups.")
 
 

@@ -8,8 +8,14 @@ curve, and every document's mean is shifted by ``anchor mean over all groups - a
 group`` before ranking. ``docs/reranking.md`` has the measurement behind it and the trade-off (one
 more response per prompt, so ``ceil((N-1)/(size-1))`` groups instead of ``ceil(N/size)``).
 
-Relevance is the calibrated per-vote mean (1..10) mapped to [0, 1] as ``(mean - 1) / 9``, the same
-scale as ``/get_reward``'s ``unit`` rewards; a document none of whose samples parsed gets 0.
+Order: by the calibrated per-vote mean, unclamped, best first; documents none of whose samples parsed
+(no mean) come after every judged one; ties keep the caller's order. The calibrated mean is a vote
+mean moved by the anchor shift, so it can leave the votes' 1..10 range (a 10 in a group whose curve
+was harsh reads 10.5); ranking by it, not by the clamped relevance, keeps such documents apart.
+
+Relevance is that mean mapped to [0, 1] as ``(mean - 1) / 9`` and clamped to [0, 1] (Cohere's
+clients expect the unit range), the same scale as ``/get_reward``'s ``unit`` rewards; a document none
+of whose samples parsed gets 0. Clamping never reorders: it is monotone, and the order is the mean's.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ ANCHOR = 0  # the document judged in every group
 @dataclass(frozen=True)
 class RankedDocument:
     index: int
-    relevance: float  # 0..1
-    mean_score: float | None  # calibrated per-vote mean, 1..10; None when nothing parsed
+    relevance: float  # (mean_score - 1) / 9 clamped to 0..1; 0 when nothing parsed
+    mean_score: float | None  # calibrated per-vote mean (the anchor shift can move it past 1..10); None: nothing parsed
     votes: int
 
 
@@ -37,19 +43,26 @@ def plan_groups(n_documents: int, max_group_size: int, *, anchor: bool) -> list[
     With ``anchor`` and more documents than fit one group, document :data:`ANCHOR` joins every group
     (first in the caller's order; the pipeline shuffles the shown order per sample anyway).
 
+    With ``max_group_size`` 1 every document is judged alone, in a singleton, and ``anchor`` is
+    ignored: a document judged without rivals is not graded on a curve that differs between groups,
+    so there is nothing for an anchor to measure or correct (and a group of the anchor plus one
+    document would break the size limit).
+
     Raises:
-        ValueError: for no documents, or an anchor with groups of fewer than 2.
+        ValueError: for no documents or a group size below 1.
     """
-    if n_documents <= max_group_size or not anchor:
+    if n_documents <= max_group_size or not anchor or max_group_size < 2:
         return split_groups(n_documents, max_group_size)
-    if max_group_size < 2:
-        raise ValueError("an anchor needs groups of at least 2 documents")
     others = split_groups(n_documents - 1, max_group_size - 1)
     return [[ANCHOR, *(i + 1 for i in group)] for group in others]
 
 
 def rank(groups: Sequence[Sequence[int]], results: Sequence[ItemResult], n_documents: int) -> list[RankedDocument]:
-    """Every document's calibrated score, best first (ties broken by the caller's order).
+    """Every document's calibrated score, best first.
+
+    Sorted by the unclamped calibrated mean, highest first; documents with no mean (no sample parsed
+    in any of their groups) last; ties, judged or not, in the caller's order. The mean is compared
+    rounded to 9 decimals so that float noise from the anchor shift does not break a true tie.
 
     Args:
         groups: what :func:`plan_groups` returned.
@@ -70,7 +83,14 @@ def rank(groups: Sequence[Sequence[int]], results: Sequence[ItemResult], n_docum
         mean = sum(values) / len(values) if values else None
         relevance = 0.0 if mean is None else min(1.0, max(0.0, (mean - 1.0) / 9.0))
         ranked.append(RankedDocument(doc, relevance, mean, votes.get(doc, 0)))
-    return sorted(ranked, key=lambda d: (-d.relevance, d.index))
+    return sorted(ranked, key=_order)
+
+
+def _order(d: RankedDocument) -> tuple[bool, float, int]:
+    """Sort key: judged before unjudged, then the calibrated mean descending, then the caller's index."""
+    if d.mean_score is None:
+        return (True, 0.0, d.index)
+    return (False, -round(d.mean_score, 9), d.index)
 
 
 def _anchor_shifts(groups: Sequence[Sequence[int]], results: Sequence[ItemResult]) -> list[float]:

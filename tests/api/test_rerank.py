@@ -1,9 +1,12 @@
 """/v1/rerank and /v2/rerank: Cohere's SDK and the Jina/vLLM shape, large N with an anchor, rubrics."""
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
 from server.domain import Message
+from server.engines.base import GenerationRequest
 from server.engines.fake import FakeEngine, shown_responses
 from server.prompts import DEFAULT_TEMPLATE, get_template
 from tests.api.conftest import running_app
@@ -100,3 +103,68 @@ async def test_principles_reach_the_prompt_and_without_them_the_prompt_is_unchan
     shown = shown_responses(plain.requests[0].prompt)
     expected = get_template(DEFAULT_TEMPLATE).render((Message("user", item["query"]),), shown)
     assert plain.requests[0].prompt == expected
+
+
+def _script_by_document(votes: Callable[[str, list[str]], int | None]) -> Callable[[GenerationRequest], list[str]]:
+    """A FakeEngine script voting ``votes(document, shown)`` for each shown document; any None makes
+    the whole sample unparseable (no scores line)."""
+
+    def script(request: GenerationRequest) -> list[str]:
+        shown = shown_responses(request.prompt)
+        scores = [votes(d, shown) for d in shown]
+        if any(s is None for s in scores):
+            return ["Specific Criteria: none.\nAnalysis: I cannot judge these."] * request.n
+        text = f"Specific Criteria: x.\nAnalysis: y.\nScores: \\boxed{{{', '.join(map(str, scores))}}}"
+        return [text] * request.n
+
+    return script
+
+
+async def test_calibrated_means_above_ten_are_ranked_by_the_mean_and_top_n_1_returns_the_best():
+    # Groups of 3 with the anchor: [anchor, good, best] and [anchor, four, five]. The anchor reads 1 in
+    # the first group and 4 in the second, so the first group's means move up by 1.5: good's 9 reads
+    # 10.5 and best's 10 reads 11.5, both relevance 1.
+    fixed = {"good": 9, "best": 10, "four": 5, "five": 6}
+    engine = FakeEngine(_script_by_document(lambda d, shown: fixed.get(d, 1 if "good" in shown else 4)))
+    docs = ["anchor", "good", "best", "four", "five"]
+    async with running_app(engine, k=2, max_group_size=3) as client:
+        full = await client.post("/v1/rerank", json={"query": "q?", "documents": docs})
+        top = await client.post("/v1/rerank", json={"query": "q?", "documents": docs, "top_n": 1})
+    assert full.status_code == 200 and top.status_code == 200, (full.text, top.text)
+    results = full.json()["results"]
+    best_two = [(x["index"], x["mean_score"], x["relevance_score"]) for x in results[:2]]
+    assert best_two == [(2, 11.5, 1.0), (1, 10.5, 1.0)]
+    assert [x["index"] for x in top.json()["results"]] == [2]
+
+
+async def test_an_unjudged_document_comes_after_every_judged_one_through_the_api():
+    # Groups [0, 1] and [2, 3]: the first group's samples never parse; the second votes 1 (relevance 0).
+    engine = FakeEngine(_script_by_document(lambda d, shown: None if "garbled" in shown else 1))
+    docs = ["garbled", "unlucky", "poor", "poorer"]
+    body = {"query": "q?", "documents": docs, "anchor": False}
+    async with running_app(engine, k=2, max_group_size=2) as client:
+        r = await client.post("/v1/rerank", json=body)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["index"] for x in results] == [2, 3, 0, 1]
+    assert [x.get("mean_score") for x in results] == [1.0, 1.0, None, None]  # left out when null
+    assert all(x["relevance_score"] == 0.0 for x in results)
+
+
+async def test_group_size_1_with_the_default_anchor_ranks_every_document():
+    engine = FakeEngine()
+    async with running_app(engine, k=2, max_group_size=1) as client:
+        r = await client.post("/v1/rerank", json={"query": "q?", "documents": DOCS})
+    assert r.status_code == 200, r.text
+    assert [x["index"] for x in r.json()["results"]] == [1, 2, 0]
+    assert r.json()["meta"]["billed_units"]["search_units"] == 3
+    assert all(len(shown_responses(req.prompt)) == 1 for req in engine.requests)
+
+
+async def test_the_openapi_schema_does_not_require_mean_score_which_is_left_out_when_null():
+    async with running_app(FakeEngine()) as client:
+        schema = client._transport.app.openapi()  # type: ignore[attr-defined]
+    result = schema["components"]["schemas"]["RerankResultOut"]
+    assert "mean_score" in result["properties"]
+    assert "mean_score" not in result.get("required", [])
+    assert {"index", "relevance_score", "votes"} <= set(result["required"])
