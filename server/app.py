@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -76,7 +77,27 @@ def build_app(
     if keys:
         open_paths = OPEN_PATHS | {"/metrics"} if settings.metrics_public else OPEN_PATHS
         app.add_middleware(APIKeyMiddleware, keys=keys, open_paths=open_paths)
+        _document_bearer_auth(app, open_paths)
     app.add_middleware(RequestMetricsMiddleware, metrics=app_metrics)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _document_bearer_auth(app: FastAPI, open_paths: frozenset[str]) -> None:
+    """Say in the OpenAPI document what :class:`APIKeyMiddleware` enforces: a bearer key on every
+    route but the open ones, so generated clients and fuzzers send it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer"}}
+            for path, operations in schema.get("paths", {}).items():
+                if path not in open_paths:
+                    for operation in operations.values():
+                        operation["security"] = [{"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
         300.0, ge=0, description="how long a finished job answers identical requests (0: never)"
     )
     idempotency_cache_size: int = Field(1024, ge=0, description="finished jobs remembered at most")
+    idempotency_cache_mib: float = Field(
+        64.0, gt=0, description="estimated memory of the finished jobs remembered, in MiB, at most"
+    )
     idempotency_linger_s: float = Field(
         10.0, ge=0, description="how long a job whose client hung up keeps running for a retry to attach"
     )

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+# Bytes of the Python objects around a sample's texts and a response's score (the dataclass, its
+# tuples, ints and floats), measured with tracemalloc on CPython 3.11 and rounded up
+# (tests/unit/test_result_size.py keeps the estimate honest).
+_SAMPLE_OVERHEAD = 600
+_RESPONSE_OVERHEAD = 300
+_ITEM_OVERHEAD = 800
 
 
 @dataclass(frozen=True)
@@ -84,3 +92,11 @@ class ItemResult:
     generate_seconds: float = 0.0
     meta_rm_seconds: float = 0.0
     group_sizes: list[int] = field(default_factory=list)  # per response: responses in its GRM prompt
+
+    def approx_bytes(self) -> int:
+        """Estimated memory this result holds (what a cache of results counts against its bound)."""
+        size = _ITEM_OVERHEAD + _RESPONSE_OVERHEAD * len(self.responses)
+        for s in self.samples:
+            size += _SAMPLE_OVERHEAD + sys.getsizeof(s.text)
+            size += sys.getsizeof(s.principles) + sys.getsizeof(s.critique)
+        return size

@@ -10,14 +10,20 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from server.dedup import JobCancelledError, KeyReusedError
 from server.engines.base import EngineDeadError, EngineNotReadyError, PromptTooLongError
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = "5"
+CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never delivered
+
+
+class ClientClosedError(Exception):
+    """The client disconnected before its answer was ready: nobody is listening (answered 499)."""
 
 
 class APIError(Exception):
@@ -42,9 +48,17 @@ def error_response(status: int, type_: str, message: str, retry_after: str | Non
 
 
 def to_api_error(exc: BaseException) -> APIError:
-    """Map a pipeline or engine exception to its API error."""
+    """Map a pipeline, serving or engine exception to its API error."""
     if isinstance(exc, APIError):
         return exc
+    if isinstance(exc, KeyReusedError):
+        return APIError(
+            422,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used with another request body; use a new key for a new request",
+        )
+    if isinstance(exc, JobCancelledError):
+        return APIError(503, "not_ready", "the server is shutting down", retry_after=RETRY_AFTER_S)
     if isinstance(exc, PromptTooLongError):
         return invalid_request(str(exc))
     if isinstance(exc, EngineNotReadyError):
@@ -70,6 +84,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
         return error_response(exc.status, exc.type, exc.message, exc.retry_after)
+
+    @app.exception_handler(ClientClosedError)
+    async def _client_closed(request: Request, exc: ClientClosedError) -> Response:
+        return Response(status_code=CLIENT_CLOSED)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

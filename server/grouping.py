@@ -11,6 +11,10 @@ prompt) that arrive meanwhile join it; the batch is judged as soon as it is full
 and each call gets its own responses' scores back. Items with a seed (repeatability) are never grouped
 (:meth:`Grouper.accepts`), nor are those whose route says no: ``/v1/score`` items asking for samples
 (which would show other calls' responses) and rerank calls.
+
+Grouping can only help a call, never fail it: a batch whose prompt does not fit the engine's context
+is judged again as its calls' items alone, so each call gets exactly the answer (or the error) its own
+item gets. Token usage is split between the calls in integers that add up to the batch's.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from server.domain import ItemResult, Sample
+from server.engines.base import EngineNotReadyError, PromptTooLongError
 from server.scoring import ScoreSpec
 
 Judge = Callable[[ScoreSpec, str], Awaitable[ItemResult]]
@@ -35,7 +40,7 @@ class _Member:
     offset: int = 0
 
 
-@dataclass
+@dataclass(eq=False)
 class _Batch:
     key: tuple[str, ScoreSpec]
     members: list[_Member] = field(default_factory=list)
@@ -71,6 +76,18 @@ class Grouper:
         self.max_group_size = max_group_size
         self.on_batch = on_batch
         self._open: dict[tuple[str, ScoreSpec], _Batch] = {}
+        self._running: set[_Batch] = set()
+        self._closed = False
+
+    @property
+    def collecting(self) -> int:
+        """Batches still collecting rows."""
+        return len(self._open)
+
+    @property
+    def judging(self) -> int:
+        """Batches being judged now."""
+        return len(self._running)
 
     def accepts(self, spec: ScoreSpec) -> bool:
         """Whether the item may wait for others: grouping is on, its responses leave room in a group, and
@@ -82,7 +99,13 @@ class Grouper:
 
         Cancelling the caller takes its responses out of a batch still collecting; a batch already
         running is cancelled (aborted in the engine) only when every call in it has gone.
+
+        Raises:
+            EngineNotReadyError: the grouper was closed (shutdown) before the batch was judged.
+            Whatever judging the caller's own item alone raises.
         """
+        if self._closed:
+            raise EngineNotReadyError("shutting down")
         key = (scope, dataclasses.replace(spec, responses=()))
         batch = self._open.get(key)
         if batch is not None and batch.size + len(spec.responses) > self.max_group_size:
@@ -111,30 +134,53 @@ class Grouper:
             batch.timer.cancel()
         if not batch.members:
             return
+        self._running.add(batch)
         batch.task = asyncio.get_running_loop().create_task(self._run(batch))
+        batch.task.add_done_callback(lambda _: self._running.discard(batch))
 
     async def _run(self, batch: _Batch) -> None:
+        spec = batch.key[1]
         offset = 0
         for m in batch.members:
             m.offset, offset = offset, offset + len(m.responses)
-        spec = dataclasses.replace(batch.key[1], responses=tuple(r for m in batch.members for r in m.responses))
+        combined_spec = dataclasses.replace(spec, responses=tuple(r for m in batch.members for r in m.responses))
         try:
-            combined = await self.judge(spec, f"grp-{uuid.uuid4().hex[:16]}")
+            combined = await self.judge(combined_spec, f"grp-{uuid.uuid4().hex[:16]}")
         except BaseException as exc:
-            for m in batch.members:
-                if not m.future.done():
-                    if isinstance(exc, asyncio.CancelledError):
-                        m.future.cancel()
-                    else:
-                        m.future.set_exception(exc)
+            if len(batch.members) > 1 and _is_too_long(exc):
+                # Other calls' rows made the prompt too long: each call is judged on its own item instead.
+                await asyncio.gather(*(self._alone(spec, m) for m in batch.members))
+                return
+            _settle(batch.members, exc)
             if not isinstance(exc, Exception):
                 raise
             return
         if self.on_batch is not None:
             self.on_batch(combined, len(batch.members))
-        for m in batch.members:
+        prompt_shares = exact_shares(combined.prompt_tokens, [len(m.responses) for m in batch.members])
+        generation_shares = exact_shares(combined.generation_tokens, [len(m.responses) for m in batch.members])
+        for m, prompt_tokens, generation_tokens in zip(batch.members, prompt_shares, generation_shares, strict=True):
             if not m.future.done():
-                m.future.set_result(share_of(combined, m.offset, len(m.responses)))
+                share = share_of(combined, m.offset, len(m.responses))
+                share.prompt_tokens, share.generation_tokens = prompt_tokens, generation_tokens
+                m.future.set_result(share)
+
+    async def _alone(self, spec: ScoreSpec, member: _Member) -> None:
+        """Judge one call's rows without the rest of its batch; its outcome is its own."""
+        if member.future.done():
+            return
+        try:
+            own = dataclasses.replace(spec, responses=member.responses)
+            result = await self.judge(own, f"grp-{uuid.uuid4().hex[:16]}")
+        except BaseException as exc:
+            _settle([member], exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if self.on_batch is not None:
+            self.on_batch(result, 1)
+        if not member.future.done():
+            member.future.set_result(result)
 
     def _leave(self, batch: _Batch, member: _Member) -> None:
         if batch.task is None:  # still collecting: the batch goes on without this call's responses
@@ -148,23 +194,63 @@ class Grouper:
             member.future.cancel()
 
     async def close(self) -> None:
-        """Cancel everything still collecting or running (shutdown)."""
-        batches = list(self._open.values())
-        for b in batches:
-            self._start(b)
-        tasks = [b.task for b in batches if b.task is not None]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
+        """Shutdown: every call still waiting gets :class:`EngineNotReadyError` (503 ``not_ready``), and
+        batches being judged are cancelled (their engine work aborted)."""
+        self._closed = True
+        for batch in list(self._open.values()):
+            if batch.timer is not None:
+                batch.timer.cancel()
+            _settle(batch.members, EngineNotReadyError("shutting down"))
+        self._open.clear()
+        running = list(self._running)
+        for batch in running:
+            _settle(batch.members, EngineNotReadyError("shutting down"))
+            assert batch.task is not None
+            batch.task.cancel()
+        for batch in running:
+            assert batch.task is not None
             with contextlib.suppress(BaseException):
-                await t
+                await batch.task
+
+
+def _settle(members: list[_Member], exc: BaseException) -> None:
+    """Give every member still waiting the batch's failure (a cancellation cancels their futures)."""
+    for m in members:
+        if m.future.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            m.future.cancel()
+        else:
+            m.future.set_exception(exc)
+
+
+def _is_too_long(exc: BaseException) -> bool:
+    """Whether a judge's failure (perhaps inside task groups) is a prompt too long for the context."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_is_too_long(e) for e in exc.exceptions)
+    return isinstance(exc, PromptTooLongError)
+
+
+def exact_shares(total: int, weights: list[int]) -> list[int]:
+    """``total`` split in proportion to ``weights`` as integers that sum to ``total`` (largest remainder;
+    ties go to the earlier weight)."""
+    whole = sum(weights)
+    if whole == 0:
+        return [0] * len(weights)
+    exact = [total * w / whole for w in weights]
+    shares = [int(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - shares[i]), i))
+    for i in order[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
 
 
 def share_of(combined: ItemResult, offset: int, count: int) -> ItemResult:
     """One call's part of a batch's result: its responses, the samples as they bear on them, its token share.
 
     A sample's permutation and scores are restricted to this call's responses (in the order shown);
-    the group sizes stay those of the shared GRM prompt. Tokens are split by the share of responses.
+    the group sizes stay those of the shared GRM prompt. Tokens are split by the share of responses
+    (rounded; :meth:`Grouper._run` sets the exact integer shares of a whole batch).
     """
     mine = range(offset, offset + count)
     total = len(combined.responses)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import uuid
@@ -77,11 +78,21 @@ class BodyLimitMiddleware:
 OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
 
 
+TENANT_STATE = "tenant"  # scope["state"] entry naming the caller's key space; "" without API keys
+
+
+def tenant_of(key: bytes) -> str:
+    """The tenant id of an API key: a digest, so the key itself is never kept beside the cache."""
+    return hashlib.sha256(b"grm-serve tenant\0" + key).hexdigest()[:32]
+
+
 class APIKeyMiddleware:
     """Require ``Authorization: Bearer <key>`` for every route but ``open_paths`` (health, API docs).
 
     Keys are compared in constant time, and against every configured key, so neither timing nor
-    the position of a key in the list tells a caller anything.
+    the position of a key in the list tells a caller anything. An accepted call's tenant (a digest of
+    the key it matched) goes to ``scope["state"]["tenant"]``: dedup and grouping never share work
+    between tenants. Without API keys every caller is the one tenant ``""``.
     """
 
     def __init__(self, app: ASGIApp, keys: frozenset[str], open_paths: frozenset[str] = OPEN_PATHS) -> None:
@@ -89,22 +100,27 @@ class APIKeyMiddleware:
         self.keys = [k.encode() for k in keys]
         self.open_paths = open_paths
 
-    def _allowed(self, header: bytes) -> bool:
+    def _match(self, header: bytes) -> bytes | None:
+        """The configured key the header presents, or None."""
         scheme, _, presented = header.partition(b" ")
+        presented = presented.strip()
         if scheme.lower() != b"bearer" or not presented:
-            return False
-        ok = False
-        for key in self.keys:
-            ok |= hmac.compare_digest(presented.strip(), key)
-        return ok
+            return None
+        matched = None
+        for key in self.keys:  # every key, in constant time each: no early exit
+            if hmac.compare_digest(presented, key):
+                matched = key
+        return matched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
-        if not self._allowed(dict(scope["headers"]).get(b"authorization", b"")):
+        key = self._match(dict(scope["headers"]).get(b"authorization", b""))
+        if key is None:
             response = error_response(401, "unauthorized", "missing or invalid API key (Authorization: Bearer <key>)")
             response.headers["WWW-Authenticate"] = "Bearer"
             await response(scope, receive, send)
             return
+        scope.setdefault("state", {})[TENANT_STATE] = tenant_of(key)
         await self.app(scope, receive, send)

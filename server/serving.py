@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 import uuid
@@ -32,8 +33,9 @@ from server.chat_markup import Markup, get_markup
 from server.config import Settings
 from server.dedup import Dedup
 from server.domain import ItemResult, Message
-from server.errors import invalid_request, to_api_error
+from server.errors import ClientClosedError, invalid_request, to_api_error
 from server.grouping import Grouper
+from server.middleware import TENANT_STATE
 from server.scoring import ScoreSpec
 from server.state import AppState
 
@@ -41,7 +43,6 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_HEADER = "x-request-timeout"
 IDEMPOTENCY_HEADER = "idempotency-key"
-CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never delivered
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
@@ -74,6 +75,8 @@ class ScoringService:
             ttl_s=self.settings.idempotency_ttl_s,
             max_entries=self.settings.idempotency_cache_size,
             linger_s=self.settings.idempotency_linger_s,
+            max_bytes=int(self.settings.idempotency_cache_mib * 2**20),
+            size_of=lambda results: sum(r.approx_bytes() for r in results),
         )
         self.grouper = Grouper(
             self._judge,
@@ -171,22 +174,29 @@ class ScoringService:
             raise invalid_request(f"{TIMEOUT_HEADER} must be a positive number of seconds, got {header!r}")
         return min(value, self.settings.request_timeout_s)
 
-    async def dedup_key(self, request: Request) -> str | None:
-        """What makes two requests the same job: the route and its ``Idempotency-Key``, else its body.
+    async def dedup_key(self, request: Request) -> tuple[str | None, str]:
+        """What makes two requests the same job, and the fingerprint of this one's body.
+
+        The key is scoped to the caller's tenant (API key) and route: its ``Idempotency-Key`` when
+        given, else (with ``--dedup-identical-requests``) its body. The fingerprint is a digest of the
+        body with JSON's insignificant differences (key order, spacing) removed: a key reused with
+        another fingerprint is refused (:class:`server.dedup.KeyReusedError`), never answered with
+        the other body's result.
 
         Raises:
             APIError: 400 for an empty or over-long key.
         """
-        path = request.url.path
+        tenant = getattr(request.state, TENANT_STATE, "")
+        scope = f"{tenant}:{request.url.path}"
+        fingerprint = body_fingerprint(await request.body())  # cached by Starlette: the route already parsed it
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None:
             if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
                 raise invalid_request(f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters")
-            return f"key:{path}:{key}"
+            return f"key:{scope}:{key}", fingerprint
         if not self.settings.dedup_identical_requests:
-            return None
-        body = await request.body()  # cached by Starlette: the route already parsed it
-        return f"body:{path}:{hashlib.sha256(body).hexdigest()}"
+            return None, fingerprint
+        return f"body:{scope}:{fingerprint}", fingerprint
 
     async def _judge(self, spec: ScoreSpec, request_id: str) -> ItemResult:
         assert self.state.scorer is not None
@@ -197,52 +207,53 @@ class ScoringService:
         if calls > 1:
             self.state.metrics.grouped_rows.inc(len(combined.responses))
 
-    async def _score_item(self, spec: ScoreSpec, groupable: bool, request_id: str, scope: str) -> ItemResult:
-        """One item: in a batch with other calls' rows of its prompt when it may wait, else alone."""
+    async def _score_item(self, spec: ScoreSpec, groupable: bool, request_id: str, tenant: str) -> ItemResult:
+        """One item: in a batch with other calls' rows of its prompt (same tenant) when it may wait, else alone."""
         if groupable and self.grouper.accepts(spec):
-            return await self.grouper.score(spec, scope)  # observed once per batch, by _observe_batch
+            return await self.grouper.score(spec, tenant)  # observed once per batch, by _observe_batch
         result = await self._judge(spec, request_id)
         self.state.metrics.observe_items([result])
         return result
 
     async def score(
         self, request: Request, specs: Sequence[ScoreSpec], groupable: Sequence[bool] | bool = False
-    ) -> list[ItemResult] | None:
+    ) -> list[ItemResult]:
         """Run resolved items through the pipeline for one HTTP request.
 
         ``groupable`` (per item, or for all) lets an item that leaves room in a GRM group wait up to
-        ``--group-window-s`` for same-prompt rows of other calls (:mod:`server.grouping`); items with
-        a seed never wait.
+        ``--group-window-s`` for same-prompt rows of other calls of the same tenant
+        (:mod:`server.grouping`); items with a seed never wait.
 
-        Returns:
-            The results, or None when the client disconnected (nobody is listening).
+        Each call waits for its job until its own deadline. A job shared by several calls (dedup)
+        runs while any of them still waits, and lingers ``--idempotency-linger-s`` after the last one
+        left (disconnected or timed out), so a retry attaches to it.
 
         Raises:
+            ClientClosedError: the client disconnected (nobody is listening; answered 499).
             APIError: 503 while the engine is not up or draining, 429 when no slot frees up in time,
-                504 past the deadline, the mapped status otherwise.
+                504 past this call's deadline, 422 for an Idempotency-Key reused with another body,
+                the mapped status otherwise.
         """
         state = self.state
         if not state.ready.is_set() or state.scorer is None:
             raise to_api_error(state.unavailable_error())
         deadline = self.deadline_of(request)
-        key = await self.dedup_key(request)
+        key, fingerprint = await self.dedup_key(request)
         base_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
         flags = [groupable] * len(specs) if isinstance(groupable, bool) else list(groupable)
-        # Calls only share a GRM prompt with calls of the same caller (API key): tenants never see each other.
-        scope = hashlib.sha256(request.headers.get("authorization", "").encode()).hexdigest()
+        tenant: str = getattr(request.state, TENANT_STATE, "")
 
         async def job() -> list[ItemResult]:
             queued = time.perf_counter()
             async with state.admission.slot():
                 state.metrics.queue_wait.observe(time.perf_counter() - queued)
                 try:
-                    async with asyncio.timeout(deadline):
-                        async with asyncio.TaskGroup() as tg:
-                            tasks = [
-                                tg.create_task(self._score_item(spec, flag, f"{base_id}-i{i}", scope))
-                                for i, (spec, flag) in enumerate(zip(specs, flags, strict=True))
-                            ]
-                        results = [t.result() for t in tasks]
+                    async with asyncio.TaskGroup() as tg:
+                        tasks = [
+                            tg.create_task(self._score_item(spec, flag, f"{base_id}-i{i}", tenant))
+                            for i, (spec, flag) in enumerate(zip(specs, flags, strict=True))
+                        ]
+                    results = [t.result() for t in tasks]
                 except* Exception as group:
                     cause = _first(group)
                     error = to_api_error(cause)
@@ -252,16 +263,30 @@ class ScoringService:
             return results
 
         async def wait() -> list[ItemResult]:
-            # A request that attached to another's job waits no longer than its own deadline.
-            result, how = await self.dedup.run(key, job, timeout=deadline)
+            result, how = await self.dedup.run(key, job, fingerprint=fingerprint, timeout=deadline)
             if how != "new":
                 state.metrics.deduplicated.labels(how).inc()
             return result
 
         try:
-            return await cancel_on_disconnect(request, wait())
-        except TimeoutError:
-            raise to_api_error(TimeoutError()) from None
+            results = await cancel_on_disconnect(request, wait())
+        except Exception as exc:
+            error = to_api_error(exc)
+            if error.status == 500:
+                log.error("scoring failed unexpectedly", exc_info=exc)
+            raise error from None
+        if results is None:
+            raise ClientClosedError
+        return results
+
+
+def body_fingerprint(body: bytes) -> str:
+    """A digest of a JSON body that ignores key order and spacing (the raw bytes' when not JSON)."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        return hashlib.sha256(body).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _first(group: BaseExceptionGroup) -> BaseException:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.aggregation import to_reward
@@ -28,7 +28,7 @@ from server.chat_markup import to_conversation
 from server.domain import Message
 from server.errors import invalid_request
 from server.protocol import SCORING_ERRORS
-from server.serving import CLIENT_CLOSED, ItemOptions, ScoringService
+from server.serving import ItemOptions, ScoringService
 
 router = APIRouter(tags=["compat"])
 _ERRORS = SCORING_ERRORS
@@ -111,8 +111,6 @@ async def get_reward(body: GetRewardRequest, request: Request) -> GetRewardRespo
         for (messages, reference), rows in groups.items()
     ]
     results = await service.score(request, specs, groupable=True)
-    if results is None:
-        return Response(status_code=CLIENT_CLOSED)  # type: ignore[return-value]
     mode = body.reward or service.settings.openrlhf_reward
     rewards = [0.0] * len(responses)
     unscored = [0.0] * len(responses)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 
 from server.domain import Message
 from server.protocol import (
@@ -23,7 +23,7 @@ from server.protocol import (
     TextDocument,
 )
 from server.reranking import plan_groups, rank
-from server.serving import CLIENT_CLOSED, ItemOptions, ScoringService
+from server.serving import ItemOptions, ScoringService
 
 router = APIRouter(tags=["rerank"])
 _ERRORS = SCORING_ERRORS
@@ -53,8 +53,6 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
     groups = plan_groups(len(documents), service.settings.max_group_size, anchor=body.anchor)
     specs = [dataclasses.replace(spec, responses=tuple(documents[i] for i in g)) for g in groups]
     results = await service.score(request, specs)
-    if results is None:
-        return Response(status_code=CLIENT_CLOSED)  # type: ignore[return-value]
     ranked = rank(groups, results, len(documents))[: body.top_n]
     prompt_tokens = sum(r.prompt_tokens for r in results)
     generation_tokens = sum(r.generation_tokens for r in results)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 
 from server.domain import ItemResult, Message, SampleStatus
 from server.protocol import (
@@ -18,7 +18,7 @@ from server.protocol import (
     Timings,
     Usage,
 )
-from server.serving import CLIENT_CLOSED, ItemOptions, ScoringService
+from server.serving import ItemOptions, ScoringService
 
 router = APIRouter(tags=["score"])
 
@@ -102,8 +102,6 @@ async def score(body: ScoreBody, request: Request) -> ScoreResponse | ScoreBatch
     specs = [service.resolve(options_of(item)) for item in items]
     # An item asking for its samples is judged alone: shared samples would show other calls' responses.
     results = await service.score(request, specs, groupable=[not item.return_samples for item in items])
-    if results is None:
-        return Response(status_code=CLIENT_CLOSED)  # type: ignore[return-value]
     outputs = [to_output(r, item.return_samples) for r, item in zip(results, items, strict=True)]
     model, template = service.model_name, service.template_name
     if isinstance(body, ScoreBatchRequest):

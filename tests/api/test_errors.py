@@ -4,7 +4,7 @@ import pytest
 
 from server.engines.base import EngineDeadError
 from server.engines.fake import FakeEngine
-from tests.api.conftest import ITEM, running_app
+from tests.api.conftest import ITEM, running_app, wait_until
 
 
 def assert_error(r, status, type_):
@@ -106,9 +106,19 @@ async def test_dead_engine_is_503_engine_dead():
     assert_error(r, 503, "engine_dead")
 
 
-async def test_deadline_is_504_and_engine_work_is_cancelled():
+async def test_deadline_is_504_and_engine_work_is_cancelled_after_the_linger():
     engine = FakeEngine(delay=5)
-    async with running_app(engine, request_timeout_s=0.1) as client:
+    async with running_app(engine, request_timeout_s=0.1, idempotency_linger_s=0.2) as client:
+        r = await client.post("/v1/score", json=ITEM)
+        assert_error(r, 504, "timeout")
+        assert len(engine.running) == 2  # lingering: a retry after the 504 would attach to it
+        await wait_until(lambda: not engine.running, what="the job to be aborted after the linger")
+    assert len(engine.aborted) == 2
+
+
+async def test_deadline_is_504_and_engine_work_is_cancelled_at_once_without_a_linger():
+    engine = FakeEngine(delay=5)
+    async with running_app(engine, request_timeout_s=0.1, idempotency_linger_s=0) as client:
         r = await client.post("/v1/score", json=ITEM)
         assert engine.running == set()
     assert_error(r, 504, "timeout")

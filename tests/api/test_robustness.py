@@ -29,7 +29,7 @@ async def test_a_queued_request_gets_the_slot_when_it_frees_in_time():
 
 async def test_the_request_deadline_header_is_honoured_and_capped():
     engine = FakeEngine(delay=5)
-    async with running_app(engine) as client:
+    async with running_app(engine, idempotency_linger_s=0) as client:
         r = await client.post("/v1/score", json=ITEM, headers={"X-Request-Timeout": "0.1"})
         assert engine.running == set()
         bad = await client.post("/v1/score", json=ITEM, headers={"X-Request-Timeout": "soon"})

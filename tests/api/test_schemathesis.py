@@ -1,5 +1,8 @@
 """Schemathesis against the live OpenAPI schema of a real server process (fake engine), fixed seed.
 
+API keys are on, as in a shared deployment: the schema declares the bearer scheme, Schemathesis
+sends the key (and its auth checks send none or a wrong one, which must get the documented 401).
+
 Every check runs except ``positive_data_acceptance``: the server rightly answers some schema-valid
 bodies with a documented 400 (configurable limits such as ``max_k``, ``prompts`` and ``query`` of
 different lengths), which JSON Schema cannot express. A 5xx, a response that does not match the
@@ -16,16 +19,22 @@ from tests.launcher import launch
 SERVER = Path(__file__).with_name("_slow_fake_server.py")
 SEED = 42
 MAX_EXAMPLES = 100
+API_KEY = "schemathesis-key"
 
 
 def test_fuzzed_requests_get_documented_answers_that_match_the_schema(tmp_path):
     cli = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
-    with launch(command=[sys.executable, str(SERVER), "0"], log=tmp_path / "server.log", start_timeout_s=30) as srv:
+    env = {"GRM_API_KEYS": f"{API_KEY},second-tenant-key"}
+    with launch(
+        command=[sys.executable, str(SERVER), "0"], log=tmp_path / "server.log", start_timeout_s=30, env=env
+    ) as srv:
         run = subprocess.run(
             [
                 cli,
                 "run",
                 f"{srv.url}/openapi.json",
+                "--header",
+                f"Authorization: Bearer {API_KEY}",
                 "--checks",
                 "all",
                 "--exclude-checks",
