@@ -5,15 +5,42 @@ RL trainers send what the policy saw: OpenRLHF's ``prompts`` are the chat-templa
 end-of-turn or EOS token. The GRM must see the user's words and the assistant's answer, not the
 policy's markup. A :class:`Markup` recovers the turns:
 
-* ``auto`` (the default) recognises the common templates by their markers: ChatML (Qwen, SmolLM,
-  Yi, ...), Llama 3, Gemma, Mistral (``[INST]``), DeepSeek (V2.5 / V3 / R1) and Phi-3;
+* ``auto`` (the default) recognises the common templates: ChatML (Qwen, SmolLM, Yi, Hermes, ...),
+  Llama 3, Gemma, Mistral (``[INST]``), DeepSeek (V2.5 / V3 / R1) and Phi-3;
 * a template's name pins it;
 * :func:`markup_from_tokenizer` derives the exact boundaries from the policy tokenizer's own chat
   template, for templates none of the above knows (``--policy-tokenizer PATH``);
 * ``none`` passes text through unchanged.
 
-A text that does not parse as a whole (no markers, stray text before the first turn, a conversation
-that does not end with the user's turn) is passed through as one user turn: nothing is guessed.
+Nothing is guessed from markers found somewhere in the text. A prompt is a conversation in a template
+only when it is one as a whole, as the template renders it:
+
+* it starts with the template's own opening markup, after at most one BOS token of that family
+  (ChatML ``<|im_start|>``, Llama 3 ``<|start_header_id|>``, Gemma ``<start_of_turn>``, Mistral
+  ``[INST]`` / ``[SYSTEM_PROMPT]``, Phi-3 ``<|system|>`` / ``<|user|>``). DeepSeek's template writes
+  the system prompt between its BOS (begin-of-sentence) token and the first User marker, so there the
+  BOS is required (its template always writes it): a plain text that merely mentions DeepSeek's User
+  and Assistant markers is not a conversation;
+* it ends with the template's generation prompt, an open assistant turn (perhaps with text the policy
+  was made to begin with, e.g. DeepSeek-R1's ``<think>\\n``: a prefill, kept in front of the response),
+  after a user turn.
+
+Responses: only the recognised template's own end tokens (ChatML ``<|im_end|>`` / ``<|endoftext|>``,
+Llama 3 ``<|eot_id|>`` / ``<|end_of_text|>`` / ``<|eom_id|>``, ...), and only the run of them (with the
+whitespace between) at the very end, are stripped: ``Use <s>old</s><|im_end|>`` becomes ``Use
+<s>old</s>``, and an end token inside the text stays. Every markup but ``none`` also trims the
+whitespace around a response (a leading space after ``[/INST]`` is tokenisation, not content).
+
+A prompt that is not recognised (``auto`` finds no template, or the pinned template does not match:
+no opening markup, stray text before the first turn, a conversation that does not end with the
+generation prompt) passes through as one user turn. Its response then:
+
+* under ``auto``, keeps every token (only the surrounding whitespace goes): no template was
+  recognised, so none of their tokens is known to be markup;
+* under a pinned template (``--chat-markup chatml``, or the one read from ``--policy-tokenizer``),
+  loses that template's own end tokens at its very end, as after a recognised prompt: the pin says
+  which policy wrote the response, and a policy ends its responses with its end token however its
+  prompt was written. Other templates' tokens stay.
 """
 
 from __future__ import annotations
@@ -28,23 +55,6 @@ from typing import Protocol
 
 from server.domain import Message
 
-# Special tokens that start a sequence or end a turn in the common templates. Leading ones are
-# dropped before the first turn; trailing ones (with the whitespace between them) end a response.
-BOS_TOKENS = ("<|begin_of_text|>", "<bos>", "<s>", "<｜begin▁of▁sentence｜>", "<|startoftext|>")
-END_TOKENS = (
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<|eot_id|>",
-    "<|end_of_text|>",
-    "<|eom_id|>",
-    "<end_of_turn>",
-    "<eos>",
-    "</s>",
-    "<｜end▁of▁sentence｜>",
-    "<|end|>",
-    "[/SYSTEM_PROMPT]",
-)
-
 
 @dataclass(frozen=True)
 class Conversation:
@@ -52,6 +62,11 @@ class Conversation:
 
     messages: tuple[Message, ...]
     prefill: str = ""  # e.g. DeepSeek-R1's "<think>\n": the start of the response, kept with it
+    end_tokens: tuple[str, ...] = ()  # the recognised template's: what its responses may end with
+
+    def response(self, text: str) -> str:
+        """A response to this prompt: the prefill put back in front, the template's end tokens removed."""
+        return _strip_end_run(self.prefill + text, self.end_tokens).strip()
 
 
 class Markup(Protocol):
@@ -62,32 +77,26 @@ class Markup(Protocol):
 
     def parse(self, prompt: str) -> Conversation | None: ...
 
-    def clean_response(self, text: str, prefill: str = "") -> str: ...
+    def clean_response(self, text: str, prefill: str = "") -> str:
+        """A response to a prompt :meth:`parse` did not read (see the module docstring)."""
+        ...
 
 
-def _strip_tokens(text: str, tokens: Sequence[str], *, at_end: bool) -> str:
-    """``text`` without the tokens (and whitespace) it ends with (``at_end``) or starts with."""
-    text = text.rstrip() if at_end else text.lstrip()
+def _strip_end_run(text: str, tokens: Sequence[str]) -> str:
+    """``text`` without the run of ``tokens`` (and the whitespace around them) it ends with."""
+    text = text.rstrip()
     stripped = True
     while stripped:
         stripped = False
         for token in tokens:
-            if token and at_end and text.endswith(token):
+            if token and text.endswith(token):
                 text = text[: -len(token)].rstrip()
-                stripped = True
-            elif token and not at_end and text.startswith(token):
-                text = text[len(token) :].lstrip()
                 stripped = True
     return text
 
 
-def strip_end_tokens(text: str, tokens: Sequence[str] = END_TOKENS) -> str:
-    """``text`` without the end-of-turn / EOS tokens (and whitespace) it ends with."""
-    return _strip_tokens(text, tokens, at_end=True)
-
-
 def _ends_with_user(turns: list[Message]) -> bool:
-    return bool(turns) and turns[-1].role == "user" and any(t.role == "user" for t in turns)
+    return bool(turns) and turns[-1].role == "user"
 
 
 @dataclass(frozen=True)
@@ -97,50 +106,67 @@ class TurnMarkup:
     Args:
         name: the template family (``chatml``, ``llama3``, ...).
         opener: a regex matching a turn's opening marker; group 1 (or ``roles``) gives the role.
+        end_tokens: the template's end-of-turn / EOS tokens: what a response may end with, and what
+            closes a turn in a prompt (a policy tokenizer adds its special tokens).
+        bos_tokens: the BOS tokens the family's prompts may start with (at most one of them).
         roles: role of the marker text when group 1 is not the role itself (Mistral's ``[INST]``).
         role_names: the template's role names mapped to user/assistant/system (Gemma's ``model``).
-        signature: text whose presence makes ``auto`` try this template.
-        system_before_first_turn: text before the first marker is the system prompt (DeepSeek).
-        end_tokens: what a response may end with (a policy tokenizer adds its special tokens).
+        system_before_first_turn: the text between the BOS and the first marker is the system prompt
+            (DeepSeek); the BOS is then required, as it is what opens the prompt.
+        turn_closers: other tokens that close a turn in a prompt but never end a response (Mistral's
+            ``[/SYSTEM_PROMPT]``).
     """
 
     name: str
     opener: str
-    signature: str
+    end_tokens: tuple[str, ...]
+    bos_tokens: tuple[str, ...] = ()
     roles: dict[str, str] | None = None
     role_names: dict[str, str] | None = None
     system_before_first_turn: bool = False
-    end_tokens: tuple[str, ...] = END_TOKENS
+    turn_closers: tuple[str, ...] = ()
 
     def parse(self, prompt: str) -> Conversation | None:
         """The conversation of a prompt in this template, or None when it is not one as a whole."""
-        markers = list(re.finditer(self.opener, prompt))
+        body = self._after_bos(prompt)
+        if body is None:
+            return None
+        markers = list(re.finditer(self.opener, body))
         if not markers:
             return None
+        closers = (*self.end_tokens, *self.turn_closers)
         turns: list[Message] = []
-        before = _strip_tokens(prompt[: markers[0].start()], BOS_TOKENS, at_end=False)
-        if before:
-            if not self.system_before_first_turn:
-                return None  # stray text: not (only) this template
-            turns.append(Message("system", strip_end_tokens(before)))
+        if self.system_before_first_turn:
+            system = _strip_end_run(body[: markers[0].start()], closers).strip()
+            if system:
+                turns.append(Message("system", system))
+        elif markers[0].start() != 0:
+            return None  # stray text before the first turn: not a prompt in this template
         for i, m in enumerate(markers):
             role = self._role(m)
             if role is None:
                 return None
-            end = markers[i + 1].start() if i + 1 < len(markers) else len(prompt)
-            raw = prompt[m.end() : end]
+            end = markers[i + 1].start() if i + 1 < len(markers) else len(body)
+            raw = body[m.end() : end]
             if i == len(markers) - 1:
                 # The prompt must end with the generation prompt: an open assistant turn, perhaps with
                 # text the policy was made to begin with (a prefill), not a finished turn.
-                if role != "assistant" or strip_end_tokens(raw) != raw.rstrip() or not _ends_with_user(turns):
+                if role != "assistant" or _strip_end_run(raw, closers) != raw.rstrip() or not _ends_with_user(turns):
                     return None
-                return Conversation(tuple(turns), raw.lstrip())
-            turns.append(Message(role, strip_end_tokens(raw).strip()))
+                return Conversation(tuple(turns), raw.lstrip(), self.end_tokens)
+            turns.append(Message(role, _strip_end_run(raw, closers).strip()))
         return None
 
     def clean_response(self, text: str, prefill: str = "") -> str:
-        """A response without its end-of-turn / EOS tokens, with the prompt's prefill put back in front."""
-        return strip_end_tokens(prefill + text, self.end_tokens).strip()
+        """A response without this template's end tokens at its very end, with a prefill put back in front."""
+        return _strip_end_run(prefill + text, self.end_tokens).strip()
+
+    def _after_bos(self, prompt: str) -> str | None:
+        """The prompt after its optional BOS (required with a system prompt before the first turn)."""
+        for bos in self.bos_tokens:
+            if prompt.startswith(bos):
+                return prompt[len(bos) :]
+        return None if self.system_before_first_turn else prompt
 
     def _role(self, match: re.Match[str]) -> str | None:
         if self.roles is not None:
@@ -151,46 +177,83 @@ class TurnMarkup:
         return role if role in ("system", "user", "assistant") else None
 
 
+# Each family's tokens as its tokenizer and chat template write them.
 BUILTIN: dict[str, TurnMarkup] = {
     m.name: m
     for m in (
-        TurnMarkup("chatml", r"<\|im_start\|>(\w+)\n?", "<|im_start|>"),
-        TurnMarkup("llama3", r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n*", "<|start_header_id|>"),
-        TurnMarkup("gemma", r"<start_of_turn>(\w+)\n?", "<start_of_turn>", role_names={"model": "assistant"}),
+        TurnMarkup(
+            "chatml",
+            r"<\|im_start\|>(\w+)\n?",
+            end_tokens=("<|im_end|>", "<|endoftext|>"),
+            # Qwen's has none; Yi's, and those of the Mistral / Llama 3 bases ChatML fine-tunes
+            # (OpenHermes, Hermes 2 Pro / 3, Dolphin) whose templates write their bos_token.
+            bos_tokens=("<|startoftext|>", "<s>", "<|begin_of_text|>"),
+        ),
+        TurnMarkup(
+            "llama3",
+            r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n*",
+            end_tokens=("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>"),
+            bos_tokens=("<|begin_of_text|>",),
+        ),
+        TurnMarkup(
+            "gemma",
+            r"<start_of_turn>(\w+)\n?",
+            end_tokens=("<end_of_turn>", "<eos>"),
+            bos_tokens=("<bos>",),
+            role_names={"model": "assistant"},
+        ),
         TurnMarkup(
             "mistral",
             r"\[SYSTEM_PROMPT\]|\[INST\]|\[/INST\]",
-            "[INST]",
+            end_tokens=("</s>",),
+            bos_tokens=("<s>",),
             roles={"[SYSTEM_PROMPT]": "system", "[INST]": "user", "[/INST]": "assistant"},
+            # Llama 2's [INST] template writes "</s><s>" between an answer and the next [INST].
+            turn_closers=("[/SYSTEM_PROMPT]", "<s>"),
         ),
         TurnMarkup(
             "deepseek",
             r"<｜(User|Assistant)｜>",
-            "<｜User｜>",
+            end_tokens=("<｜end▁of▁sentence｜>",),
+            bos_tokens=("<｜begin▁of▁sentence｜>",),
             role_names={"User": "user", "Assistant": "assistant"},
             system_before_first_turn=True,
         ),
-        TurnMarkup("phi3", r"<\|(system|user|assistant)\|>\n?", "<|user|>"),
+        TurnMarkup(
+            "phi3",
+            r"<\|(system|user|assistant)\|>\n?",
+            end_tokens=("<|end|>", "<|endoftext|>"),
+            bos_tokens=("<s>",),  # the first Phi-3 templates wrote their bos_token
+        ),
     )
 }
+
+# Every built-in template's end tokens, for :func:`strip_end_tokens` callers that know no template. The
+# markups never use it: each strips only its own.
+END_TOKENS: tuple[str, ...] = tuple(dict.fromkeys(t for m in BUILTIN.values() for t in m.end_tokens))
+
+
+def strip_end_tokens(text: str, tokens: Sequence[str] = END_TOKENS) -> str:
+    """``text`` without the run of end-of-turn / EOS ``tokens`` (and whitespace) at its very end."""
+    return _strip_end_run(text, tokens)
 
 
 @dataclass(frozen=True)
 class AutoMarkup:
-    """Tries every built-in template whose marker the text holds; passes the text through otherwise."""
+    """Reads a prompt in whichever built-in template it is written in as a whole; passes it through otherwise."""
 
     name: str = "auto"
 
     def parse(self, prompt: str) -> Conversation | None:
         for markup in BUILTIN.values():
-            if markup.signature in prompt:
-                conversation = markup.parse(prompt)
-                if conversation is not None:
-                    return conversation
+            conversation = markup.parse(prompt)
+            if conversation is not None:
+                return conversation
         return None
 
     def clean_response(self, text: str, prefill: str = "") -> str:
-        return strip_end_tokens(prefill + text).strip()
+        """No template recognised: no token is known to be markup, so only the surrounding whitespace goes."""
+        return (prefill + text).strip()
 
 
 @dataclass(frozen=True)
@@ -221,7 +284,7 @@ class BoundaryMarkup:
     tail: str
     system_head: str | None = None
     system_to_user: str | None = None
-    end_tokens: tuple[str, ...] = END_TOKENS
+    end_tokens: tuple[str, ...] = ()
 
     def parse(self, prompt: str) -> Conversation | None:
         turns: list[Message] = []
@@ -250,10 +313,10 @@ class BoundaryMarkup:
                 role = following
         if not _ends_with_user(turns):
             return None
-        return Conversation(tuple(turns))
+        return Conversation(tuple(turns), end_tokens=self.end_tokens)
 
     def clean_response(self, text: str, prefill: str = "") -> str:
-        return strip_end_tokens(prefill + text, self.end_tokens).strip()
+        return _strip_end_run(prefill + text, self.end_tokens).strip()
 
 
 _SENTINELS = ("GRMSERVESYSTEMX", "GRMSERVEUSERX", "GRMSERVEASSISTANTX", "GRMSERVEFINALUSERX")
@@ -265,8 +328,10 @@ def markup_from_tokenizer(path: Path) -> Markup:
 
     The template renders a probe conversation of sentinel words; the text between them is what the
     template puts between turns. If a built-in template reads the probe back exactly, that one is used
-    (it tolerates whitespace variants), with the tokenizer's special tokens as end tokens; otherwise the
-    boundaries themselves are.
+    (it tolerates whitespace variants), with the tokenizer's BOS as one of its BOS tokens and its special
+    tokens added to the template's end tokens; otherwise the boundaries themselves are, with the
+    tokenizer's special tokens as end tokens. Either way a BOS or unknown token (unless it is also the
+    EOS or padding) is never taken for the end of a response.
 
     Raises:
         ValueError: when transformers is missing, the folder holds no tokenizer with a chat template, or
@@ -291,13 +356,20 @@ def markup_from_tokenizer(path: Path) -> Markup:
     probe = _render(tokenizer, turns)
     if probe is None or not all(s in probe for s in (user, assistant, final)):
         raise ValueError(f"the chat template of {path} does not render a user/assistant/user conversation")
-    end_tokens = tuple(dict.fromkeys([*tokenizer.all_special_tokens, *END_TOKENS]))
+    bos = getattr(tokenizer, "bos_token", None)
+    never_last = {bos, getattr(tokenizer, "unk_token", None)} - {tokenizer.eos_token, tokenizer.pad_token}
+    special = [t for t in tokenizer.all_special_tokens if t and t not in never_last]
     expected = (Message("user", user), Message("assistant", assistant), Message("user", final))
-    for markup in BUILTIN.values():
+    for builtin in BUILTIN.values():
+        markup = dataclasses.replace(
+            builtin,
+            end_tokens=tuple(dict.fromkeys([*builtin.end_tokens, *special])),
+            bos_tokens=tuple(dict.fromkeys([*builtin.bos_tokens, *([bos] if bos else [])])),
+        )
         conversation = markup.parse(probe)
         shown = tuple(m for m in conversation.messages if m.role != "system") if conversation else None
         if shown == expected:  # a default system prompt the template adds on its own is fine
-            return dataclasses.replace(markup, end_tokens=end_tokens)
+            return markup
     head, rest = probe.split(user, 1)
     user_to_assistant, rest = rest.split(assistant, 1)
     assistant_to_user, tail = rest.split(final, 1)
@@ -316,7 +388,7 @@ def markup_from_tokenizer(path: Path) -> Markup:
         tail=tail,
         system_head=system_head,
         system_to_user=system_to_user,
-        end_tokens=end_tokens,
+        end_tokens=tuple(dict.fromkeys(special)),
     )
 
 
@@ -349,8 +421,12 @@ def get_markup(name: str, policy_tokenizer: Path | None = None) -> Markup:
 
 
 def to_conversation(markup: Markup, prompt: str, response: str) -> tuple[tuple[Message, ...], str]:
-    """The plain turns of a templated prompt and the response's own text; unparsed prompts pass through."""
+    """The plain turns of a templated prompt and the response's own text; unparsed prompts pass through.
+
+    A recognised prompt's response loses its template's end tokens; a response to a prompt that was not
+    recognised is cleaned by the markup itself (see the module docstring).
+    """
     conversation = markup.parse(prompt)
     if conversation is None:
         return (Message("user", prompt),), markup.clean_response(response)
-    return conversation.messages, markup.clean_response(response, conversation.prefill)
+    return conversation.messages, conversation.response(response)

@@ -4,9 +4,10 @@ OpenRLHF sends ``{"query": [prompt + response, ...], "prompts": [prompt, ...], "
 (one row per rollout, often one row per call; ``query`` is the decoded sequence with the policy's chat
 markup) and reads ``rewards`` (and ``scores``, ``extra_logs`` when present) from the answer. Here:
 
-* each row's response is its query minus its prompt, without end-of-turn / EOS tokens, and the prompt's
-  chat markup is read back into plain turns (``--chat-markup``, ``--policy-tokenizer``;
-  :mod:`server.chat_markup`);
+* each row's response is its query minus its prompt, and the prompt's chat markup is read back into
+  plain turns (``--chat-markup``, ``--policy-tokenizer``; :mod:`server.chat_markup`) when the prompt is
+  recognisably one template's; the response then loses that template's own end tokens at its very end,
+  and nothing else;
 * a row's label is its reference answer (``--openrlhf-labels reference``, the default; ``ignore`` drops
   them);
 * rows of the same conversation and label are judged together in GRM prompts, with rows of other calls

@@ -1,6 +1,6 @@
 """OpenRLHF's remote reward model call, exactly as its client sends it."""
 
-from server.engines.fake import FakeEngine
+from server.engines.fake import FakeEngine, shown_responses
 from tests.api.conftest import running_app
 
 # What OpenRLHF's remote_rm_fn_ray posts: decoded prompt+response sequences, their prompts, labels.
@@ -119,3 +119,26 @@ async def test_chat_markup_none_passes_the_policy_text_through():
     async with running_app(engine, k=1, chat_markup="none") as client:
         await client.post("/get_reward", json=body)
     assert PROMPT_A in engine.requests[0].prompt and "Blue.<|im_end|>" in engine.requests[0].prompt
+
+
+async def test_get_reward_strips_only_the_policy_templates_own_end_token():
+    engine = FakeEngine()
+    body = {"query": [PROMPT_A + "Use <s>old</s><|im_end|>"], "prompts": [PROMPT_A]}
+    async with running_app(engine, k=1) as client:
+        assert (await client.post("/get_reward", json=body)).status_code == 200
+    assert shown_responses(engine.requests[0].prompt) == ["Use <s>old</s>"]
+
+
+# DeepSeek's markers, written with fullwidth bars (U+FF5C) and a lower one-eighth block (U+2581).
+DS_USER, DS_ASSISTANT = "<\uff5cUser\uff5c>", "<\uff5cAssistant\uff5c>"
+DS_EOS = "<\uff5cend\u2581of\u2581sentence\uff5c>"
+
+
+async def test_get_reward_judges_a_plain_prompt_that_mentions_markers_as_the_users_own_words():
+    prompt = f"Explain what {DS_USER}hi{DS_ASSISTANT} means"
+    engine = FakeEngine()
+    body = {"query": [f"{prompt}They mark turns.{DS_EOS}"], "prompts": [prompt]}
+    async with running_app(engine, k=1) as client:
+        assert (await client.post("/get_reward", json=body)).status_code == 200
+    assert prompt in engine.requests[0].prompt
+    assert shown_responses(engine.requests[0].prompt) == [f"They mark turns.{DS_EOS}"]

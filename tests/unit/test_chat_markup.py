@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from server.chat_markup import (
+    BUILTIN,
     AutoMarkup,
     BoundaryMarkup,
     NoMarkup,
@@ -93,7 +96,7 @@ def test_a_prefilled_generation_prompt_stays_with_the_response():
 def test_text_that_is_not_a_whole_templated_prompt_passes_through(prompt):
     messages, text = to_conversation(AutoMarkup(), prompt, " answer<|im_end|>")
     assert messages == (Message("user", prompt),)
-    assert text == "answer"  # end-of-turn tokens go whatever the prompt was
+    assert text == "answer<|im_end|>"  # not recognised: no template's tokens are taken for markup
 
 
 def test_none_passes_everything_through():
@@ -178,3 +181,103 @@ def test_the_settings_offer_every_markup():
     from server.config import Settings
 
     assert set(typing.get_args(Settings.model_fields["chat_markup"].annotation)) == set(MARKUP_CHOICES)
+
+
+# ---- nothing is guessed: only a whole templated prompt is a conversation, only its own end tokens go ---
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["Explain what <｜User｜>hi<｜Assistant｜> means", "Explain what <｜User｜>hi<｜Assistant｜>"],
+)
+def test_a_plain_prompt_mentioning_deepseek_markers_is_one_user_turn_with_the_response_untouched(prompt):
+    response = "They mark the turns.<｜end▁of▁sentence｜>"
+    assert to_conversation(AutoMarkup(), prompt, response) == ((Message("user", prompt),), response)
+
+
+@pytest.mark.parametrize("markup", [AutoMarkup(), get_markup("chatml")], ids=["auto", "chatml"])
+def test_a_chatml_response_loses_only_its_own_end_token(markup):
+    prompt, _ = RENDERED["chatml"]
+    assert to_conversation(markup, prompt, "Use <s>old</s><|im_end|>") == (CONVERSATION, "Use <s>old</s>")
+
+
+def test_an_end_token_inside_a_response_is_kept():
+    prompt, _ = RENDERED["chatml"]
+    response = "Qwen ends a turn with <|im_end|> and Llama 3 with <|eot_id|>\n<|im_end|>"
+    text = to_conversation(AutoMarkup(), prompt, response)[1]
+    assert text == "Qwen ends a turn with <|im_end|> and Llama 3 with <|eot_id|>"
+
+
+@pytest.mark.parametrize("stray", ["Summarise this chat log: ", "<bos>", "<s><s>", "\n"])
+def test_stray_text_before_the_first_chatml_turn_is_not_a_conversation(stray):
+    prompt = f"{stray}<|im_start|>user\n{Q1}<|im_end|>\n<|im_start|>assistant\n"
+    assert get_markup("chatml").parse(prompt) is None
+    assert to_conversation(AutoMarkup(), prompt, "4.<|im_end|>") == ((Message("user", prompt),), "4.<|im_end|>")
+
+
+def test_a_deepseek_prompt_needs_its_bos():
+    with_bos = f"<｜begin▁of▁sentence｜>{SYS}<｜User｜>{Q1}<｜Assistant｜>"
+    assert to_conversation(AutoMarkup(), with_bos, "4.")[0] == (Message("system", SYS), Message("user", Q1))
+    assert AutoMarkup().parse(with_bos.removeprefix("<｜begin▁of▁sentence｜>")) is None
+
+
+def test_a_pinned_template_strips_only_its_own_end_tokens_even_from_a_prompt_it_cannot_read():
+    prompt = "A plain prompt, not ChatML"
+    messages, text = to_conversation(get_markup("chatml"), prompt, "Use <s>old</s><|im_end|>\n<|endoftext|>")
+    assert messages == (Message("user", prompt),)
+    assert text == "Use <s>old</s>"
+
+
+# Every token a built-in template writes: text holding none of them is no template's markup.
+MARKERS = (
+    *("<|startoftext|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"),  # ChatML
+    *("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|end_of_text|>", "<|eom_id|>"),
+    *("<bos>", "<start_of_turn>", "<end_of_turn>", "<eos>"),  # Gemma
+    *("<s>", "</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"),  # Mistral
+    *("<｜begin▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"),  # DeepSeek
+    *("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),  # Phi-3
+)
+# Plain text, with pieces of markers (and whitespace) mixed in so that near misses get tried too.
+NEAR_MISSES = ["<|", "|>", "<｜", "｜>", "<s", "</", "[INST", "[/INST", "im_start", "User", "Assistant", "\n", " "]
+PLAIN_TEXT = (
+    st.lists(st.one_of(st.text(max_size=12), st.sampled_from(NEAR_MISSES)), max_size=12)
+    .map("".join)
+    .filter(lambda t: not any(marker in t for marker in MARKERS))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PLAIN_TEXT)
+def test_text_without_markers_is_never_a_conversation_and_its_response_is_only_trimmed(text):
+    for markup in (AutoMarkup(), *BUILTIN.values()):
+        assert markup.parse(text) is None
+        assert to_conversation(markup, text, text) == ((Message("user", text),), text.strip())
+
+
+# Text that mentions markers anywhere but at its start: plain text and whole markers, in any order.
+MENTIONS = (
+    st.lists(st.one_of(st.text(max_size=12), st.sampled_from([*NEAR_MISSES, *MARKERS])), min_size=1, max_size=12)
+    .map("".join)
+    .filter(lambda t: not t.startswith(MARKERS))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(MENTIONS)
+@example("Explain what <｜User｜>hi<｜Assistant｜> means")
+@example("Close with </s><|im_end|>")
+def test_text_that_does_not_open_with_a_templates_markup_is_never_a_conversation(text):
+    for markup in (AutoMarkup(), *BUILTIN.values()):
+        assert markup.parse(text) is None
+    assert to_conversation(AutoMarkup(), text, text) == ((Message("user", text),), text.strip())
+
+
+def test_a_tokenizer_template_that_writes_its_bos_is_a_builtin_and_its_bos_never_ends_a_response(tmp_path):
+    chatml = (
+        "{{ bos_token }}{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
+        "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+    markup = markup_from_tokenizer(_tokenizer(tmp_path, chatml))
+    assert markup.name == "chatml"
+    prompt, _ = RENDERED["chatml"]
+    assert to_conversation(markup, "<start>" + prompt, "Use <start><stop>") == (CONVERSATION, "Use <start>")
