@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Iterable, Sequence
+from typing import SupportsIndex, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -26,6 +27,46 @@ from server.engines.base import (
 )
 
 Script = Callable[[GenerationRequest], Sequence[str | Completion]]
+
+T = TypeVar("T")
+
+DEFAULT_RECORD_LIMIT = 1024
+
+
+class BoundedList(list[T]):
+    """A list that keeps only its newest ``limit`` items: appending past the limit drops the oldest.
+
+    Everything else is a plain list (``== []``, indexing, slicing, iteration), so tests read the
+    record as before, while a long-running ``grm-serve --engine fake`` holds at most ``limit`` items.
+    """
+
+    def __init__(self, limit: int, items: Iterable[T] = ()) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        super().__init__()
+        self.limit = limit
+        self.extend(items)
+
+    def _trim(self) -> None:
+        if len(self) > self.limit:
+            del self[: len(self) - self.limit]
+
+    def append(self, item: T) -> None:
+        super().append(item)
+        self._trim()
+
+    def extend(self, items: Iterable[T]) -> None:
+        super().extend(items)
+        self._trim()
+
+    def insert(self, index: SupportsIndex, item: T) -> None:
+        super().insert(index, item)
+        self._trim()
+
+    def __iadd__(self, items: Iterable[T]) -> BoundedList[T]:  # type: ignore[override,misc]
+        self.extend(items)
+        return self
+
 
 _BLOCK = re.compile(r"\[The Begin of Response (\d+)\]\n(.*?)\n\[The End of Response \1\]", re.S)
 
@@ -67,6 +108,9 @@ class FakeEngine:
         delay: seconds each generate call waits before answering (a cancellation point).
         fail_with: an exception raised by every generate call, for error-path tests.
         max_model_len: prompts longer than this many characters raise ``PromptTooLongError``.
+        record_limit: how many of the newest requests (and aborted request ids) :attr:`requests`
+            (and :attr:`aborted`) keep, so a long-running fake server does not grow without bound;
+            :attr:`requests_total` and :attr:`aborted_total` count them all.
     """
 
     def __init__(
@@ -76,6 +120,7 @@ class FakeEngine:
         delay: float = 0.0,
         fail_with: BaseException | None = None,
         max_model_len: int | None = None,
+        record_limit: int = DEFAULT_RECORD_LIMIT,
     ) -> None:
         self.script = script
         self.delay = delay
@@ -83,9 +128,12 @@ class FakeEngine:
         self.max_model_len = max_model_len
         self.started = False
         self.dead = False
-        self.requests: list[GenerationRequest] = []
+        self.record_limit = record_limit
+        self.requests: BoundedList[GenerationRequest] = BoundedList(record_limit)
+        self.requests_total = 0
         self.running: set[str] = set()
-        self.aborted: list[str] = []
+        self.aborted: BoundedList[str] = BoundedList(record_limit)
+        self.aborted_total = 0
 
     @property
     def info(self) -> EngineInfo:
@@ -101,6 +149,7 @@ class FakeEngine:
                 f"prompt of {len(request.prompt)} tokens exceeds the context of {self.max_model_len}"
             )
         self.requests.append(request)
+        self.requests_total += 1
         self.running.add(request.request_id)
         try:
             if self.delay:
@@ -109,7 +158,7 @@ class FakeEngine:
                 raise self.fail_with
             texts = self.script(request)
         except asyncio.CancelledError:
-            self.aborted.append(request.request_id)
+            self._record_abort(request.request_id)
             raise
         finally:
             self.running.discard(request.request_id)
@@ -117,7 +166,11 @@ class FakeEngine:
         return GenerationResult(request.request_id, completions, len(request.prompt.split()))
 
     async def abort(self, request_id: str) -> None:
+        self._record_abort(request_id)
+
+    def _record_abort(self, request_id: str) -> None:
         self.aborted.append(request_id)
+        self.aborted_total += 1
 
     async def check_health(self) -> None:
         if self.dead:
@@ -132,7 +185,7 @@ class FakeEngine:
         running = GaugeMetricFamily("fake_engine:num_requests_running", "Requests generating now.")
         running.add_metric([], len(self.running))
         total = CounterMetricFamily("fake_engine:requests", "Generate calls received.")
-        total.add_metric([], len(self.requests))
+        total.add_metric([], self.requests_total)
         return [running, total]
 
     async def shutdown(self) -> None:
