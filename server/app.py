@@ -55,7 +55,8 @@ def build_app(
         try:
             yield
         finally:
-            await service.grouper.close()
+            await service.grouper.close()  # waiting rows get 503 not_ready
+            await service.dedup.close()  # jobs still queued or running are cancelled (503 not_ready)
             await state.close()
 
     app = FastAPI(
