@@ -73,6 +73,8 @@ class Soak:
     growth_kib_per_1000_calls: float = 0.0
     slope_kib_per_1000_calls: float | None = None
     engine_requests_total: int | None = None
+    dedup_cache_entries: int | None = None
+    dedup_cache_bytes: int | None = None
     samples: list[Sample] = field(default_factory=list)
 
 
@@ -168,10 +170,9 @@ async def drive(srv: ServerProcess, args: argparse.Namespace, soak: Soak) -> lis
     return latencies
 
 
-def engine_requests_total(url: str) -> int | None:
-    """The fake engine's ``fake_engine:requests`` counter from /metrics (None if absent)."""
-    text = httpx.get(f"{url}/metrics", timeout=30).text
-    m = re.search(r"^fake_engine[:_]requests_total(?:\{\})? (\S+)$", text, re.M)
+def metric_value(text: str, pattern: str) -> int | None:
+    """The value of the first /metrics line matching ``pattern`` (a regex of the name), or None."""
+    m = re.search(rf"^{pattern}(?:\{{\}})? (\S+)$", text, re.M)
     return round(float(m.group(1))) if m else None
 
 
@@ -188,7 +189,10 @@ def run(args: argparse.Namespace) -> Soak:
         }
         latencies = asyncio.run(drive(srv, args, soak))
         soak.rss_end_bytes = srv.rss_bytes()
-        soak.engine_requests_total = engine_requests_total(srv.url)
+        metrics = httpx.get(f"{srv.url}/metrics", timeout=30).text
+        soak.engine_requests_total = metric_value(metrics, "fake_engine[:_]requests_total")
+        soak.dedup_cache_entries = metric_value(metrics, "grm_dedup_cache_entries")
+        soak.dedup_cache_bytes = metric_value(metrics, "grm_dedup_cache_bytes")
     soak.samples.append(Sample(soak.samples[-1].t_s, args.calls, soak.rss_end_bytes))
     soak.rss_peak_bytes = max(s.rss_bytes for s in soak.samples)
     soak.calls_per_s = args.calls / soak.wall_s
@@ -220,6 +224,8 @@ def report(soak: Soak) -> str:
         f"latency p50 {soak.latency_ms['p50']:.1f} ms, p99 {soak.latency_ms['p99']:.1f} ms, "
         f"max {soak.latency_ms['max']:.1f} ms",
         f"engine generate calls (fake_engine:requests): {soak.engine_requests_total}",
+        f"dedup cache at the end: {soak.dedup_cache_entries} results, "
+        f"{(soak.dedup_cache_bytes or 0) / MIB:.2f} MiB estimated",
         f"RSS (server process tree): start {soak.rss_start_bytes / MIB:.1f} MiB, "
         f"after warm-up ({soak.warmup_calls} calls) {soak.rss_warmup_bytes / MIB:.1f} MiB, "
         f"peak {soak.rss_peak_bytes / MIB:.1f} MiB, end {soak.rss_end_bytes / MIB:.1f} MiB",

@@ -48,6 +48,8 @@ def build_app(
     app_metrics.queued.set_function(lambda: state.admission.waiting)
 
     service = ScoringService(state)  # every scoring route goes through it
+    app_metrics.dedup_cache_entries.set_function(lambda: service.dedup.cached)
+    app_metrics.dedup_cache_bytes.set_function(lambda: service.dedup.cached_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -111,6 +111,14 @@ class Metrics:
             ["how"],
             registry=r,
         )
+        self.dedup_cache_entries = Gauge(
+            "grm_dedup_cache_entries", "Finished results kept to answer retries (--idempotency-cache-size).", registry=r
+        )
+        self.dedup_cache_bytes = Gauge(
+            "grm_dedup_cache_bytes",
+            "Estimated memory of the finished results kept to answer retries (--idempotency-cache-mib).",
+            registry=r,
+        )
         self.continued_samples = Counter(
             "grm_continued_samples",
             "GRM samples the generation budget cut before their scores, completed by a short guided "

@@ -1,0 +1,59 @@
+"""ItemResult.approx_bytes, what the dedup cache counts against --idempotency-cache-mib, stays an
+honest upper estimate of the memory a result holds (measured with tracemalloc)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+import tracemalloc
+
+import pytest
+
+from server.domain import Message
+from server.engines.base import GenerationRequest
+from server.engines.fake import FakeEngine, shown_responses
+from server.prompts import DEFAULT_TEMPLATE, get_template
+from server.scoring import Scorer, ScoreSpec
+
+
+def varied_judge(seed: int):
+    rng = random.Random(seed)
+
+    def script(request: GenerationRequest) -> list[str]:
+        scores = ", ".join(str(min(10, 1 + len(r) // 10)) for r in shown_responses(request.prompt))
+        return [
+            f"Specific Criteria: criteria {rng.random()} {'c' * rng.randint(10, 300)}\n"
+            f"Analysis: analysis {rng.random()} {'a' * rng.randint(10, 600)}\n"
+            f"Scores: \\boxed{{{scores}}}"
+            for _ in range(request.n)
+        ]
+
+    return script
+
+
+@pytest.mark.parametrize(("responses", "k"), [(1, 8), (2, 8), (4, 32), (8, 4)])
+def test_the_estimate_covers_the_memory_a_result_holds_and_is_at_most_twice_it(responses, k):
+    async def measure() -> tuple[float, float]:
+        engine = FakeEngine(varied_judge(responses * k), record_limit=1)  # keeps one prompt, not 20
+        await engine.start()
+        scorer = Scorer(engine, get_template(DEFAULT_TEMPLATE), max_group_size=4, format_guidance=True)
+        spec = ScoreSpec(
+            (Message("user", "q" * 100),),
+            tuple(f"response {i} " * (i + 3) for i in range(responses)),
+            k=k,
+            temperature=0.5,
+            top_p=1.0,
+            max_tokens=256,
+        )
+        results = []
+        gc.collect()
+        tracemalloc.start()
+        for _ in range(20):
+            results.append(await scorer.score(spec))
+        held, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return held / len(results), sum(r.approx_bytes() for r in results) / len(results)
+
+    held, estimate = asyncio.run(measure())
+    assert held <= estimate <= 2 * held, (held, estimate)
