@@ -57,6 +57,7 @@ def build_app(
         try:
             yield
         finally:
+            state.begin_drain()  # calls arriving from now on get 503 not_ready
             await service.grouper.close()  # waiting rows get 503 not_ready
             await service.dedup.close()  # jobs still queued or running are cancelled (503 not_ready)
             await state.close()

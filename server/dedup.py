@@ -15,13 +15,15 @@ request it was first used with:
   comes;
 * a finished job's result is kept for ``ttl_s`` in a cache bounded by entries and by estimated bytes,
   so a retry that arrives just after the answer was lost in transit gets it at once. Failures are
-  never cached.
+  never cached. When the cache is full, the oldest entry of the scope (tenant) holding the most is
+  dropped: one tenant's burst evicts its own results, not another's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -30,6 +32,7 @@ from typing import Generic, Literal, TypeVar
 
 T = TypeVar("T")
 How = Literal["new", "inflight", "cached"]
+_ENTRY_OVERHEAD = 400  # the entry record, its fingerprint and the dicts' slots (bytes, rounded up)
 
 
 class KeyReusedError(Exception):
@@ -54,6 +57,7 @@ class _Done(Generic[T]):
     fingerprint: str
     value: T
     size: int
+    scope: str
 
 
 class Dedup(Generic[T]):
@@ -83,8 +87,11 @@ class Dedup(Generic[T]):
         self.linger_s = linger_s
         self.size_of = size_of
         self._running: dict[str, _Running[T]] = {}
-        self._done: OrderedDict[str, _Done[T]] = OrderedDict()
+        self._done: dict[str, _Done[T]] = {}
+        self._scopes: dict[str, OrderedDict[str, None]] = {}  # per scope: its keys, oldest first
+        self._scope_bytes: dict[str, int] = {}
         self._bytes = 0
+        self._closed = False
 
     @property
     def running(self) -> int:
@@ -116,19 +123,29 @@ class Dedup(Generic[T]):
     def _drop(self, key: str) -> None:
         entry = self._done.pop(key)
         self._bytes -= entry.size
+        keys = self._scopes[entry.scope]
+        del keys[key]
+        self._scope_bytes[entry.scope] -= entry.size
+        if not keys:
+            del self._scopes[entry.scope], self._scope_bytes[entry.scope]
 
-    def _remember(self, key: str, fingerprint: str, value: T) -> None:
+    def _remember(self, key: str, fingerprint: str, value: T, scope: str) -> None:
         if self.ttl_s <= 0 or self.max_entries <= 0:
             return
-        size = self.size_of(value)
+        size = self.size_of(value) + sys.getsizeof(key) + _ENTRY_OVERHEAD
         if size > self.max_bytes:
             return
         if key in self._done:
             self._drop(key)
-        self._done[key] = _Done(time.monotonic() + self.ttl_s, fingerprint, value, size)
+        self._done[key] = _Done(time.monotonic() + self.ttl_s, fingerprint, value, size, scope)
+        self._scopes.setdefault(scope, OrderedDict())[key] = None
+        self._scope_bytes[scope] = self._scope_bytes.get(scope, 0) + size
         self._bytes += size
         while len(self._done) > self.max_entries or self._bytes > self.max_bytes:
-            self._drop(next(iter(self._done)))
+            by_count = len(self._done) > self.max_entries
+            # The scope holding the most (entries or bytes, whichever bound is exceeded) gives up its oldest.
+            heaviest = max(self._scopes, key=lambda sc: len(self._scopes[sc]) if by_count else self._scope_bytes[sc])
+            self._drop(next(iter(self._scopes[heaviest])))
 
     async def run(
         self,
@@ -136,6 +153,7 @@ class Dedup(Generic[T]):
         job: Callable[[], Awaitable[T]],
         *,
         fingerprint: str = "",
+        scope: str = "",
         timeout: float | None = None,
     ) -> tuple[T, How]:
         """The result of ``job`` for ``key``, and whether it was new, joined in flight, or cached.
@@ -144,12 +162,17 @@ class Dedup(Generic[T]):
         A caller that stops waiting, because it was cancelled (its client went away) or its own
         ``timeout`` passed, leaves the job lingering for a retry when nobody else waits.
 
+        ``scope`` names whose result it is (the tenant) when the cache must make room.
+
         Raises:
             KeyReusedError: ``key`` is running or cached for another ``fingerprint``.
             TimeoutError: when ``timeout`` seconds pass before the job finishes.
-            JobCancelledError: the job was cancelled while this caller still waited (:meth:`close`).
+            JobCancelledError: the job was cancelled while this caller still waited, or the dedup was
+                closed (:meth:`close`).
             Whatever the job raises (every waiter of a failed job gets the same exception).
         """
+        if self._closed:
+            raise JobCancelledError(key)
         if key is None:
             async with asyncio.timeout(timeout):
                 return await job(), "new"  # cancelled with its caller
@@ -157,14 +180,14 @@ class Dedup(Generic[T]):
         if done is not None:
             if done.fingerprint != fingerprint:
                 raise KeyReusedError(key)
-            self._done.move_to_end(key)
+            self._scopes[done.scope].move_to_end(key)
             return done.value, "cached"
         running = self._running.get(key)
         how: How = "inflight"
         if running is not None and running.fingerprint != fingerprint:
             raise KeyReusedError(key)
         if running is None:
-            running = _Running(fingerprint, asyncio.ensure_future(self._run_job(key, fingerprint, job)))
+            running = _Running(fingerprint, asyncio.ensure_future(self._run_job(key, fingerprint, scope, job)))
             running.task.add_done_callback(_consume)  # a job that fails after its waiters left
             self._running[key] = running
             how = "new"
@@ -184,7 +207,7 @@ class Dedup(Generic[T]):
             raise JobCancelledError(key)
         return running.task.result(), how
 
-    async def _run_job(self, key: str, fingerprint: str, job: Callable[[], Awaitable[T]]) -> T:
+    async def _run_job(self, key: str, fingerprint: str, scope: str, job: Callable[[], Awaitable[T]]) -> T:
         try:
             value = await job()
         finally:
@@ -192,7 +215,7 @@ class Dedup(Generic[T]):
             running = self._running.get(key)
             if running is not None and running.task is asyncio.current_task():
                 del self._running[key]
-        self._remember(key, fingerprint, value)
+        self._remember(key, fingerprint, value, scope)
         return value
 
     async def _orphaned(self, key: str, running: _Running[T]) -> None:
@@ -211,7 +234,8 @@ class Dedup(Generic[T]):
                 del self._running[key]
 
     async def close(self) -> None:
-        """Cancel every running job (shutdown); their waiters get :class:`JobCancelledError`."""
+        """Cancel every running job and refuse new ones (shutdown); waiters get :class:`JobCancelledError`."""
+        self._closed = True
         jobs = list(self._running.values())
         self._running.clear()
         for running in jobs:

@@ -97,6 +97,14 @@ class ItemResult:
         """Estimated memory this result holds (what a cache of results counts against its bound)."""
         size = _ITEM_OVERHEAD + _RESPONSE_OVERHEAD * len(self.responses)
         for s in self.samples:
-            size += _SAMPLE_OVERHEAD + sys.getsizeof(s.text)
-            size += sys.getsizeof(s.principles) + sys.getsizeof(s.critique)
+            size += _SAMPLE_OVERHEAD + str_bytes(s.text) + str_bytes(s.principles) + str_bytes(s.critique)
         return size
+
+
+def str_bytes(text: str | None) -> int:
+    """Memory a string may come to hold: itself, plus the UTF-8 copy CPython caches beside a non-ASCII
+    string once something (the JSON encoder of a response) asks for it."""
+    if text is None:
+        return 16
+    extra = 0 if text.isascii() else len(text.encode("utf-8", "surrogatepass")) + 1
+    return sys.getsizeof(text) + extra

@@ -38,6 +38,7 @@ class _Member:
     responses: tuple[str, ...]
     future: asyncio.Future[ItemResult]
     offset: int = 0
+    alone: asyncio.Task[None] | None = None  # its own judging, once its batch did not fit the context
 
 
 @dataclass(eq=False)
@@ -148,8 +149,11 @@ class Grouper:
             combined = await self.judge(combined_spec, f"grp-{uuid.uuid4().hex[:16]}")
         except BaseException as exc:
             if len(batch.members) > 1 and _is_too_long(exc):
-                # Other calls' rows made the prompt too long: each call is judged on its own item instead.
-                await asyncio.gather(*(self._alone(spec, m) for m in batch.members))
+                # Other calls' rows made the prompt too long: each call is judged on its own item instead,
+                # in a task of its own that its caller's leaving cancels.
+                for m in batch.members:
+                    m.alone = asyncio.get_running_loop().create_task(self._alone(spec, m))
+                await asyncio.gather(*(m.alone for m in batch.members if m.alone is not None), return_exceptions=True)
                 return
             _settle(batch.members, exc)
             if not isinstance(exc, Exception):
@@ -190,6 +194,8 @@ class Grouper:
             return
         if all(m.future.done() or m is member for m in batch.members):
             batch.task.cancel()  # nobody is waiting any more: abort the engine work
+        elif member.alone is not None:
+            member.alone.cancel()  # judged alone after a split: its engine work is its own
         elif not member.future.done():
             member.future.cancel()
 

@@ -191,8 +191,10 @@ class ScoringService:
         fingerprint = body_fingerprint(await request.body())  # cached by Starlette: the route already parsed it
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None:
-            if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
-                raise invalid_request(f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters")
+            if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+                raise invalid_request(
+                    f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, not all blank"
+                )
             return f"key:{scope}:{key}", fingerprint
         if not self.settings.dedup_identical_requests:
             return None, fingerprint
@@ -263,7 +265,7 @@ class ScoringService:
             return results
 
         async def wait() -> list[ItemResult]:
-            result, how = await self.dedup.run(key, job, fingerprint=fingerprint, timeout=deadline)
+            result, how = await self.dedup.run(key, job, fingerprint=fingerprint, scope=tenant, timeout=deadline)
             if how != "new":
                 state.metrics.deduplicated.labels(how).inc()
             return result

@@ -22,7 +22,7 @@ from server.engines.fake import FakeEngine, length_script, shown_responses
 from server.grouping import Grouper
 from server.prompts import DEFAULT_TEMPLATE, get_template
 from server.scoring import ScoreSpec
-from tests.api.conftest import ITEM, running_app, wait_until
+from tests.api.conftest import ITEM, item, running_app, wait_until
 
 KEYS = {"api_keys": "key-a,key-b"}
 A = {"Authorization": "Bearer key-a"}
@@ -273,3 +273,37 @@ async def test_grouped_calls_usage_sums_to_the_batch_usage():
     usage = [a.json()["usage"] for a in answers]
     assert sum(u["generation_tokens"] for u in usage) == 1
     assert sum(u["prompt_tokens"] for u in usage) == len(request.prompt.split())
+
+
+# ---- found by the review of this change ----------------------------------------------------------
+
+
+async def test_a_caller_leaving_after_its_batch_was_split_aborts_its_own_engine_work():
+    rows = [f"Rollout {i}: " + "the plot thickens " * 42 for i in range(2)]
+    engine = FakeEngine(delay=1.0, max_model_len=prompt_chars(rows[:1]) + 100)  # each fits alone, not both
+    async with running_app(engine, k=1, group_window_s=0.2, idempotency_linger_s=0) as client:
+        leaving = asyncio.create_task(client.post("/get_reward", json=one_row(rows[0])))
+        staying = asyncio.create_task(client.post("/get_reward", json=one_row(rows[1])))
+        await wait_until(lambda: len(engine.running) == 2, what="both rows to be judged alone")
+        leaving.cancel()  # the client hung up
+        await wait_until(lambda: len(engine.running) == 1, what="the leaving row's engine work to be aborted")
+        assert (await staying).status_code == 200
+    assert len(engine.aborted) == 1
+
+
+async def test_calls_arriving_while_the_server_shuts_down_get_503():
+    app = build_app(Settings(engine="fake"), engine=FakeEngine(delay=0.2))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://grm.test") as client:
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        await app.state.grm.wait_ready(timeout=10)
+        running = asyncio.create_task(client.post("/v1/score", json=item(seed=5)))
+        await wait_until(lambda: app.state.grm.engine.running, what="a call to be judged")
+        closing = asyncio.create_task(lifespan.__aexit__(None, None, None))
+        await asyncio.sleep(0)
+        late = await client.post("/v1/score", json=ITEM)
+        await closing
+        cut = await running
+    for r in (late, cut):
+        assert r.status_code == 503 and error_type(r) == "not_ready", r.text

@@ -40,18 +40,21 @@ async def test_a_cancelled_job_unwinding_late_leaves_its_successor_registered():
 
 
 async def test_the_cache_is_bounded_by_estimated_bytes_oldest_first():
-    dedup: Dedup[str] = Dedup(ttl_s=60, max_entries=100, linger_s=0, max_bytes=10, size_of=len)
-
     async def value(text: str) -> str:
         return text
 
-    for key, text in [("a", "xxxx"), ("b", "yyyy"), ("c", "zzzz")]:
-        await dedup.run(key, lambda text=text: value(text), fingerprint=key)
-    assert dedup.cached == 2 and dedup.cached_bytes == 8  # "a" went to make room for "c"
-    assert (await dedup.run("c", lambda: value("new"), fingerprint="c")) == ("zzzz", "cached")
+    probe: Dedup[str] = Dedup(ttl_s=60, max_entries=100, linger_s=0, size_of=len)
+    await probe.run("a", lambda: value("x" * 1000), fingerprint="a")
+    entry = probe.cached_bytes  # one result of 1000 "bytes" with its key and record
+    assert entry >= 1000
+    dedup: Dedup[str] = Dedup(ttl_s=60, max_entries=100, linger_s=0, max_bytes=int(2.5 * entry), size_of=len)
+    for key in "abc":
+        await dedup.run(key, lambda: value("x" * 1000), fingerprint=key)
+    assert dedup.cached == 2 and dedup.cached_bytes == 2 * entry  # "a" went to make room for "c"
+    assert (await dedup.run("c", lambda: value("new"), fingerprint="c")) == ("x" * 1000, "cached")
     assert (await dedup.run("a", lambda: value("new"), fingerprint="a")) == ("new", "new")
-    await dedup.run("big", lambda: value("x" * 11), fingerprint="big")  # larger than the bound alone
-    assert dedup.cached_bytes <= 10 and dedup.cached == 2
+    await dedup.run("big", lambda: value("x" * 3 * entry), fingerprint="big")  # larger than the bound alone
+    assert dedup.cached_bytes <= dedup.max_bytes and "big" not in dedup._done
 
 
 async def test_a_key_with_another_fingerprint_is_refused_running_or_cached():
@@ -105,3 +108,27 @@ async def test_closing_cancels_running_jobs_and_their_waiters_hear_of_it():
     with pytest.raises(JobCancelledError):
         await waiting
     assert dedup.running == 0
+
+
+async def test_a_full_cache_drops_the_oldest_result_of_the_tenant_holding_the_most():
+    dedup: Dedup[str] = Dedup(ttl_s=60, max_entries=4, linger_s=0)
+
+    async def value(text: str) -> str:
+        return text
+
+    await dedup.run("b-1", lambda: value("b"), fingerprint="b-1", scope="tenant-b")
+    for i in range(10):  # tenant A's burst
+        await dedup.run(f"a-{i}", lambda: value("a"), fingerprint=f"a-{i}", scope="tenant-a")
+    assert (await dedup.run("b-1", lambda: value("again"), fingerprint="b-1", scope="tenant-b")) == ("b", "cached")
+    assert dedup.cached == 4  # B's one result and A's newest three
+
+
+async def test_a_closed_dedup_refuses_new_jobs():
+    dedup: Dedup[str] = Dedup(ttl_s=60, max_entries=10, linger_s=0)
+    await dedup.close()
+
+    async def job() -> str:
+        return "late"
+
+    with pytest.raises(JobCancelledError):
+        await dedup.run("k", job)

@@ -57,3 +57,18 @@ def test_the_estimate_covers_the_memory_a_result_holds_and_is_at_most_twice_it(r
 
     held, estimate = asyncio.run(measure())
     assert held <= estimate <= 2 * held, (held, estimate)
+
+
+def test_a_non_ascii_text_counts_the_utf8_copy_the_json_encoder_leaves_beside_it():
+    import sys
+
+    from server.domain import str_bytes
+    from server.protocol import SampleOut
+
+    text = "无法评分" * 1000
+    estimate = str_bytes(text)
+    SampleOut(
+        group=0, responses=[0], permutation=[0], status="unparseable", principles=None, critique=None,
+        scores=None, finish_reason="length", generation_tokens=1, kept=False, text=text,
+    ).model_dump_json()  # fmt: skip
+    assert sys.getsizeof(text) <= estimate  # the cached UTF-8 copy is now part of the string's size
