@@ -15,7 +15,7 @@ from server.config import Settings
 from server.engines import Engine
 from server.errors import install_error_handlers
 from server.logs import AccessLogMiddleware
-from server.metrics import EngineCollector, Metrics, RequestMetricsMiddleware
+from server.metrics import EngineCollector, Metrics, RequestMetricsMiddleware, TenantCollector
 from server.middleware import OPEN_PATHS, APIKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from server.routes import compat, health, metrics, rerank, score
 from server.serving import ScoringService
@@ -45,7 +45,13 @@ def build_app(
     app_metrics = Metrics(registry)
     state = AppState(settings=settings, engine=engine, meta_rm=meta_rm, on_fatal=on_fatal, metrics=app_metrics)
     app_metrics.registry.register(EngineCollector(lambda: state.engine if state.ready.is_set() else None))
-    app_metrics.queued.set_function(lambda: state.admission.waiting)
+    gate, admission = state.gate, state.admission
+    app_metrics.queued.set_function(lambda: gate.waiting_requests)
+    app_metrics.queued_samples.set_function(lambda: gate.queued)
+    app_metrics.inflight_samples.set_function(lambda: gate.inflight)
+    app_metrics.engine_capacity.set_function(lambda: gate.capacity)
+    app_metrics.estimated_wait.set_function(lambda: admission.estimated_wait())
+    app_metrics.registry.register(TenantCollector(lambda: gate.tenant_inflight))
 
     service = ScoringService(state)  # every scoring route goes through it
     app_metrics.dedup_cache_entries.set_function(lambda: service.dedup.cached)

@@ -90,8 +90,21 @@ class Settings(BaseSettings):
         600.0, gt=0, description="deadline of a call in seconds (X-Request-Timeout may ask for less)"
     )
     drain_timeout_s: int = Field(120, ge=0, description="on SIGTERM, how long accepted requests may take to finish")
-    max_concurrent_requests: int = Field(64, ge=1, description="requests scoring at once; others queue")
-    max_queue_wait_s: float = Field(30.0, ge=0, description="longest wait for a slot before 429 overloaded")
+    max_concurrent_requests: int = Field(
+        4096, ge=1, description="calls held at once, a memory guard (engine work is admitted by samples)"
+    )
+    max_inflight_samples: int | None = Field(
+        None,
+        ge=1,
+        description="samples generating at once; beyond it engine requests wait, fairly by tenant "
+        "(unset: the engine's batch limit, vLLM's max_num_seqs)",
+    )
+    max_queue_wait_s: float | None = Field(
+        None,
+        ge=0,
+        description="refuse a call (429) whose estimated queue wait exceeds this, even if its deadline allows "
+        "it (unset: the call's deadline alone decides)",
+    )
     max_response_chars: int = Field(100_000, ge=1, description="limit on characters per response")
     max_conversation_chars: int = Field(200_000, ge=1, description="limit on characters of the conversation")
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,7 +32,7 @@ SCORING_ROUTES = ("/v1/score", "/get_reward", "/v1/rerank", "/v2/rerank", "/rera
 
 # A GRM request runs k samples of up to max_tokens each: seconds to many minutes on a CPU.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
-QUEUE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+QUEUE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 META_RM_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 # Mean score per response, 1 to 10: half-point buckets.
 REWARD_BUCKETS = tuple(x / 2 for x in range(2, 21))
@@ -71,7 +71,7 @@ class Metrics:
         )
         self.queue_wait = Histogram(
             "grm_queue_wait_seconds",
-            "Time an admitted request waited for a scoring slot.",
+            "Time an engine request waited at the work gate for room in the engine's batch.",
             buckets=QUEUE_BUCKETS,
             registry=r,
         )
@@ -103,7 +103,28 @@ class Metrics:
             registry=r,
         )
         self.inflight = Gauge("grm_inflight_requests", "Scoring requests being handled now.", registry=r)
-        self.queued = Gauge("grm_queued_requests", "Scoring requests waiting for a slot now.", registry=r)
+        self.queued = Gauge(
+            "grm_queued_requests", "Engine requests waiting at the work gate for room in the batch now.", registry=r
+        )
+        self.queued_samples = Gauge("grm_queued_samples", "Samples waiting at the work gate now.", registry=r)
+        self.inflight_samples = Gauge("grm_inflight_samples", "Samples generating in the engine now.", registry=r)
+        self.engine_capacity = Gauge(
+            "grm_engine_capacity_samples",
+            "Samples the work gate lets generate at once (--max-inflight-samples, else the engine's max_num_seqs).",
+            registry=r,
+        )
+        self.estimated_wait = Gauge(
+            "grm_estimated_wait_seconds",
+            "Estimated wait of a new call behind the engine work admitted so far, at the measured drain rate.",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "grm_rejected_requests",
+            "Scoring calls refused with 429 overloaded, by reason: deadline (the queue could not finish them "
+            "within their deadline) or calls (--max-concurrent-requests calls held).",
+            ["reason"],
+            registry=r,
+        )
         self.deduplicated = Counter(
             "grm_deduplicated_requests",
             "Scoring requests answered by an identical request's job instead of a new one: joined while it "
@@ -143,6 +164,8 @@ class Metrics:
             self.samples.labels(status)  # export zeros from the start, so rates exist before traffic
         for how in ("inflight", "cached"):
             self.deduplicated.labels(how)
+        for reason in ("deadline", "calls"):
+            self.rejected.labels(reason)
         for route in SCORING_ROUTES:
             self.requests.labels(route, "ok")
             self.request_duration.labels(route)
@@ -203,6 +226,25 @@ class EngineCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         return []  # unknown until the engine runs: never checked for duplicates at registration
+
+
+class TenantCollector(Collector):
+    """``grm_tenant_inflight_samples{tenant}``: each tenant's samples generating now, read at scrape time.
+
+    The label is the first 12 characters of the tenant id (a digest of its API key; ``anonymous``
+    without keys), so it is bounded by the configured keys and never shows a key.
+    """
+
+    def __init__(self, inflight: Callable[[], dict[str, int]]) -> None:
+        self._inflight = inflight
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "grm_tenant_inflight_samples", "Samples generating in the engine now, per tenant.", labels=["tenant"]
+        )
+        for tenant, samples in sorted(self._inflight().items()):
+            family.add_metric([tenant[:12] or "anonymous"], samples)
+        return [family]
 
 
 class RequestMetricsMiddleware:

@@ -65,6 +65,7 @@ class ScoreSpec:
     k_meta: int | None = None  # voting samples per group when a meta RM is set (default k // 2)
     principles: tuple[str, ...] | None = None  # a user rubric: judge by these instead of the GRM's own
     reference: str | None = None  # a reference answer: judge correctness against it
+    tenant: str = ""  # whose work it is (the engine's work gate serves tenants fairly)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ class Scorer:
         max_group_size: responses judged together in one prompt; larger items are split.
         format_guidance: constrain generation to the three-line format with a regex.
         meta_rm: rates parsed samples so that only the best ``k_meta`` per group vote (started).
+        generate: how engine requests are sent (default ``engine.generate``; the server passes it
+            through its work gate).
     """
 
     def __init__(
@@ -163,8 +166,10 @@ class Scorer:
         max_group_size: int,
         format_guidance: bool,
         meta_rm: MetaRM | None = None,
+        generate: Generate | None = None,
     ) -> None:
         self.engine = engine
+        self.generate: Generate = generate or engine.generate
         self.template = template
         self.max_group_size = max_group_size
         self.format_guidance = format_guidance
@@ -190,6 +195,7 @@ class Scorer:
                     max_tokens=guidance.max_tokens if guidance else spec.max_tokens,
                     seed=rng.getrandbits(_SEED_BITS) if spec.seed is not None else None,
                     guide_regex=guidance.regex if guidance else None,
+                    tenant=spec.tenant,
                 )
                 planned.append(Planned(g, tuple(members), perm, request, bool(guidance and guidance.continue_cut)))
         return planned
@@ -207,7 +213,7 @@ class Scorer:
                 log.debug("GRM prompt", extra={"engine_request_id": p.request.request_id, "prompt": p.request.prompt})
         started = time.perf_counter()
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(generate_planned(self.engine.generate, p)) for p in plan]
+            tasks = [tg.create_task(generate_planned(self.generate, p)) for p in plan]
         generated = time.perf_counter()
         samples, prompt_tokens, generation_tokens = _samples_of(plan, [t.result() for t in tasks])
         groups = _groups_of(plan)

@@ -18,10 +18,10 @@ the engine is up. Routes never import each other: they import this module.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -204,6 +204,14 @@ class ScoringService:
         assert self.state.scorer is not None
         return await self.state.scorer.score(spec, request_id)
 
+    def work_of(self, spec: ScoreSpec, groupable: bool) -> float:
+        """The engine work an item brings, in samples: k per GRM group, or its share of a group when it
+        may be judged with other calls' rows (what admission counts against the engine's capacity)."""
+        size = self.settings.max_group_size
+        if groupable and self.grouper.accepts(spec):
+            return spec.k * len(spec.responses) / size
+        return spec.k * -(-len(spec.responses) // size)
+
     def _observe_batch(self, combined: ItemResult, calls: int) -> None:
         self.state.metrics.observe_items([combined])
         if calls > 1:
@@ -245,10 +253,11 @@ class ScoringService:
         flags = [groupable] * len(specs) if isinstance(groupable, bool) else list(groupable)
         tenant: str = getattr(request.state, TENANT_STATE, "")
 
+        specs = [dataclasses.replace(spec, tenant=tenant) for spec in specs]
+        work = sum(self.work_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
+
         async def job() -> list[ItemResult]:
-            queued = time.perf_counter()
-            async with state.admission.slot():
-                state.metrics.queue_wait.observe(time.perf_counter() - queued)
+            with state.admission.admit(tenant, work, deadline):
                 try:
                     async with asyncio.TaskGroup() as tg:
                         tasks = [

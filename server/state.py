@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from meta_rm.base import MetaRM
-from server.admission import Admission
+from server.admission import Admission, WorkGate
 from server.config import Settings
 from server.engines import Engine, EngineDeadError, EngineNotReadyError, create_engine
 from server.metrics import Metrics
@@ -19,6 +19,7 @@ from server.scoring import Scorer
 log = logging.getLogger(__name__)
 
 WATCHDOG_INTERVAL_S = 5.0
+DEFAULT_INFLIGHT_SAMPLES = 256  # vLLM's own default max_num_seqs, for engines that state no limit
 
 
 @dataclass
@@ -37,6 +38,7 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     template: Template = field(init=False)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: WorkGate = field(init=False)
     admission: Admission = field(init=False)
     scorer: Scorer | None = field(default=None, init=False)  # built once, when the engine is up
     failure: str | None = None
@@ -46,7 +48,16 @@ class AppState:
 
     def __post_init__(self) -> None:
         self.template = get_template(self.settings.template)
-        self.admission = Admission(self.settings.max_concurrent_requests, self.settings.max_queue_wait_s)
+        s = self.settings
+        self.gate = WorkGate(
+            s.max_inflight_samples or DEFAULT_INFLIGHT_SAMPLES, on_wait=self.metrics.queue_wait.observe
+        )
+        self.admission = Admission(
+            self.gate,
+            max_calls=s.max_concurrent_requests,
+            max_wait_s=s.max_queue_wait_s,
+            on_reject=lambda reason: self.metrics.rejected.labels(reason).inc(),
+        )
         self.metrics.set_build_info(model=self.settings.model, template=self.template.name, engine=self.settings.engine)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
@@ -96,14 +107,18 @@ class AppState:
         except Exception as exc:
             self._fail(f"engine failed to start: {exc}", exc)
             return
+        info = self.engine.info
+        if self.settings.max_inflight_samples is None:
+            self.gate.set_capacity(info.max_num_seqs or DEFAULT_INFLIGHT_SAMPLES)
+        log.info("engine work gate: %d samples at once", self.gate.capacity)
         self.scorer = Scorer(
             self.engine,
             self.template,
             max_group_size=self.settings.max_group_size,
             format_guidance=self.settings.format_guidance,
             meta_rm=self.meta_rm,
+            generate=self.gate.gated(self.engine.generate),
         )
-        info = self.engine.info
         self.metrics.set_build_info(model=info.model, template=self.template.name, engine=f"{info.name} {info.version}")
         self.ready.set()
         self._tasks.append(asyncio.create_task(self._watchdog()))

@@ -31,6 +31,9 @@ __all__ = [
 ]
 
 
+FAKE_ENGINE_ARGS = frozenset({"delay", "max_num_seqs", "max_model_len", "record_limit"})
+
+
 def create_engine(
     kind: str, *, model: str = "embedded", cache_dir: Path | None = None, engine_kwargs: dict[str, Any] | None = None
 ) -> Engine:
@@ -40,7 +43,8 @@ def create_engine(
         kind: ``vllm`` or ``fake``.
         model: ``embedded``, a local folder or a cached hub name (vLLM only).
         cache_dir: where the embedded model is converted once (default ``~/.cache/grm-serve``).
-        engine_kwargs: ``AsyncEngineArgs`` fields passed to vLLM unchanged.
+        engine_kwargs: ``AsyncEngineArgs`` fields passed to vLLM unchanged; for the fake engine,
+            :data:`FAKE_ENGINE_ARGS` (its delay, batch limit, context and record size).
 
     Raises:
         server.models.ModelNotFoundError: if the model cannot be found locally.
@@ -49,7 +53,14 @@ def create_engine(
     if kind == "fake":
         from server.engines.fake import FakeEngine
 
-        return FakeEngine()
+        # Demos and soak/burst benchmarks shape the fake's load: --delay S --max-num-seqs N.
+        kwargs = dict(engine_kwargs or {})
+        unknown = sorted(set(kwargs) - FAKE_ENGINE_ARGS)
+        if unknown:
+            raise ValueError(
+                f"unknown fake engine argument(s): {', '.join(unknown)}; known: {', '.join(sorted(FAKE_ENGINE_ARGS))}"
+            )
+        return FakeEngine(**kwargs)
     if kind == "vllm":
         from server.engines.vllm import VLLMEngine
         from server.models import EMBEDDED, EMBEDDED_MAX_MODEL_LEN, default_cache_dir, resolve_model

@@ -47,6 +47,7 @@ class GenerationRequest:
     seed: int | None = None
     guide_regex: str | None = None
     assistant_prefix: str = ""
+    tenant: str = ""  # whose work this is: the server's work gate serves tenants fairly; engines ignore it
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class EngineInfo:
     version: str
     model: str
     max_model_len: int | None
+    max_num_seqs: int | None = None  # sequences the engine batches at once (vLLM's max_num_seqs), if it has a limit
 
 
 @runtime_checkable

@@ -10,8 +10,9 @@ shown response by its length, so tests can predict the vote.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import SupportsIndex, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -111,6 +112,10 @@ class FakeEngine:
         record_limit: how many of the newest requests (and aborted request ids) :attr:`requests`
             (and :attr:`aborted`) keep, so a long-running fake server does not grow without bound;
             :attr:`requests_total` and :attr:`aborted_total` count them all.
+        max_num_seqs: a batch limit like vLLM's: at most this many sequences (a request counts its
+            ``n``) generate at once, each request taking ``delay`` once it runs; the others wait, in
+            about arrival order. So latency is flat until the batch is full, then grows linearly with the
+            load, and throughput is ``max_num_seqs / delay`` samples per second (None: no limit).
     """
 
     def __init__(
@@ -121,6 +126,7 @@ class FakeEngine:
         fail_with: BaseException | None = None,
         max_model_len: int | None = None,
         record_limit: int = DEFAULT_RECORD_LIMIT,
+        max_num_seqs: int | None = None,
     ) -> None:
         self.script = script
         self.delay = delay
@@ -134,10 +140,14 @@ class FakeEngine:
         self.running: set[str] = set()
         self.aborted: BoundedList[str] = BoundedList(record_limit)
         self.aborted_total = 0
+        self.max_num_seqs = max_num_seqs
+        self.seqs_running = 0
+        self.peak_seqs_running = 0
+        self._scheduled = asyncio.Condition()
 
     @property
     def info(self) -> EngineInfo:
-        return EngineInfo(name="fake", version="0", model="fake-grm", max_model_len=self.max_model_len)
+        return EngineInfo("fake", "0", "fake-grm", self.max_model_len, self.max_num_seqs)
 
     async def start(self) -> None:
         self.started = True
@@ -152,8 +162,9 @@ class FakeEngine:
         self.requests_total += 1
         self.running.add(request.request_id)
         try:
-            if self.delay:
-                await asyncio.sleep(self.delay)
+            async with self._batch_slot(request.n):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
             if self.fail_with is not None:
                 raise self.fail_with
             texts = self.script(request)
@@ -164,6 +175,23 @@ class FakeEngine:
             self.running.discard(request.request_id)
         completions = [t if isinstance(t, Completion) else Completion(t, "stop", len(t.split())) for t in texts]
         return GenerationResult(request.request_id, completions, len(request.prompt.split()))
+
+    @contextlib.asynccontextmanager
+    async def _batch_slot(self, n: int) -> AsyncIterator[None]:
+        """Room for ``n`` sequences in the batch (at once without ``max_num_seqs``), in arrival order."""
+        limit = self.max_num_seqs
+        if limit is not None:
+            async with self._scheduled:
+                await self._scheduled.wait_for(lambda: not self.seqs_running or self.seqs_running + n <= limit)
+        self.seqs_running += n
+        self.peak_seqs_running = max(self.peak_seqs_running, self.seqs_running)
+        try:
+            yield
+        finally:
+            self.seqs_running -= n
+            if limit is not None:
+                async with self._scheduled:
+                    self._scheduled.notify_all()
 
     async def abort(self, request_id: str) -> None:
         self._record_abort(request_id)

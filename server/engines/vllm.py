@@ -121,12 +121,13 @@ class VLLMEngine:
         self._llm: Any = None
         self._tokenizer: Any = None
         self._max_model_len: int | None = None
+        self._max_num_seqs: int | None = None
         self._version = "unknown"
         self._closed = False
 
     @property
     def info(self) -> EngineInfo:
-        return EngineInfo("vllm", self._version, self.display_name, self._max_model_len)
+        return EngineInfo("vllm", self._version, self.display_name, self._max_model_len, self._max_num_seqs)
 
     def _engine_args(self, on_cpu: bool) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -167,6 +168,7 @@ class VLLMEngine:
         self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
         self._tokenizer = self._llm.get_tokenizer()
         self._max_model_len = self._llm.model_config.max_model_len
+        self._max_num_seqs = self._llm.vllm_config.scheduler_config.max_num_seqs
         log.info("vLLM %s engine ready: %s (max_model_len=%s)", self._version, self.display_name, self._max_model_len)
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:

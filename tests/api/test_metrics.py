@@ -46,7 +46,7 @@ async def test_a_scored_request_shows_up_in_every_grm_series():
         after = await scrape(client)
     assert value(after, "grm_requests_total", route="/v1/score", outcome="ok") == 1
     assert value(after, "grm_request_duration_seconds_count", route="/v1/score") == 1
-    assert value(after, "grm_queue_wait_seconds_count") == 1
+    assert value(after, "grm_queue_wait_seconds_count") == 2  # one per engine request: the two orders
     assert value(after, "grm_generate_duration_seconds_count") == 1
     assert value(after, "grm_meta_rm_duration_seconds_count") == 0  # no meta RM configured
     assert value(after, "grm_samples_total", status="parsed") == body["valid_samples"] == 4

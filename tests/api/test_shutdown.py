@@ -15,7 +15,8 @@ SCRIPT = Path(__file__).with_name("_slow_fake_server.py")
 
 
 def wait_for_admitted(url: str, count: int, timeout_s: float) -> None:
-    """Poll /metrics until ``count`` scoring requests hold a slot (generating); fail after ``timeout_s``."""
+    """Poll /metrics until ``count`` engine requests got through the work gate (generating); fail after
+    ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if f"grm_queue_wait_seconds_count {count:.1f}" in httpx.get(f"{url}/metrics", timeout=5).text:
@@ -30,7 +31,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path):
             futures = [
                 pool.submit(httpx.post, f"{srv.url}/v1/score", json={**ITEM, "seed": i}, timeout=30) for i in range(4)
             ]
-            wait_for_admitted(srv.url, 4, timeout_s=10)  # all four accepted and generating
+            wait_for_admitted(srv.url, 8, timeout_s=10)  # all four accepted and generating (two orders each)
             srv.process.send_signal(signal.SIGTERM)
             results = [f.result() for f in futures]
         code = srv.process.wait(timeout=30)

@@ -32,7 +32,7 @@ def test_fixed_replicas_and_settings(grm_ray_app):
     d = app._bound_deployment
     assert d.num_replicas == 3 and d.ray_actor_options["num_gpus"] == 1
     assert d.init_args == ({"model": "/models/grm", "k": "16"},)
-    assert d.max_ongoing_requests == 64  # grm-serve's own max_concurrent_requests
+    assert d.max_ongoing_requests == 4096  # grm-serve's own max_concurrent_requests (its memory guard)
 
 
 def test_autoscaling_and_tensor_parallel(grm_ray_app):

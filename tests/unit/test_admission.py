@@ -1,0 +1,110 @@
+"""server.admission on its own: the work gate's capacity and fairness, and admission by deadline."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from server.admission import Admission, WorkGate
+from server.errors import APIError
+
+
+async def test_the_gate_holds_at_most_its_capacity_in_samples():
+    gate = WorkGate(8)
+    peak = 0
+
+    async def request(n: int) -> None:
+        nonlocal peak
+        async with gate.hold("t", n):
+            peak = max(peak, gate.inflight)
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(request(n) for n in (4, 4, 2, 8, 1, 3)))
+    assert peak == 8 and gate.inflight == gate.queued == 0
+
+
+async def test_a_request_larger_than_the_capacity_runs_alone():
+    gate = WorkGate(4)
+    async with gate.hold("t", 6):
+        assert gate.inflight == 6
+
+
+async def test_a_second_tenant_is_served_before_the_first_tenants_backlog():
+    gate = WorkGate(2)
+    order: list[str] = []
+
+    async def request(tenant: str, i: int) -> None:
+        async with gate.hold(tenant, 2):
+            order.append(f"{tenant}{i}")
+            await asyncio.sleep(0.02)
+
+    burst = [asyncio.create_task(request("a", i)) for i in range(6)]
+    await asyncio.sleep(0.005)  # a0 runs, a1..a5 wait
+    late = asyncio.create_task(request("b", 0))
+    await asyncio.gather(*burst, late)
+    assert order.index("b0") == 1  # right after the request that was running when it arrived
+
+
+async def test_a_cancelled_waiter_gives_its_place_up():
+    gate = WorkGate(1)
+    async with gate.hold("t", 1):
+        waiting = asyncio.create_task(gate.hold("t", 1).__aenter__())
+        await asyncio.sleep(0)
+        assert gate.queued == 1
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert gate.queued == 0
+    assert gate.inflight == 0 and gate.waiting_requests == 0
+
+
+async def measured_gate(capacity: int, took_s: float) -> WorkGate:
+    """A gate that has seen requests of ``capacity`` samples take ``took_s`` each while others waited."""
+    gate = WorkGate(capacity)
+
+    async def request() -> None:
+        async with gate.hold("t", capacity):
+            await asyncio.sleep(took_s)
+
+    await asyncio.gather(*(request() for _ in range(4)))
+    return gate
+
+
+async def test_the_drain_rate_is_measured_while_requests_wait():
+    gate = await measured_gate(8, 0.4)
+    rate = gate.drain_rate()
+    assert rate is not None and 15 < rate < 21  # 8 samples per 0.4 s
+
+
+async def test_a_call_whose_estimated_completion_misses_its_deadline_is_refused_at_once_with_retry_after():
+    gate = await measured_gate(8, 0.4)  # ~20 samples/s
+    admission = Admission(gate, max_calls=100)
+    with (
+        admission.admit("a", 200, deadline_s=600),  # ~10 s of work admitted
+        pytest.raises(APIError) as refused,
+        admission.admit("a", 8, deadline_s=2),
+    ):
+        pass
+    assert refused.value.status == 429 and refused.value.type == "overloaded"
+    retry_after = int(refused.value.retry_after or 0)
+    assert 7 <= retry_after <= 10  # ~10.4 s to its end, 2 s allowed: come back in ~8 s
+    assert admission.calls == 0 and admission.outstanding == {}
+
+
+async def test_another_tenants_call_is_estimated_by_its_fair_share_not_the_whole_backlog():
+    gate = await measured_gate(8, 0.4)
+    admission = Admission(gate, max_calls=100)
+    with admission.admit("a", 2000, deadline_s=600):  # ~100 s of tenant a's work
+        assert admission.estimated_wait("a", 8) > 90
+        assert admission.estimated_wait("b", 8) < 1
+        with admission.admit("b", 8, deadline_s=5):
+            pass
+
+
+async def test_calls_past_the_memory_guard_are_refused():
+    reasons: list[str] = []
+    admission = Admission(WorkGate(8), max_calls=1, on_reject=reasons.append)
+    with admission.admit("a", 1, deadline_s=60), pytest.raises(APIError) as refused, admission.admit("a", 1, 60):
+        pass
+    assert refused.value.status == 429 and reasons == ["calls"]
