@@ -17,7 +17,7 @@ from server.errors import install_error_handlers
 from server.logs import AccessLogMiddleware
 from server.metrics import EngineCollector, Metrics, RequestMetricsMiddleware, TenantCollector
 from server.middleware import OPEN_PATHS, APIKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
-from server.routes import compat, health, metrics, rerank, score
+from server.routes import compat, health, metrics, rerank, reward, score
 from server.serving import ScoringService
 from server.state import AppState
 
@@ -79,6 +79,7 @@ def build_app(
     install_error_handlers(app)
     app.include_router(score.router)
     app.include_router(compat.router)
+    app.include_router(reward.router)
     app.include_router(rerank.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from server.engines import Engine
 
 # Scoring routes whose requests are counted and timed; other paths (health, metrics, docs) are not.
-SCORING_ROUTES = ("/v1/score", "/get_reward", "/v1/rerank", "/v2/rerank", "/rerank")
+SCORING_ROUTES = ("/v1/score", "/get_reward", "/v1/reward", "/v1/rerank", "/v2/rerank", "/rerank")
 
 # A GRM request runs k samples of up to max_tokens each: seconds to many minutes on a CPU.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 import uuid
+from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,6 +79,7 @@ class BodyLimitMiddleware:
 OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
 
 
+QUERY_KEY = "api_key"  # ?api_key=KEY, for clients that cannot send an Authorization header
 TENANT_STATE = "tenant"  # scope["state"] entry naming the caller's key space; "" without API keys
 
 
@@ -93,6 +95,10 @@ class APIKeyMiddleware:
     the position of a key in the list tells a caller anything. An accepted call's tenant (a digest of
     the key it matched) goes to ``scope["state"]["tenant"]``: dedup and grouping never share work
     between tenants. Without API keys every caller is the one tenant ``""``.
+
+    Trainers whose reward client cannot send headers (OpenRLHF's ``--reward.remote_url``, slime's
+    ``--rm-url``) may put the key in the URL instead: ``/get_reward?api_key=KEY``. The access log
+    records paths without their query, so the key stays out of the logs.
     """
 
     def __init__(self, app: ASGIApp, keys: frozenset[str], open_paths: frozenset[str] = OPEN_PATHS) -> None:
@@ -100,11 +106,19 @@ class APIKeyMiddleware:
         self.keys = [k.encode() for k in keys]
         self.open_paths = open_paths
 
-    def _match(self, header: bytes) -> bytes | None:
-        """The configured key the header presents, or None."""
-        scheme, _, presented = header.partition(b" ")
-        presented = presented.strip()
-        if scheme.lower() != b"bearer" or not presented:
+    def _presented(self, scope: Scope) -> bytes | None:
+        """The key a call presents: its ``Authorization: Bearer`` header, else its ``api_key`` query."""
+        header = dict(scope["headers"]).get(b"authorization")
+        if header is not None:
+            scheme, _, presented = header.partition(b" ")
+            return presented.strip() if scheme.lower() == b"bearer" else None
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        values = query.get(QUERY_KEY)
+        return values[0].encode("latin-1") if values and len(values) == 1 else None
+
+    def _match(self, presented: bytes | None) -> bytes | None:
+        """The configured key presented, or None."""
+        if not presented:
             return None
         matched = None
         for key in self.keys:  # every key, in constant time each: no early exit
@@ -116,7 +130,7 @@ class APIKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
-        key = self._match(dict(scope["headers"]).get(b"authorization", b""))
+        key = self._match(self._presented(scope))
         if key is None:
             response = error_response(401, "unauthorized", "missing or invalid API key (Authorization: Bearer <key>)")
             response.headers["WWW-Authenticate"] = "Bearer"

@@ -291,6 +291,19 @@ class ScoringService:
         return results
 
 
+def reference_of_label(label: object, what: str = "label") -> str | None:
+    """A trainer's label as the GRM's reference answer: a non-blank string, or a number as text.
+
+    Raises:
+        APIError: 400 for a label that is neither (a list, an object, a boolean).
+    """
+    if label is None or isinstance(label, str):
+        return label if label and label.strip() else None
+    if isinstance(label, int | float) and not isinstance(label, bool):
+        return str(label)
+    raise invalid_request(f"{what} must be a string or a number (a reference answer), got {label!r}")
+
+
 def body_fingerprint(body: bytes) -> str:
     """A digest of a JSON body that ignores key order and spacing (the raw bytes' when not JSON)."""
     try:

@@ -29,7 +29,7 @@ from server.chat_markup import to_conversation
 from server.domain import Message
 from server.errors import invalid_request
 from server.protocol import SCORING_ERRORS
-from server.serving import ItemOptions, ScoringService
+from server.serving import ItemOptions, ScoringService, reference_of_label
 
 router = APIRouter(tags=["compat"])
 _ERRORS = SCORING_ERRORS
@@ -81,15 +81,7 @@ def references_of(body: GetRewardRequest, use_labels: bool) -> list[str | None]:
         return [None] * len(body.query)
     if len(body.labels) != len(body.query):
         raise invalid_request(f"{len(body.query)} queries but {len(body.labels)} labels")
-    references: list[str | None] = []
-    for i, label in enumerate(body.labels):
-        if label is None or isinstance(label, str):
-            references.append(label if label and label.strip() else None)
-        elif isinstance(label, int | float) and not isinstance(label, bool):
-            references.append(str(label))
-        else:
-            raise invalid_request(f"label {i} must be a string or a number (a reference answer), got {label!r}")
-    return references
+    return [reference_of_label(label, f"label {i}") for i, label in enumerate(body.labels)]
 
 
 @router.post("/get_reward", response_model=GetRewardResponse, responses=_ERRORS)

@@ -307,3 +307,12 @@ async def test_calls_arriving_while_the_server_shuts_down_get_503():
         cut = await running
     for r in (late, cut):
         assert r.status_code == 503 and error_type(r) == "not_ready", r.text
+
+
+async def test_a_client_that_cannot_send_headers_may_put_its_key_in_the_url():
+    engine = FakeEngine()
+    async with running_app(engine, **KEYS) as client:
+        ok = await client.post("/get_reward?api_key=key-a", json=one_row("a rollout"))
+        wrong = await client.post("/get_reward?api_key=nope", json=one_row("a rollout"))
+        none = await client.post("/get_reward", json=one_row("a rollout"))
+    assert ok.status_code == 200 and wrong.status_code == none.status_code == 401

@@ -1,0 +1,75 @@
+"""``POST /v1/reward``: one rollout per call, in slime's ``remote_rm`` body.
+
+slime (``--rm-type remote_rm --rm-url URL``) posts ``{"prompt", "response", "label"}`` for every
+sample and keeps the JSON answer as the reward, or its field named by ``--reward-key``; so
+``--rm-url http://grm:8000/v1/reward --reward-key reward`` is all it needs. Here:
+
+* ``prompt`` is the chat-templated string (read back into plain turns like ``/get_reward`` prompts,
+  :mod:`server.chat_markup`) or a list of ``{role, content}`` ending with the user's turn;
+* ``label`` is the reference answer (``--openrlhf-labels ignore`` drops labels here too);
+* rollouts of the same prompt and label that arrive within ``--group-window-s`` share GRM prompts
+  (:mod:`server.grouping`), with the same limits, dedup and errors as every scoring route.
+
+The answer: ``reward`` in the server's scale (``--openrlhf-reward``: unit, mean or raw), ``score`` in
+[0, 1], whether the rollout went ``unscored`` (no sample parsed: reward 0.0), and ``group_size``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.aggregation import to_reward
+from server.chat_markup import to_conversation
+from server.domain import Message
+from server.errors import invalid_request
+from server.protocol import SCORING_ERRORS, ChatMessage
+from server.serving import ItemOptions, ScoringService, reference_of_label
+
+router = APIRouter(tags=["compat"])
+
+
+class RewardRequest(BaseModel):
+    # slime's Sample may carry more fields in some versions: accepted and ignored.
+    model_config = ConfigDict(extra="allow")
+
+    prompt: str | list[ChatMessage] = Field(
+        description="The chat-templated prompt the policy saw, or its turns (ending with the user's)."
+    )
+    response: str = Field(description="The rollout to judge.")
+    label: Any = Field(None, description="The reference answer (a string or a number; null for none).")
+
+
+class RewardResponse(BaseModel):
+    reward: float = Field(description="The reward in the server's scale (--openrlhf-reward; unit by default).")
+    score: float = Field(description="The reward on [0, 1]: (mean vote - 1) / 9; 0 when unscored.")
+    unscored: bool = Field(description="No sample parsed: the reward is 0.0 and says nothing.")
+    group_size: int = Field(description="Responses judged together in this rollout's GRM prompt.")
+
+
+@router.post("/v1/reward", response_model=RewardResponse, responses=SCORING_ERRORS)
+async def reward(body: RewardRequest, request: Request) -> RewardResponse:
+    """One rollout's reward (slime's remote reward model call)."""
+    service: ScoringService = request.app.state.service
+    if isinstance(body.prompt, str):
+        messages, response = to_conversation(service.markup, body.prompt, body.response)
+    else:
+        if not body.prompt or body.prompt[-1].role != "user":
+            raise invalid_request("prompt must be a string or a list of messages ending with the user's turn")
+        messages = tuple(Message(m.role, m.content) for m in body.prompt)
+        response = body.response
+    use_labels = service.settings.openrlhf_labels == "reference"
+    reference = reference_of_label(body.label) if use_labels else None
+    spec = service.resolve(ItemOptions(messages=messages, responses=(response,), reference=reference))
+    (result,) = await service.score(request, [spec], groupable=True)
+    (scored,) = result.responses
+    value = to_reward(scored, service.settings.openrlhf_reward)
+    unit = to_reward(scored, "unit")
+    return RewardResponse(
+        reward=0.0 if value is None else value,
+        score=0.0 if unit is None else unit,
+        unscored=value is None,
+        group_size=result.group_sizes[0],
+    )
