@@ -12,7 +12,8 @@ response it was shown, so a sample that saw another call's or tenant's response 
 Invariants:
 * every call that stayed connected gets exactly what its body gets alone on a fresh server without
   sharing (same status; same scores and number of rows), or an error of its own making: 504 (or a
-  429 at once, the queue being longer than it) with a short deadline, 422 ``idempotency_key_reused`` after reusing its own key with another body;
+  429 at once, the queue being longer than it) with a short deadline, 422 ``idempotency_key_reused``
+  after reusing its own key with another body;
 * no answer carries another tenant's text;
 * afterwards no job, waiter, collecting or judged batch, admission slot, engine request or task is
   left, and the dedup cache is within its entry and byte bounds.
