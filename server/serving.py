@@ -7,7 +7,8 @@ route), and awaits :meth:`ScoringService.score`, which owns the rest:
 * readiness (503 while starting, draining or dead);
 * duplicate requests: a retry of a request still running attaches to it, and one that arrives soon
   after it finished gets the same answer (:mod:`server.dedup`);
-* admission (429 when no slot frees up in time) and the request deadline (504);
+* admission by engine work (429 at once when the queue cannot finish a call within its deadline,
+  :mod:`server.admission`) and each call's own deadline (504);
 * cancellation when the client disconnects (the engine work is aborted);
 * the per-item metrics of finished work.
 
@@ -240,7 +241,8 @@ class ScoringService:
 
         Raises:
             ClientClosedError: the client disconnected (nobody is listening; answered 499).
-            APIError: 503 while the engine is not up or draining, 429 when no slot frees up in time,
+            APIError: 503 while the engine is not up or draining, 429 when the engine's queue cannot
+                finish the call within its deadline,
                 504 past this call's deadline, 422 for an Idempotency-Key reused with another body,
                 the mapped status otherwise.
         """

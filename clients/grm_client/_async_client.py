@@ -25,7 +25,11 @@ class AsyncGRMClient(BaseClient):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=self.timeout, headers=self._headers(), transport=self._transport
+            base_url=self.base_url,
+            timeout=self.timeout,
+            headers=self._headers(),
+            transport=self._transport,
+            limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=64),
         )
         self._sleep = asyncio.sleep
 

@@ -109,6 +109,9 @@ class BaseClient:
         backoff_max: cap of one backoff wait (a server's ``Retry-After`` is honoured up to this too).
         batch_size: items per ``/v1/score`` call when a batch is split.
         max_concurrency: split batches in flight at once.
+        max_connections: HTTP connections open at once (httpx's own default is 100). A training step's
+            one-rollout-per-call burst needs one per rollout in flight, or the client, not the server,
+            sets the pace: grm-serve queues the work itself.
         idempotency_keys: send an ``Idempotency-Key`` with every scoring call (the same one on each of
             its retries). grm-serve runs one job per key, so a retry after a client timeout or a 504
             attaches to the running job or gets its finished answer instead of starting the k samples
@@ -127,11 +130,12 @@ class BaseClient:
         backoff_max: float = 30.0,
         batch_size: int = 32,
         max_concurrency: int = 4,
+        max_connections: int = 1024,
         idempotency_keys: bool = True,
         transport: Any = None,
     ) -> None:
-        if max_retries < 0 or batch_size < 1 or max_concurrency < 1:
-            raise ValueError("max_retries must be >= 0, batch_size and max_concurrency >= 1")
+        if max_retries < 0 or batch_size < 1 or max_concurrency < 1 or max_connections < 1:
+            raise ValueError("max_retries must be >= 0, batch_size, max_concurrency and max_connections >= 1")
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
@@ -140,6 +144,7 @@ class BaseClient:
         self.backoff_max = backoff_max
         self.batch_size = batch_size
         self.max_concurrency = max_concurrency
+        self.max_connections = max_connections
         self.idempotency_keys = idempotency_keys
         self._transport = transport
         self._rng = random.Random()
