@@ -75,6 +75,7 @@ class Outcome:
     deduplicated: dict[str, float] = field(default_factory=dict)
     mean_group_size: float | None = None
     engine_requests: float | None = None
+    samples: float | None = None  # GRM samples generated (the probe's included)
 
     @property
     def ratio(self) -> float:
@@ -220,6 +221,8 @@ def run_one(client: str, args: argparse.Namespace) -> Outcome:
         deduplicated={h: metric(text, "grm_deduplicated_requests_total", how=h) for h in ("inflight", "cached")},
         mean_group_size=metric(text, "grm_group_size_sum") / groups if groups else None,
         engine_requests=metric(text, "fake_engine_requests_total"),
+        samples=metric(text, "grm_samples_total", status="parsed")
+        + metric(text, "grm_samples_total", status="unparseable"),
     )
 
 
@@ -228,8 +231,8 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> str:
         f"burst: {args.rollouts} rollouts ({args.per_prompt} per prompt, one per call), k={args.k}, "
         f"engine latency {args.latency:g} s flat up to {args.max_num_seqs} sequences; probe at {args.probe_at:g} s",
         "| client | rewards lost | wall s | bound s | wall / bound | probe s | 429 deadline / calls "
-        "| retries joined (inflight / cached) | mean group |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| retries joined (inflight / cached) | mean group | samples |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         probe_s = "failed" if o.probe_s is None else f"{o.probe_s:.1f}"
@@ -237,7 +240,7 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> str:
         lines.append(
             f"| {o.client} | {o.lost} of {o.rollouts} | {o.wall_s:.1f} | {o.bound_s:.1f} | {o.ratio:.3f} | {probe_s} "
             f"| {o.rejected['deadline']:.0f} / {o.rejected['calls']:.0f} "
-            f"| {o.deduplicated['inflight']:.0f} / {o.deduplicated['cached']:.0f} | {group} |"
+            f"| {o.deduplicated['inflight']:.0f} / {o.deduplicated['cached']:.0f} | {group} | {o.samples:.0f} |"
         )
     return "\n".join(lines)
 

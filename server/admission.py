@@ -29,7 +29,7 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from starlette.requests import Request
@@ -39,26 +39,30 @@ from server.errors import APIError
 
 T = TypeVar("T")
 
-RATE_WINDOW_S = 120.0  # drain rate: samples finished over the last two minutes of a busy gate
+RATE_WINDOW_S = 120.0  # drain rate: samples finished over the last two busy minutes (requests waiting)
 LATENCY_EWMA = 0.2  # weight of the newest engine request's duration in the running mean
 
 
-@dataclass(order=True)
+@dataclass
 class _Waiter:
-    start_tag: float
-    seq: int
-    tenant: str = field(compare=False)
-    samples: int = field(compare=False)
-    future: asyncio.Future[None] = field(compare=False)
+    tenant: str
+    samples: int
+    future: asyncio.Future[None]
 
 
 class WorkGate:
     """At most ``capacity`` samples in the engine at once; the rest wait, served fairly by tenant.
 
-    Start-time fair queueing: a request's start tag is the later of the gate's virtual time and its
-    tenant's last finish tag; the smallest start tag goes first. A tenant with a backlog has growing
-    tags, so a tenant that just arrived is served next. A request larger than ``capacity`` on its own
-    runs when the engine is otherwise idle.
+    Start-time fair queueing over per-tenant FIFO queues: the request at the head of a tenant's queue
+    gets a start tag, the later of the gate's virtual time and the finish tag of that tenant's last
+    dispatched request; the smallest start tag goes first. A tenant with a backlog has growing tags,
+    so a tenant that just arrived is served next; a request cancelled while it waits has no tag yet,
+    so it costs its tenant nothing. A request larger than ``capacity`` on its own runs when the
+    engine is otherwise idle.
+
+    The drain rate is measured over busy time only (while requests wait, the engine is full), from
+    requests that ran to completion: idle gaps between training steps and aborted or failed
+    requests do not distort it.
 
     Args:
         capacity: samples (sequences) the engine batches at once.
@@ -72,17 +76,22 @@ class WorkGate:
         self.inflight = 0
         self.queued = 0
         self.tenant_inflight: dict[str, int] = {}
-        self._heap: list[_Waiter] = []
+        self.on_wait = on_wait
+        self._queues: dict[str, deque[_Waiter]] = {}
+        self._heads: list[tuple[float, int, str]] = []  # (start tag, seq, tenant) of each queue's head
+        self._head_of: dict[str, tuple[float, int]] = {}  # the live heap entry of each tenant
         self._seq = itertools.count()
         self._virtual = 0.0
-        self._finish: dict[str, float] = {}
-        self._done: deque[tuple[float, int]] = deque()  # (time, samples) finished while others waited
+        self._finish: dict[str, float] = {}  # per tenant: finish tag of its last dispatched request
         self._latency: float | None = None
-        self.on_wait = on_wait
+        self._busy_clock = 0.0  # seconds spent with requests waiting
+        self._busy_since: float | None = None
+        self._done: deque[tuple[float, int]] = deque()  # (busy clock, samples) finished while busy
+        self._done_samples = 0
 
     @property
     def waiting_requests(self) -> int:
-        return sum(1 for w in self._heap if not w.future.done())
+        return sum(1 for q in self._queues.values() for w in q if not w.future.done())
 
     def set_capacity(self, capacity: int) -> None:
         """The engine's real batch limit, once it is known (after it started)."""
@@ -93,11 +102,12 @@ class WorkGate:
     async def hold(self, tenant: str, samples: int) -> AsyncIterator[None]:
         """Hold ``samples`` of the engine's capacity for the body of the ``async with``."""
         queued_at = time.monotonic()
-        start = max(self._virtual, self._finish.get(tenant, 0.0))
-        self._finish[tenant] = start + samples
-        waiter = _Waiter(start, next(self._seq), tenant, samples, asyncio.get_running_loop().create_future())
-        heapq.heappush(self._heap, waiter)
+        self._tick(queued_at)
+        waiter = _Waiter(tenant, samples, asyncio.get_running_loop().create_future())
+        self._queues.setdefault(tenant, deque()).append(waiter)
         self.queued += samples
+        if tenant not in self._head_of:
+            self._promote(tenant)
         self._dispatch()
         try:
             await waiter.future
@@ -105,7 +115,12 @@ class WorkGate:
             if waiter.future.done() and not waiter.future.cancelled():
                 self._release(waiter, queued_at, finished=False)  # granted just as it was cancelled
             else:
-                self.queued -= samples  # its heap entry is skipped when it comes up
+                self._tick(time.monotonic())
+                self.queued -= samples
+                queue = self._queues.get(tenant)
+                if queue and queue[0] is waiter:  # its tenant's head: the next one takes its place
+                    del self._head_of[tenant]
+                    self._promote(tenant)
                 self._dispatch()
             raise
         if self.on_wait is not None:
@@ -113,26 +128,57 @@ class WorkGate:
         granted_at = time.monotonic()
         try:
             yield
-        finally:
-            self._release(waiter, granted_at, finished=True)
+        except BaseException:
+            self._release(waiter, granted_at, finished=False)  # aborted or failed: says nothing of the rate
+            raise
+        self._release(waiter, granted_at, finished=True)
+
+    def _tick(self, now: float) -> None:
+        """Advance the busy clock to ``now`` (call before ``queued`` changes)."""
+        if self._busy_since is not None:
+            self._busy_clock += now - self._busy_since
+            self._busy_since = now
+
+    def _promote(self, tenant: str) -> None:
+        """Give the first live request of ``tenant``'s queue its start tag and a place among the heads."""
+        queue = self._queues.get(tenant)
+        while queue and queue[0].future.done():  # cancelled while waiting
+            queue.popleft()
+        if not queue:
+            self._queues.pop(tenant, None)
+            return
+        entry = (max(self._virtual, self._finish.get(tenant, 0.0)), next(self._seq))
+        self._head_of[tenant] = entry
+        heapq.heappush(self._heads, (*entry, tenant))
 
     def _dispatch(self) -> None:
-        while self._heap:
-            head = self._heap[0]
-            if head.future.done():  # cancelled while waiting
-                heapq.heappop(self._heap)
+        while self._heads:
+            tag, seq, tenant = self._heads[0]
+            if self._head_of.get(tenant) != (tag, seq):  # its request was cancelled or dispatched
+                heapq.heappop(self._heads)
                 continue
+            head = self._queues[tenant][0]
             if self.inflight and self.inflight + head.samples > self.capacity:
-                return
-            heapq.heappop(self._heap)
-            self._virtual = max(self._virtual, head.start_tag)
+                break
+            heapq.heappop(self._heads)
+            self._queues[tenant].popleft()
+            del self._head_of[tenant]
+            self._virtual = max(self._virtual, tag)
+            self._finish[tenant] = tag + head.samples
             self.queued -= head.samples
             self.inflight += head.samples
-            self.tenant_inflight[head.tenant] = self.tenant_inflight.get(head.tenant, 0) + head.samples
+            self.tenant_inflight[tenant] = self.tenant_inflight.get(tenant, 0) + head.samples
             head.future.set_result(None)
+            self._promote(tenant)
+        now = time.monotonic()
+        if self.queued and self._busy_since is None:
+            self._busy_since = now
+        elif not self.queued:
+            self._busy_since = None
 
     def _release(self, waiter: _Waiter, since: float, *, finished: bool) -> None:
         now = time.monotonic()
+        self._tick(now)
         self.inflight -= waiter.samples
         left = self.tenant_inflight[waiter.tenant] - waiter.samples
         if left:
@@ -143,11 +189,10 @@ class WorkGate:
             took = now - since
             self._latency = took if self._latency is None else (1 - LATENCY_EWMA) * self._latency + LATENCY_EWMA * took
             if self.queued:  # the engine was full: this is what its throughput looks like
-                self._done.append((now, waiter.samples))
-        while self._done and self._done[0][0] < now - RATE_WINDOW_S:
-            self._done.popleft()
-        if not self._heap:
-            self._finish.clear()  # nothing waits: every tenant starts afresh at the virtual time
+                self._done.append((self._busy_clock, waiter.samples))
+                self._done_samples += waiter.samples
+                while self._done[0][0] < self._busy_clock - RATE_WINDOW_S:
+                    self._done_samples -= self._done.popleft()[1]
         self._dispatch()
 
     def gated(
@@ -162,11 +207,11 @@ class WorkGate:
         return run
 
     def drain_rate(self) -> float | None:
-        """Samples per second the engine finishes when full: measured while requests waited, else
-        ``capacity`` per mean request duration; None before anything finished."""
+        """Samples per second the engine finishes when full: measured over busy time, else ``capacity``
+        per mean request duration; None before anything finished."""
         if len(self._done) >= 2 and self._done[-1][0] - self._done[0][0] >= 1.0:
             span = self._done[-1][0] - self._done[0][0]
-            return sum(s for _, s in list(self._done)[1:]) / span
+            return (self._done_samples - self._done[0][1]) / span
         if self._latency:
             return self.capacity / self._latency
         return None
@@ -202,6 +247,7 @@ class Admission:
         self.on_reject = on_reject
         self.calls = 0
         self.outstanding: dict[str, float] = {}  # per tenant: estimated samples of admitted, unfinished calls
+        self._tenant_calls: dict[str, int] = {}
 
     def estimated_wait(self, tenant: str | None = None, samples: float = 0.0) -> float:
         """Seconds until a new call of ``tenant`` bringing ``samples`` would finish, beyond its own run.
@@ -235,7 +281,9 @@ class Admission:
         wait = self.estimated_wait(tenant, samples)
         run = self.gate.latency or 0.0
         limit = deadline_s if self.max_wait_s is None else min(deadline_s, self.max_wait_s + run)
-        if wait + run > limit:
+        # Only the queue is grounds to refuse: a deadline shorter than a mean run on an empty queue
+        # is the caller's to try (a small call can be faster than the mean); it gets 504 if not.
+        if wait > 0 and wait + run > limit:
             self._refuse(
                 "deadline",
                 wait + run - limit,
@@ -244,15 +292,16 @@ class Admission:
             )
         self.calls += 1
         self.outstanding[tenant] = self.outstanding.get(tenant, 0.0) + samples
+        self._tenant_calls[tenant] = self._tenant_calls.get(tenant, 0) + 1
         try:
             yield
         finally:
             self.calls -= 1
-            left = self.outstanding[tenant] - samples
-            if left > 1e-9:
-                self.outstanding[tenant] = left
-            else:
-                del self.outstanding[tenant]
+            self._tenant_calls[tenant] -= 1
+            if self._tenant_calls[tenant]:
+                self.outstanding[tenant] -= samples
+            else:  # its last call: nothing of it is outstanding (and no rounding is left over)
+                del self._tenant_calls[tenant], self.outstanding[tenant]
 
     def _refuse(self, reason: str, retry_after_s: float, why: str) -> None:
         if self.on_reject is not None:

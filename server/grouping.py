@@ -90,6 +90,11 @@ class Grouper:
         """Batches being judged now."""
         return len(self._running)
 
+    def would_join(self, spec: ScoreSpec, scope: str = "") -> bool:
+        """Whether ``spec`` would join a batch already collecting (one that another call opened)."""
+        batch = self._open.get((scope, dataclasses.replace(spec, responses=())))
+        return batch is not None and batch.size + len(spec.responses) <= self.max_group_size
+
     def accepts(self, spec: ScoreSpec) -> bool:
         """Whether the item may wait for others: grouping is on, its responses leave room in a group, and
         it has no seed (a seeded item must be repeatable, which other calls' rows would break)."""

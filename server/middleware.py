@@ -112,9 +112,9 @@ class APIKeyMiddleware:
         if header is not None:
             scheme, _, presented = header.partition(b" ")
             return presented.strip() if scheme.lower() == b"bearer" else None
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), encoding="utf-8")
         values = query.get(QUERY_KEY)
-        return values[0].encode("latin-1") if values and len(values) == 1 else None
+        return values[0].encode("utf-8", "surrogateescape") if values and len(values) == 1 else None
 
     def _match(self, presented: bytes | None) -> bytes | None:
         """The configured key presented, or None."""

@@ -206,12 +206,12 @@ class ScoringService:
         return await self.state.scorer.score(spec, request_id)
 
     def work_of(self, spec: ScoreSpec, groupable: bool) -> float:
-        """The engine work an item brings, in samples: k per GRM group, or its share of a group when it
-        may be judged with other calls' rows (what admission counts against the engine's capacity)."""
-        size = self.settings.max_group_size
-        if groupable and self.grouper.accepts(spec):
-            return spec.k * len(spec.responses) / size
-        return spec.k * -(-len(spec.responses) // size)
+        """The engine work an item brings, in samples (what admission counts against the engine's
+        capacity): k per GRM group; nothing for a row that joins a batch another call opened, whose
+        k samples that call already brought."""
+        if groupable and self.grouper.accepts(spec) and self.grouper.would_join(spec, spec.tenant):
+            return 0.0
+        return spec.k * -(-len(spec.responses) // self.settings.max_group_size)
 
     def _observe_batch(self, combined: ItemResult, calls: int) -> None:
         self.state.metrics.observe_items([combined])
@@ -256,9 +256,9 @@ class ScoringService:
         tenant: str = getattr(request.state, TENANT_STATE, "")
 
         specs = [dataclasses.replace(spec, tenant=tenant) for spec in specs]
-        work = sum(self.work_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
 
         async def job() -> list[ItemResult]:
+            work = sum(self.work_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
             with state.admission.admit(tenant, work, deadline):
                 try:
                     async with asyncio.TaskGroup() as tg:

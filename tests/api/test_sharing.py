@@ -316,3 +316,10 @@ async def test_a_client_that_cannot_send_headers_may_put_its_key_in_the_url():
         wrong = await client.post("/get_reward?api_key=nope", json=one_row("a rollout"))
         none = await client.post("/get_reward", json=one_row("a rollout"))
     assert ok.status_code == 200 and wrong.status_code == none.status_code == 401
+
+
+async def test_a_key_in_the_url_that_is_not_latin_1_is_a_401_not_a_500():
+    async with running_app(FakeEngine(), **KEYS) as client:
+        euro = await client.post("/get_reward?api_key=%E2%82%AC", json=one_row("a rollout"))
+        invalid = await client.post("/get_reward?api_key=%FF", json=one_row("a rollout"))
+    assert euro.status_code == invalid.status_code == 401

@@ -108,3 +108,67 @@ async def test_calls_past_the_memory_guard_are_refused():
     with admission.admit("a", 1, deadline_s=60), pytest.raises(APIError) as refused, admission.admit("a", 1, 60):
         pass
     assert refused.value.status == 429 and reasons == ["calls"]
+
+
+# ---- found by the review of this change ----------------------------------------------------------
+
+
+async def test_an_idle_gap_between_bursts_does_not_lower_the_measured_rate():
+    gate = WorkGate(8)
+
+    async def burst() -> None:
+        async def request() -> None:
+            async with gate.hold("t", 8):
+                await asyncio.sleep(0.2)
+
+        await asyncio.gather(*(request() for _ in range(8)))
+
+    await burst()
+    before = gate.drain_rate()
+    await asyncio.sleep(1.5)  # the trainer's optimizer step
+    await burst()
+    after = gate.drain_rate()
+    assert before is not None and after is not None
+    assert 30 < before < 50 and 30 < after < 50  # 8 samples per 0.2 s, both times
+
+
+async def test_aborted_and_failed_requests_do_not_move_the_latency_or_the_rate():
+    gate = await measured_gate(8, 0.4)
+    latency, rate = gate.latency, gate.drain_rate()
+
+    async def aborted() -> None:
+        async with gate.hold("t", 8):
+            await asyncio.sleep(0.01)
+            raise RuntimeError("the engine refused it")
+
+    for _ in range(10):
+        with pytest.raises(RuntimeError):
+            await aborted()
+    assert gate.latency == latency and gate.drain_rate() == rate
+
+
+async def test_a_tenants_cancelled_backlog_costs_it_nothing_afterwards():
+    gate = WorkGate(2)
+    order: list[str] = []
+
+    async def request(tenant: str, i: int) -> None:
+        async with gate.hold(tenant, 2):
+            order.append(f"{tenant}{i}")
+            await asyncio.sleep(0.02)
+
+    others = [asyncio.create_task(request("b", i)) for i in range(6)]
+    await asyncio.sleep(0.005)
+    cancelled = [asyncio.create_task(request("a", i)) for i in range(20)]
+    await asyncio.sleep(0.005)
+    for task in cancelled:
+        task.cancel()
+    await asyncio.sleep(0.005)
+    retry = asyncio.create_task(request("a", 99))
+    await asyncio.gather(*others, retry, return_exceptions=True)
+    assert order.index("a99") <= 2  # next after the running request (and at most one of b's)
+
+
+async def test_a_short_deadline_on_an_empty_queue_is_the_callers_to_try():
+    gate = await measured_gate(8, 0.4)  # a mean run of 0.4 s
+    with Admission(gate, max_calls=10).admit("a", 1, deadline_s=0.1):
+        pass  # admitted: no queue is in its way; it gets 504 if it is not fast enough
