@@ -25,6 +25,24 @@ async def wait_until(condition: Callable[[], object], timeout: float = 5.0, what
         pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+def post_scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict:
+    """The ASGI scope of a ``POST path`` (tests that drive the app over raw ASGI, to hang up mid-call)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1234),
+        "server": ("grm.test", 80),
+    }
+
+
 def item(seed: int, **changes: object) -> dict:
     """``ITEM`` with another seed (a distinct request body, so it is not deduplicated) and changes."""
     return {**ITEM, "seed": seed, **changes}

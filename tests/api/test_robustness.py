@@ -6,7 +6,7 @@ import json
 from server.app import build_app
 from server.config import Settings
 from server.engines.fake import FakeEngine
-from tests.api.conftest import ITEM, item, running_app, wait_until
+from tests.api.conftest import ITEM, item, post_scope, running_app, wait_until
 from tests.api.test_errors import assert_error
 
 
@@ -94,20 +94,9 @@ async def test_a_client_that_disconnects_leaves_no_engine_work_running():
     async def send(message):
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/score",
-        "raw_path": b"/v1/score",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 1234),
-        "server": ("grm.test", 80),
-    }
+    scope = post_scope(
+        "/v1/score", [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    )
     async with app.router.lifespan_context(app):
         await app.state.grm.wait_ready(timeout=10)
         call = asyncio.create_task(app(scope, receive, send))

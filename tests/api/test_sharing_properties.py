@@ -38,6 +38,7 @@ from server.domain import Message
 from server.engines.base import GenerationRequest
 from server.engines.fake import FakeEngine, shown_responses
 from server.prompts import DEFAULT_TEMPLATE, get_template
+from tests.api.conftest import post_scope
 
 EXAMPLES = int(os.environ.get("GRM_SHARING_EXAMPLES", "300"))
 KEYS = {"alpha": "key-alpha", "beta": "key-beta"}
@@ -190,20 +191,7 @@ async def asgi_call(app: Any, call: Call, deadline: str | None) -> tuple[int, by
         headers.append((b"idempotency-key", call.key.encode()))
     if deadline:
         headers.append((b"x-request-timeout", deadline.encode()))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": call.route,
-        "raw_path": call.route.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("grm.test", 80),
-    }
+    scope = post_scope(call.route, headers)
     gone = asyncio.Event()
     sent = False
     status, chunks = 0, []
