@@ -37,7 +37,7 @@ serve: install  ## serve on the embedded default model at http://127.0.0.1:8000
 test: install ops-tools  ## every test, the end-to-end ones on the real engine included
 	$(BIN)/python -m pytest $(ARGS)
 
-test-fast: install  ## unit and API tests only (seconds; no model, promtool or kubectl)
+test-fast: install  ## unit and API tests only (minutes; no model, promtool or kubectl)
 	$(BIN)/python -m pytest -m "not e2e and not ops" $(ARGS)
 
 lint: install
