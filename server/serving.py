@@ -242,9 +242,8 @@ class ScoringService:
         Raises:
             ClientClosedError: the client disconnected (nobody is listening; answered 499).
             APIError: 503 while the engine is not up or draining, 429 when the engine's queue cannot
-                finish the call within its deadline,
-                504 past this call's deadline, 422 for an Idempotency-Key reused with another body,
-                the mapped status otherwise.
+                finish the call within its deadline, 504 past this call's deadline, 422 for an
+                Idempotency-Key reused with another body, the mapped status otherwise.
         """
         state = self.state
         if not state.ready.is_set() or state.scorer is None:
@@ -254,8 +253,7 @@ class ScoringService:
         base_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
         flags = [groupable] * len(specs) if isinstance(groupable, bool) else list(groupable)
         tenant: str = getattr(request.state, TENANT_STATE, "")
-
-        specs = [dataclasses.replace(spec, tenant=tenant) for spec in specs]
+        specs = [dataclasses.replace(spec, tenant=tenant) for spec in specs]  # the work gate serves tenants fairly
 
         async def job() -> list[ItemResult]:
             work = sum(self.work_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
