@@ -90,9 +90,14 @@ class Grouper:
         """Batches being judged now."""
         return len(self._running)
 
+    @staticmethod
+    def _key(spec: ScoreSpec, scope: str) -> tuple[str, ScoreSpec]:
+        """What rows must share to be judged in one GRM prompt: the caller's scope and every option."""
+        return scope, dataclasses.replace(spec, responses=())
+
     def would_join(self, spec: ScoreSpec, scope: str = "") -> bool:
         """Whether ``spec`` would join a batch already collecting (one that another call opened)."""
-        batch = self._open.get((scope, dataclasses.replace(spec, responses=())))
+        batch = self._open.get(self._key(spec, scope))
         return batch is not None and batch.size + len(spec.responses) <= self.max_group_size
 
     def accepts(self, spec: ScoreSpec) -> bool:
@@ -112,7 +117,7 @@ class Grouper:
         """
         if self._closed:
             raise EngineNotReadyError("shutting down")
-        key = (scope, dataclasses.replace(spec, responses=()))
+        key = self._key(spec, scope)
         batch = self._open.get(key)
         if batch is not None and batch.size + len(spec.responses) > self.max_group_size:
             self._start(batch)  # no room: judge what is there, and open a new batch
@@ -166,13 +171,12 @@ class Grouper:
             return
         if self.on_batch is not None:
             self.on_batch(combined, len(batch.members))
-        prompt_shares = exact_shares(combined.prompt_tokens, [len(m.responses) for m in batch.members])
-        generation_shares = exact_shares(combined.generation_tokens, [len(m.responses) for m in batch.members])
-        for m, prompt_tokens, generation_tokens in zip(batch.members, prompt_shares, generation_shares, strict=True):
+        sizes = [len(m.responses) for m in batch.members]
+        prompt_shares = exact_shares(combined.prompt_tokens, sizes)
+        generation_shares = exact_shares(combined.generation_tokens, sizes)
+        for m, prompt, generation in zip(batch.members, prompt_shares, generation_shares, strict=True):
             if not m.future.done():
-                share = share_of(combined, m.offset, len(m.responses))
-                share.prompt_tokens, share.generation_tokens = prompt_tokens, generation_tokens
-                m.future.set_result(share)
+                m.future.set_result(share_of(combined, m.offset, len(m.responses), (prompt, generation)))
 
     async def _alone(self, spec: ScoreSpec, member: _Member) -> None:
         """Judge one call's rows without the rest of its batch; its outcome is its own."""
@@ -248,31 +252,29 @@ def exact_shares(total: int, weights: list[int]) -> list[int]:
     whole = sum(weights)
     if whole == 0:
         return [0] * len(weights)
-    exact = [total * w / whole for w in weights]
-    shares = [int(x) for x in exact]
-    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - shares[i]), i))
-    for i in order[: total - sum(shares)]:
+    shares = [total * w // whole for w in weights]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))
+    for i in by_remainder[: total - sum(shares)]:
         shares[i] += 1
     return shares
 
 
-def share_of(combined: ItemResult, offset: int, count: int) -> ItemResult:
+def share_of(combined: ItemResult, offset: int, count: int, tokens: tuple[int, int]) -> ItemResult:
     """One call's part of a batch's result: its responses, the samples as they bear on them, its token share.
 
     A sample's permutation and scores are restricted to this call's responses (in the order shown);
-    the group sizes stay those of the shared GRM prompt. Tokens are split by the share of responses
-    (rounded; :meth:`Grouper._run` sets the exact integer shares of a whole batch).
+    the group sizes stay those of the shared GRM prompt. ``tokens`` is the call's (prompt, generation)
+    share of the batch's tokens (:func:`exact_shares`).
     """
     mine = range(offset, offset + count)
-    total = len(combined.responses)
     samples = [_project(s, combined.groups[s.group], mine) for s in combined.samples]
     groups = [[c - offset for c in g if c in mine] for g in combined.groups]
     return ItemResult(
         responses=combined.responses[offset : offset + count],
         samples=samples,
         k=combined.k,
-        prompt_tokens=round(combined.prompt_tokens * count / total),
-        generation_tokens=round(combined.generation_tokens * count / total),
+        prompt_tokens=tokens[0],
+        generation_tokens=tokens[1],
         groups=groups,
         k_meta=combined.k_meta,
         generate_seconds=combined.generate_seconds,
