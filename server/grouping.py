@@ -43,7 +43,7 @@ class _Member:
 
 @dataclass(eq=False)
 class _Batch:
-    key: tuple[str, ScoreSpec]
+    key: ScoreSpec  # the shared prompt's spec, without responses
     members: list[_Member] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = None
@@ -76,7 +76,7 @@ class Grouper:
         self.window_s = window_s
         self.max_group_size = max_group_size
         self.on_batch = on_batch
-        self._open: dict[tuple[str, ScoreSpec], _Batch] = {}
+        self._open: dict[ScoreSpec, _Batch] = {}
         self._running: set[_Batch] = set()
         self._closed = False
 
@@ -91,13 +91,14 @@ class Grouper:
         return len(self._running)
 
     @staticmethod
-    def _key(spec: ScoreSpec, scope: str) -> tuple[str, ScoreSpec]:
-        """What rows must share to be judged in one GRM prompt: the caller's scope and every option."""
-        return scope, dataclasses.replace(spec, responses=())
+    def _key(spec: ScoreSpec) -> ScoreSpec:
+        """What rows must share to be judged in one GRM prompt: everything but the responses, the
+        caller's tenant (``spec.tenant``) included."""
+        return dataclasses.replace(spec, responses=())
 
-    def would_join(self, spec: ScoreSpec, scope: str = "") -> bool:
+    def would_join(self, spec: ScoreSpec) -> bool:
         """Whether ``spec`` would join a batch already collecting (one that another call opened)."""
-        batch = self._open.get(self._key(spec, scope))
+        batch = self._open.get(self._key(spec))
         return batch is not None and batch.size + len(spec.responses) <= self.max_group_size
 
     def accepts(self, spec: ScoreSpec) -> bool:
@@ -105,8 +106,8 @@ class Grouper:
         it has no seed (a seeded item must be repeatable, which other calls' rows would break)."""
         return self.window_s > 0 and len(spec.responses) < self.max_group_size and spec.seed is None
 
-    async def score(self, spec: ScoreSpec, scope: str = "") -> ItemResult:
-        """Score ``spec`` in a batch with other calls' items of the same prompt in ``scope``.
+    async def score(self, spec: ScoreSpec) -> ItemResult:
+        """Score ``spec`` in a batch with other calls' items of the same prompt and tenant.
 
         Cancelling the caller takes its responses out of a batch still collecting; a batch already
         running is cancelled (aborted in the engine) only when every call in it has gone.
@@ -117,7 +118,7 @@ class Grouper:
         """
         if self._closed:
             raise EngineNotReadyError("shutting down")
-        key = self._key(spec, scope)
+        key = self._key(spec)
         batch = self._open.get(key)
         if batch is not None and batch.size + len(spec.responses) > self.max_group_size:
             self._start(batch)  # no room: judge what is there, and open a new batch
@@ -150,7 +151,7 @@ class Grouper:
         batch.task.add_done_callback(lambda _: self._running.discard(batch))
 
     async def _run(self, batch: _Batch) -> None:
-        spec = batch.key[1]
+        spec = batch.key
         offset = 0
         for m in batch.members:
             m.offset, offset = offset, offset + len(m.responses)

@@ -209,7 +209,7 @@ class ScoringService:
         """The engine work an item brings, in samples (what admission counts against the engine's
         capacity): k per GRM group; nothing for a row that joins a batch another call opened, whose
         k samples that call already brought."""
-        if groupable and self.grouper.accepts(spec) and self.grouper.would_join(spec, spec.tenant):
+        if groupable and self.grouper.accepts(spec) and self.grouper.would_join(spec):
             return 0.0
         return spec.k * -(-len(spec.responses) // self.settings.max_group_size)
 
@@ -218,10 +218,10 @@ class ScoringService:
         if calls > 1:
             self.state.metrics.grouped_rows.inc(len(combined.responses))
 
-    async def _score_item(self, spec: ScoreSpec, groupable: bool, request_id: str, tenant: str) -> ItemResult:
+    async def _score_item(self, spec: ScoreSpec, groupable: bool, request_id: str) -> ItemResult:
         """One item: in a batch with other calls' rows of its prompt (same tenant) when it may wait, else alone."""
         if groupable and self.grouper.accepts(spec):
-            return await self.grouper.score(spec, tenant)  # observed once per batch, by _observe_batch
+            return await self.grouper.score(spec)  # observed once per batch, by _observe_batch
         result = await self._judge(spec, request_id)
         self.state.metrics.observe_items([result])
         return result
@@ -253,7 +253,8 @@ class ScoringService:
         base_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
         flags = [groupable] * len(specs) if isinstance(groupable, bool) else list(groupable)
         tenant: str = getattr(request.state, TENANT_STATE, "")
-        specs = [dataclasses.replace(spec, tenant=tenant) for spec in specs]  # the work gate serves tenants fairly
+        # Whose work it is: grouping never mixes tenants, and the work gate serves them fairly.
+        specs = [dataclasses.replace(spec, tenant=tenant) for spec in specs]
 
         async def job() -> list[ItemResult]:
             work = sum(self.work_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
@@ -261,7 +262,7 @@ class ScoringService:
                 try:
                     async with asyncio.TaskGroup() as tg:
                         tasks = [
-                            tg.create_task(self._score_item(spec, flag, f"{base_id}-i{i}", tenant))
+                            tg.create_task(self._score_item(spec, flag, f"{base_id}-i{i}"))
                             for i, (spec, flag) in enumerate(zip(specs, flags, strict=True))
                         ]
                     results = [t.result() for t in tasks]
