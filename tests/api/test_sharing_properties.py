@@ -14,7 +14,7 @@ Invariants:
   sharing (same status; same scores and number of rows), or an error of its own making: 504 (or a
   429 at once, the queue being longer than it) with a short deadline, 422 ``idempotency_key_reused``
   after reusing its own key with another body;
-* no answer carries another tenant's text;
+* no answer carries another tenant's text, and no GRM prompt shows two tenants' responses;
 * afterwards no job, waiter, collecting or judged batch, admission slot, engine request or task is
   left, and the dedup cache is within its entry and byte bounds.
 
@@ -270,6 +270,9 @@ async def run_scenario(server: Server, scenario: list[Call]) -> None:
         assert state.admission.calls == 0 and state.admission.outstanding == {}
         assert state.gate.inflight == state.gate.queued == 0 and state.gate.tenant_inflight == {}
         assert engine.running == set()
+        for request in engine.requests:  # no GRM prompt ever showed two tenants' responses together
+            shown = " ".join(shown_responses(request.prompt))
+            assert not all(f"[{t}]" in shown for t in KEYS), request.prompt
         assert service.dedup.cached <= server.cache_entries
         assert service.dedup.cached_bytes <= server.cache_mib * 2**20
     leftover = asyncio.all_tasks() - {asyncio.current_task()}
