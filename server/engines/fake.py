@@ -178,7 +178,7 @@ class FakeEngine:
 
     @contextlib.asynccontextmanager
     async def _batch_slot(self, n: int) -> AsyncIterator[None]:
-        """Room for ``n`` sequences in the batch (at once without ``max_num_seqs``), in arrival order."""
+        """Room for ``n`` sequences in the batch (at once without ``max_num_seqs``), in about arrival order."""
         limit = self.max_num_seqs
         if limit is not None:
             async with self._scheduled:
