@@ -7,6 +7,7 @@ with launch(["--engine", "fake"]) as srv:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -17,6 +18,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A launched server as the tests read it: its URL and its log (JSON lines, vLLM's plain lines beside)."""
+
+    url: str
+    log: Path  # the server's stdout/stderr, its JSON access log included
+
+    def _json_records(self) -> Iterator[dict]:
+        for line in self.log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # vLLM's own engine-process lines are plain text
+            if isinstance(record, dict):
+                yield record
+
+    def access_count(self, route: str) -> int:
+        """How many successful POSTs to ``route`` the server's JSON access log holds so far."""
+        return sum(
+            r.get("logger") == "grm_serve.access" and r.get("path") == route and r.get("status") == 200
+            for r in self._json_records()
+            if r.get("method") == "POST"
+        )
+
+    def records(self, message: str) -> list[dict]:
+        """The server's JSON log records with this message (a server run at DEBUG logs every GRM prompt)."""
+        return [r for r in self._json_records() if r.get("message") == message]
 
 
 class LaunchError(RuntimeError):

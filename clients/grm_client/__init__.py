@@ -22,7 +22,15 @@ from grm_client._errors import (
     TransportError,
     UnauthorizedError,
 )
-from grm_client._models import Ranking, RerankResult, ResponseScore, RewardMode, Sample, ScoreResult
+from grm_client._models import (
+    Ranking,
+    RerankResult,
+    ResponseScore,
+    RewardMode,
+    RolloutReward,
+    Sample,
+    ScoreResult,
+)
 
 __version__ = "0.1.0"
 
@@ -42,6 +50,7 @@ __all__ = [
     "RerankResult",
     "ResponseScore",
     "RewardMode",
+    "RolloutReward",
     "Sample",
     "ScoreResult",
     "TooLargeError",

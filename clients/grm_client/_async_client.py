@@ -8,9 +8,18 @@ from typing import Any
 
 import httpx
 
-from grm_client._base import BaseClient, Query, build_item, build_rerank
+from grm_client._base import BaseClient, Query, build_item, build_rerank, build_rollout
 from grm_client._errors import GRMError
-from grm_client._models import Ranking, RerankResult, ScoreResult, parse_item, parse_rerank, rank_of
+from grm_client._models import (
+    Ranking,
+    RerankResult,
+    RolloutReward,
+    ScoreResult,
+    parse_item,
+    parse_rerank,
+    parse_rollout_reward,
+    rank_of,
+)
 
 
 class AsyncGRMClient(BaseClient):
@@ -72,6 +81,11 @@ class AsyncGRMClient(BaseClient):
 
         parts = await asyncio.gather(*(send(c) for c in self._chunks(items)))
         return [r for part in parts for r in part]
+
+    async def reward(self, prompt: Query, response: str, *, label: Any = None) -> RolloutReward:
+        """See :meth:`GRMClient.reward`."""
+        body = await self._request("POST", "/v1/reward", build_rollout(prompt, response, label=label))
+        return parse_rollout_reward(body)
 
     async def rerank(
         self, query: str, documents: Sequence[str], *, top_n: int | None = None, **options: Any

@@ -58,6 +58,17 @@ def build_item(
     return item
 
 
+def build_rollout(prompt: Query, response: str, *, label: Any = None) -> dict[str, Any]:
+    """The JSON of a ``/v1/reward`` call: a chat-templated prompt string (the server reads its turns
+    back) or a list of ``{role, content}``, one response, and an optional reference answer."""
+    body: dict[str, Any] = {"response": response, "label": label}
+    if isinstance(prompt, str):
+        body["prompt"] = prompt
+    else:
+        body["prompt"] = [{"role": m["role"], "content": m["content"]} for m in prompt]
+    return body
+
+
 def build_rerank(
     query: str, documents: Sequence[str], *, top_n: int | None = None, return_documents: bool = False, **options: Any
 ) -> dict[str, Any]:

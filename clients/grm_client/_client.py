@@ -9,9 +9,18 @@ from typing import Any
 
 import httpx
 
-from grm_client._base import BaseClient, Query, build_item, build_rerank
+from grm_client._base import BaseClient, Query, build_item, build_rerank, build_rollout
 from grm_client._errors import GRMError
-from grm_client._models import Ranking, RerankResult, ScoreResult, parse_item, parse_rerank, rank_of
+from grm_client._models import (
+    Ranking,
+    RerankResult,
+    RolloutReward,
+    ScoreResult,
+    parse_item,
+    parse_rerank,
+    parse_rollout_reward,
+    rank_of,
+)
 
 
 class GRMClient(BaseClient):
@@ -85,6 +94,19 @@ class GRMClient(BaseClient):
             return [r for c in chunks for r in send(c)]
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             return [r for part in pool.map(send, chunks) for r in part]
+
+    def reward(self, prompt: Query, response: str, *, label: Any = None) -> RolloutReward:
+        """One rollout's reward through ``POST /v1/reward`` (slime's call; AReaL's adapter uses it).
+
+        ``prompt`` may be the chat-templated string the policy saw: the server reads its turns back and
+        drops the template's end tokens from ``response``. ``label`` is a reference answer. The server
+        groups concurrent rollouts of one prompt and label into shared GRM prompts.
+
+        Raises:
+            GRMError: a subclass naming what went wrong, after retries where retrying makes sense.
+        """
+        body = self._request("POST", "/v1/reward", build_rollout(prompt, response, label=label))
+        return parse_rollout_reward(body)
 
     def rerank(
         self, query: str, documents: Sequence[str], *, top_n: int | None = None, **options: Any

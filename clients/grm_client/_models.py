@@ -41,6 +41,29 @@ class ResponseScore:
 
 
 @dataclass(frozen=True)
+class RolloutReward:
+    """The answer of ``POST /v1/reward``: one rollout judged (grouped with its prompt's other rollouts).
+
+    ``reward`` is on the scale the server sets (``--openrlhf-reward``), ``score`` on [0, 1];
+    ``unscored`` rollouts (no sample parsed) carry 0.0 in both.
+    """
+
+    reward: float
+    score: float
+    unscored: bool
+    group_size: int
+
+
+def parse_rollout_reward(data: dict[str, Any]) -> RolloutReward:
+    return RolloutReward(
+        reward=float(data["reward"]),
+        score=float(data["score"]),
+        unscored=bool(data["unscored"]),
+        group_size=int(data["group_size"]),
+    )
+
+
+@dataclass(frozen=True)
 class Sample:
     group: int
     responses: list[int]

@@ -2,47 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.launcher import LaunchError, launch
+from tests.launcher import LaunchError, RunningServer, launch
 
 START_TIMEOUT_S = 900  # first start converts the GGUF (~30 s) and loads vLLM (~30 s); CI machines vary
-
-
-@dataclass(frozen=True)
-class RunningServer:
-    url: str
-    log: Path  # the server's stdout/stderr, its JSON access log included
-
-    def access_count(self, route: str) -> int:
-        """How many successful POSTs to ``route`` the server's JSON access log holds so far."""
-        count = 0
-        for line in self.log.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # vLLM's own engine-process lines are plain text
-            if record.get("logger") == "grm_serve.access" and record.get("path") == route:
-                count += record.get("status") == 200 and record.get("method") == "POST"
-        return count
-
-    def records(self, message: str) -> list[dict]:
-        """The server's JSON log records with this message (the session server logs at DEBUG)."""
-        out = []
-        for line in self.log.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and record.get("message") == message:
-                out.append(record)
-        return out
 
 
 @pytest.fixture(scope="session")

@@ -1,37 +1,44 @@
-"""verl's custom reward function hook backed by grm-serve.
+"""verl's custom reward function hook backed by grm-serve (verl 0.9 reward loop).
 
-In the verl config::
+In verl's config (``reward.custom_reward_function``; see docs/trainers.md for the command-line form)::
 
-    custom_reward_function:
-      path: /path/to/site-packages/grm_client/integrations/verl.py
-      name: compute_score            # or compute_score_batch with reward_model.reward_manager=batch
-      reward_kwargs: {base_url: "http://grm:8000", reward: unit, k: 4}
+    reward:
+      custom_reward_function:
+        path: /path/to/site-packages/grm_client/integrations/verl.py
+        name: compute_score_async     # or compute_score, or compute_score_batch (batch reward manager)
+        reward_kwargs: {base_url: "http://grm:8000", reward: unit, k: 4}
 
-verl does not pass the prompt to reward functions, so the dataset must carry it in ``extra_info``
-as ``question`` (a string) or ``messages`` (chat turns ending with the user's). ``ground_truth`` is
-the GRM's reference answer (judging correctness against it); ``use_ground_truth: false`` in
-``reward_kwargs`` judges without it. ``compute_score`` judges one response per call (the server
-groups the concurrent calls of one prompt, see ``--group-window-s``); ``compute_score_batch``
-judges all responses of one prompt together, which is what the paper's GRM is trained for.
+verl's reward loop calls the function once per sample, concurrently: an ``async def`` one
+(``compute_score_async``) is awaited on the worker's event loop, a plain one (``compute_score``) runs
+in a thread executor. Either way each call is one row; the server groups the rows of one prompt that
+arrive together (``--group-window-s``) into shared GRM prompts. The batch reward manager calls
+``compute_score_batch`` with the whole batch; it groups the rows of one prompt on the client.
+
+verl does not pass the prompt to reward functions, so the dataset must carry it in ``extra_info`` as
+``question`` (a string) or ``messages`` (chat turns ending with the user's). ``ground_truth`` is the
+GRM's reference answer (judging correctness against it); ``use_ground_truth: false`` in
+``reward_kwargs`` judges without it. The reward loop also passes ``reward_router_address`` and
+``reward_model_tokenizer`` (for functions that call a reward model verl hosts itself); these
+functions call grm-serve instead and ignore them.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
-from grm_client._client import GRMClient
 from grm_client._models import RewardMode
 from grm_client.integrations._common import (
     as_reference,
+    check_options,
     default_base_url,
+    loop_client,
     rewards_for_groups,
+    row_rewards,
+    shared_client,
 )
 
-
-@cache
-def _client(base_url: str) -> GRMClient:
-    return GRMClient(base_url=base_url)
+# Keyword arguments verl's reward loop adds to every call; they address verl's own reward model.
+VERL_LOOP_KWARGS = ("reward_router_address", "reward_model_tokenizer")
 
 
 def _query(extra_info: dict[str, Any] | None) -> str | list[dict[str, str]]:
@@ -44,6 +51,11 @@ def _query(extra_info: dict[str, Any] | None) -> str | list[dict[str, str]]:
     raise ValueError("grm-serve needs the prompt: put it in the dataset's extra_info as 'question' or 'messages'")
 
 
+def _options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The GRM options among a call's keyword arguments: verl's own are dropped, unknown ones refused."""
+    return check_options({key: value for key, value in kwargs.items() if key not in VERL_LOOP_KWARGS})
+
+
 def compute_score(
     data_source: str,
     solution_str: str,
@@ -54,20 +66,47 @@ def compute_score(
     reward: RewardMode = "unit",
     missing: float = 0.0,
     use_ground_truth: bool = True,
-    **options: Any,
+    **kwargs: Any,
 ) -> float:
-    """One response's reward, judged against ``ground_truth`` when given (and ``use_ground_truth``)."""
-    grm = _client(base_url or default_base_url())
-    references = [as_reference(ground_truth) if use_ground_truth else None]
+    """One response's reward, judged against ``ground_truth`` when given (and ``use_ground_truth``).
+
+    ``kwargs``: GRM options (``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``,
+    ``principles``) and the reward loop's own arguments, which are ignored.
+    """
     return rewards_for_groups(
-        grm,
+        shared_client(base_url or default_base_url()),
         [_query(extra_info)],
         [solution_str],
         reward=reward,
         missing=missing,
-        options=options,
-        references=references,
+        options=_options(kwargs),
+        references=[as_reference(ground_truth) if use_ground_truth else None],
     )[0]
+
+
+async def compute_score_async(
+    data_source: str,
+    solution_str: str,
+    ground_truth: Any = None,
+    extra_info: dict[str, Any] | None = None,
+    *,
+    base_url: str | None = None,
+    reward: RewardMode = "unit",
+    missing: float = 0.0,
+    use_ground_truth: bool = True,
+    **kwargs: Any,
+) -> float:
+    """:func:`compute_score` as a coroutine: verl's reward loop awaits it without a thread per call."""
+    (value,) = await row_rewards(
+        loop_client(base_url or default_base_url()),
+        [_query(extra_info)],
+        [solution_str],
+        reward=reward,
+        missing=missing,
+        options=_options(kwargs),
+        references=[as_reference(ground_truth) if use_ground_truth else None],
+    )
+    return value
 
 
 def compute_score_batch(
@@ -80,18 +119,42 @@ def compute_score_batch(
     reward: RewardMode = "unit",
     missing: float = 0.0,
     use_ground_truth: bool = True,
-    **options: Any,
+    **kwargs: Any,
 ) -> list[float]:
     """Rewards for a batch; responses to the same prompt (and ground truth) are judged together."""
-    grm = _client(base_url or default_base_url())
-    queries = [_query(e) for e in extra_infos]
-    references = [as_reference(g) if use_ground_truth else None for g in ground_truths]
     return rewards_for_groups(
-        grm,
-        queries,
-        solution_strs,
+        shared_client(base_url or default_base_url()),
+        [_query(e) for e in extra_infos],
+        list(solution_strs),
         reward=reward,
         missing=missing,
-        options=options,
-        references=references,
+        options=_options(kwargs),
+        references=[as_reference(g) if use_ground_truth else None for g in ground_truths],
+    )
+
+
+async def compute_score_batch_async(
+    data_sources: list[str],
+    solution_strs: list[str],
+    ground_truths: list[Any],
+    extra_infos: list[dict[str, Any] | None],
+    *,
+    base_url: str | None = None,
+    reward: RewardMode = "unit",
+    missing: float = 0.0,
+    use_ground_truth: bool = True,
+    **kwargs: Any,
+) -> list[float]:
+    """:func:`compute_score_batch` as a coroutine, for reward managers that await a batch function.
+
+    Each row goes in its own concurrent call; the server groups the rows of one prompt.
+    """
+    return await row_rewards(
+        loop_client(base_url or default_base_url()),
+        [_query(e) for e in extra_infos],
+        list(solution_strs),
+        reward=reward,
+        missing=missing,
+        options=_options(kwargs),
+        references=[as_reference(g) if use_ground_truth else None for g in ground_truths],
     )

@@ -1,0 +1,157 @@
+"""A NeMo Gym resources server's ``verify`` backed by grm-serve.
+
+NeMo Gym's agents post every finished rollout to their resources server's ``/verify`` with
+``{"responses_create_params": {"input": [...], "instructions": ...}, "response": {"output": [...]},
+...the task's own fields}`` and read ``reward`` from the answer, which echoes the request. A resources
+server that asks grm-serve for that reward is a few lines of NeMo Gym's own API::
+
+    from nemo_gym.base_resources_server import BaseVerifyRequest, BaseVerifyResponse, SimpleResourcesServer
+    from grm_client.integrations.nemo_gym import GRMVerifier
+
+    grm = GRMVerifier("http://grm:8000", reference_field="expected_answer", k=4)
+
+    class GRMResourcesServer(SimpleResourcesServer):
+        async def verify(self, body: BaseVerifyRequest) -> BaseVerifyResponse:
+            return BaseVerifyResponse(**body.model_dump(), reward=await grm.reward(body))
+
+The GRM sees the rollout's conversation (``instructions`` as the system turn, then the input
+messages up to the last user turn) and the text of the last assistant message of ``response.output``
+(reasoning and tool calls are not judged); the task's ``reference_field`` (a top-level field, or the
+same key in ``metadata``) is the reference answer. Each verify is one ``/v1/score`` row; the server
+groups the rollouts of one task that arrive together (``--group-window-s``).
+
+NeMo Gym's client has no timeout of its own (aiohttp's default) and retries a dropped connection
+every 0.5 s; grm-serve's deadline (``--request-timeout-s``) bounds the call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grm_client._async_client import AsyncGRMClient
+from grm_client._models import RewardMode
+from grm_client.integrations._common import (
+    as_reference,
+    check_options,
+    default_base_url,
+    loop_client,
+    row_rewards,
+)
+
+
+def _dump(body: Any) -> dict[str, Any]:
+    """A verify request as a dict: NeMo Gym hands pydantic models, tests and proxies plain JSON."""
+    if hasattr(body, "model_dump"):
+        dumped: dict[str, Any] = body.model_dump()
+        return dumped
+    if isinstance(body, dict):
+        return body
+    raise ValueError(f"a verify request is a dict or a pydantic model, got {type(body).__name__}")
+
+
+def _text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [part.get("text") for part in content if isinstance(part, dict)]
+        return "\n".join(t for t in texts if isinstance(t, str))
+    return ""
+
+
+def conversation(body: Any) -> list[dict[str, str]]:
+    """The turns the policy answered: ``instructions`` as the system turn, then the input messages
+    (system and developer turns become system turns) up to and including the last user turn.
+
+    Raises:
+        ValueError: when the input holds no user turn.
+    """
+    params = _dump(body).get("responses_create_params") or {}
+    turns: list[dict[str, str]] = []
+    if isinstance(params.get("instructions"), str) and params["instructions"].strip():
+        turns.append({"role": "system", "content": params["instructions"]})
+    raw = params.get("input")
+    if isinstance(raw, str):
+        raw = [{"role": "user", "content": raw}]
+    for message in raw or []:
+        if not isinstance(message, dict) or message.get("type", "message") != "message":
+            continue  # tool calls and their outputs are not conversation turns
+        role = {"developer": "system"}.get(message.get("role", ""), message.get("role", ""))
+        if role in ("system", "user", "assistant"):
+            turns.append({"role": role, "content": _text(message.get("content"))})
+    last_user = max((i for i, t in enumerate(turns) if t["role"] == "user"), default=None)
+    if last_user is None:
+        raise ValueError("the verify request's responses_create_params.input holds no user turn")
+    return turns[: last_user + 1]
+
+
+def final_answer(body: Any) -> str:
+    """The text of the last assistant message in ``response.output`` ("" when there is none)."""
+    output = (_dump(body).get("response") or {}).get("output") or []
+    for item in reversed(output):
+        if isinstance(item, dict) and item.get("type") == "message" and item.get("role") == "assistant":
+            return _text(item.get("content")).strip()
+    return ""
+
+
+def reference(body: Any, field: str | None) -> str | None:
+    """The task's reference answer: ``body[field]``, else ``body["metadata"][field]``."""
+    if field is None:
+        return None
+    data = _dump(body)
+    value = data.get(field)
+    if value is None and isinstance(data.get("metadata"), dict):
+        value = data["metadata"].get(field)
+    return as_reference(value)
+
+
+class GRMVerifier:
+    """Rewards for NeMo Gym verify requests.
+
+    Args:
+        base_url: grm-serve's address (default ``$GRM_URL`` or ``http://127.0.0.1:8000``).
+        reference_field: the task field holding the reference answer (None: judge without one).
+        reward: ``raw``, ``mean`` or ``unit`` (see :data:`grm_client.RewardMode`).
+        missing: the reward of a rollout none of whose samples parsed, or whose output holds no
+            assistant message.
+        client: a configured :class:`AsyncGRMClient`; by default one per event loop.
+        **options: per-request GRM options (``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``,
+            ``principles``).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        reference_field: str | None = "expected_answer",
+        reward: RewardMode = "unit",
+        missing: float = 0.0,
+        client: AsyncGRMClient | None = None,
+        **options: Any,
+    ) -> None:
+        self.base_url = base_url or default_base_url()
+        self.reference_field = reference_field
+        self.reward_mode: RewardMode = reward
+        self.missing = missing
+        self.client = client
+        self.options = check_options(options)
+
+    async def reward(self, body: Any) -> float:
+        """The rollout's reward."""
+        answer = final_answer(body)
+        if not answer:
+            return self.missing  # nothing to judge: the rollout produced no answer
+        (value,) = await row_rewards(
+            self.client or loop_client(self.base_url),
+            [conversation(body)],
+            [answer],
+            reward=self.reward_mode,
+            missing=self.missing,
+            options=self.options,
+            references=[reference(body, self.reference_field)],
+        )
+        return value
+
+    async def verify(self, body: Any) -> dict[str, Any]:
+        """NeMo Gym's verify answer as a dict: the request echoed, with ``reward``."""
+        return {**_dump(body), "reward": await self.reward(body)}
