@@ -105,3 +105,14 @@ def verl_config(overrides: list[str]) -> Any:
     config_dir = Path(verl.__file__).parent / "trainer" / "config"
     with initialize_config_dir(config_dir=str(config_dir), version_base=None):
         return compose(config_name="ppo_trainer", overrides=overrides)
+
+
+def run_python_snippet(name: str, replacements: dict[str, str], namespace: dict[str, Any]) -> dict[str, Any]:
+    """Run a Python snippet after replacing the placeholders it shows (``gconfig=...``, the URL) with
+    the test's own values; every replacement must occur, so a changed snippet fails loudly."""
+    code = snippet(name)
+    for old, new in replacements.items():
+        assert old in code, f"docs/trainers.md's {name} snippet no longer holds {old!r}"
+        code = code.replace(old, new)
+    exec(compile(code, f"docs/trainers.md:{name}", "exec"), namespace)
+    return namespace

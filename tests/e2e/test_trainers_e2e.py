@@ -1,10 +1,11 @@
 """Each RL framework's own reward-calling code against the live server (vLLM, the embedded GRM).
 
 Installed without their GPU stacks (``make install``): verl 0.9.1 (its reward loop's naive reward
-manager, loading grm-client's function through verl's own config and loader), AReaL 1.0.4 (its
-``AsyncRewardWrapper`` process pool). slime and NeMo Gym are not on the package index: their calls are
-reproduced here exactly, as their sources make them (slime's ``remote_rm``; NeMo Gym's agent posting a
-rollout to a resources server's ``/verify``, served the way ``SimpleResourcesServer`` wires it).
+manager, loading grm-client's function through verl's own config and loader), AReaL 1.0.4 (its RLVR
+workflow's reward step, through ``AsyncRewardWrapper``'s process pool). slime and NeMo Gym are not on
+the package index: their calls are reproduced here exactly, as their sources make them (slime's
+``remote_rm``; NeMo Gym's agent posting a rollout to a resources server's ``/verify``, served the way
+``SimpleResourcesServer`` wires it).
 TRL's ``GRPOTrainer`` with the async reward function is in ``test_grpo_e2e.py``, OpenRLHF's executor
 in ``test_openrlhf_e2e.py``.
 
@@ -187,30 +188,42 @@ def test_verl_reward_loop_naive_manager_calls_grm_client(grm_server, function):
 # --- AReaL -----------------------------------------------------------------------------------------
 
 
-def test_areal_async_reward_wrapper_around_the_adapter(grm_server):
-    """AReaL's RLVR workflow: ``prompt_str = tokenizer.decode(input_ids)`` and the rollout decoded with
-    its end token, dataset fields as keyword arguments, through ``AsyncRewardWrapper``'s process pool
-    with the timeout and workers docs/trainers.md tells users to set."""
-    from areal.api.reward_api import AsyncRewardWrapper
+def test_areal_rlvr_workflow_computes_rewards_through_the_adapter(grm_server):
+    """AReaL's RLVR workflow built as docs/trainers.md says (its lines run as written, the URL pointed
+    here), then its own ``_compute_rewards``: it decodes the rollout's tokens (end token kept), passes
+    the decoded prompt and the dataset row, and awaits ``AsyncRewardWrapper``'s process pool."""
+    from areal.api.cli_args import GenerationHyperparameters
+    from areal.api.io_struct import ModelResponse
 
-    from grm_client.integrations.areal import GRMRewardFn
+    from tests.trainer_docs import run_python_snippet
 
     tok = tokenizer()
+    namespace = run_python_snippet(
+        "areal",
+        {
+            '"http://grm:8000"': repr(grm_server.url),
+            'reference_key="answer")': 'reference_key="answer", missing=-1.0)',  # so an unscored rollout fails
+            "gconfig=...": "gconfig=GenerationHyperparameters(max_new_tokens=16)",
+            "tokenizer=...": "tokenizer=tok",
+            "max_workers=64": "max_workers=4",
+        },
+        {"GenerationHyperparameters": GenerationHyperparameters, "tok": tok},
+    )
+    workflow = namespace["workflow"]
+    assert workflow.async_reward_fn.timeout_seconds == 600  # the wrapper the docs set replaced AReaL's 15 s one
     input_ids = tok(chatml_prompt(tok), add_special_tokens=False)["input_ids"]
-    prompt_str = tok.decode(input_ids)
-    wrapper = AsyncRewardWrapper(GRMRewardFn(grm_server.url, missing=-1.0), timeout_seconds=600, max_workers=4)
+    prompt_str = tok.decode(input_ids)  # as RLVRWorkflow.arun_episode does
+    end_of_turn = tok.convert_tokens_to_ids("<|im_end|>")
+    task_data = {"messages": [{"role": "user", "content": QUESTION}], "answer": REFERENCE}
     before = len(grm_server.records("GRM prompt"))
 
     async def rollouts():
         calls = []
         for answer in ANSWERS:
-            output_tokens = tok(answer, add_special_tokens=False)["input_ids"] + [
-                tok.convert_tokens_to_ids("<|im_end|>")
-            ]
-            completion = tok.decode(output_tokens)
-            assert completion.endswith("<|im_end|>")
-            task_data = {"messages": [{"role": "user", "content": QUESTION}], "answer": REFERENCE}
-            calls.append(wrapper(prompt_str, completion, input_ids, output_tokens, **task_data))
+            resp = ModelResponse(
+                input_tokens=input_ids, output_tokens=tok(answer, add_special_tokens=False)["input_ids"] + [end_of_turn]
+            )
+            calls.append(workflow._compute_rewards(resp, prompt_str, task_data))
         return await asyncio.gather(*calls)
 
     rewards = asyncio.run(rollouts())

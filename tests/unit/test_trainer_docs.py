@@ -67,4 +67,4 @@ def test_every_checked_snippet_is_used():
     import re
 
     names = re.findall(r"<!-- checked: (\w+)", DOCS.read_text())
-    assert sorted(names) == ["openrlhf", "slime", "verl"]
+    assert sorted(names) == ["areal", "openrlhf", "slime", "verl"]
