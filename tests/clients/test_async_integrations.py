@@ -148,8 +148,18 @@ def test_areal_reward_fn_posts_the_decoded_strings_to_v1_reward_with_the_rows_re
     assert seen[-1] == {"path": "/v1/reward", "prompt": CHATML, "response": "72.<|im_end|>", "label": "72"}
     assert areal.GRMRewardFn(reference_key=None)(CHATML, "72", [], [], answer="72") == pytest.approx(0.02)
     assert seen[-1]["label"] is None
-    assert areal.GRMRewardFn(reward="server")(CHATML, "72", [], []) == pytest.approx(1.18)
-    assert areal.GRMRewardFn(missing=-1.0)(CHATML, "unparsed", [], []) == -1.0
+    assert areal.GRMRewardFn(reward="server")(CHATML, "72", [], [], answer=None) == pytest.approx(1.18)
+    assert seen[-1]["label"] is None  # a null answer is no reference
+    assert areal.GRMRewardFn(missing=-1.0)(CHATML, "unparsed", [], [], answer="72") == -1.0
+
+
+def test_areal_reward_fn_refuses_a_row_without_its_reference_field(monkeypatch):
+    """A dataset that names its answer otherwise must not be judged without it, silently."""
+    seen: list[dict] = []
+    monkeypatch.setattr(areal, "shared_client", lambda base_url: g.GRMClient(transport=recording(seen)))
+    with pytest.raises(ValueError, match=r"no dataset field 'answer'.*fields: messages, solution"):
+        areal.GRMRewardFn()(CHATML, "72", [], [], solution="72", messages=[])
+    assert seen == []
     with pytest.raises(ValueError, match="'unit' or 'server'"):
         areal.GRMRewardFn(reward="raw")  # type: ignore[arg-type]
 
@@ -215,6 +225,19 @@ def test_nemo_gym_reads_the_conversation_the_final_answer_and_the_reference():
         nemo_gym.reference(verify_body(expected_answer=None, metadata={"expected_answer": 3}), "expected_answer") == "3"
     )
     assert nemo_gym.reference(body, None) is None
+    blank_top = verify_body(expected_answer="", metadata={"expected_answer": "Paris"})
+    assert nemo_gym.reference(blank_top, "expected_answer") == "Paris"
+    with pytest.raises(ValueError, match="no 'answer' field"):
+        nemo_gym.reference(body, "answer")
+    refusal = verify_body(
+        response={
+            "output": [{"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]}]
+        }
+    )
+    assert nemo_gym.final_answer(refusal) == "No."
+    image_only = [{"role": "user", "content": [{"type": "input_image", "image_url": "data:..."}]}]
+    with pytest.raises(ValueError, match="holds no text"):
+        nemo_gym.conversation(verify_body(responses_create_params={"input": image_only}))
     with pytest.raises(ValueError, match="no user turn"):
         nemo_gym.conversation(verify_body(responses_create_params={"input": [{"role": "system", "content": "x"}]}))
     with pytest.raises(ValueError, match="dict or a pydantic model"):
@@ -247,3 +270,48 @@ def test_nemo_gym_accepts_pydantic_models():
 
     body = Body(**{k: verify_body()[k] for k in ("responses_create_params", "response", "expected_answer")})
     assert nemo_gym.final_answer(body) == "Paris\nis it."
+
+
+def test_verl_reads_the_prompt_verls_agent_loop_passes_and_refuses_what_is_not_a_prompt(monkeypatch):
+    import numpy as np
+
+    seen: list[dict] = []
+    monkeypatch.setattr(verl, "shared_client", lambda base_url: g.GRMClient(transport=recording(seen)))
+    turns = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "2+2?"}]},
+    ]
+    plain = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
+    for raw in (turns, np.array(turns, dtype=object)):
+        verl.compute_score("gsm8k", "4", 4, {"raw_prompt": raw, "index": 0, "question": None})
+        assert seen[-1]["items"][0]["messages"] == plain
+    verl.compute_score("gsm8k", "4", 4, {"prompt": turns})
+    assert seen[-1]["items"][0]["messages"] == plain  # turns, never their repr
+    for info, message in [
+        ({"question": None}, "agent loop passes it as extra_info\\['raw_prompt'\\]"),
+        ({"question": "  "}, "extra_info\\['question'\\] is blank"),
+        ({"prompt": 42}, "must be text or a list of chat turns, got int"),
+        ({"raw_prompt": [{"role": "assistant", "content": "hi"}]}, "must end with the user's turn"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            verl.compute_score("gsm8k", "4", 4, info)
+
+
+def test_reference_answers_from_dataset_values():
+    import math
+
+    import numpy as np
+
+    assert [_common.as_reference(v) for v in (3.0, np.int64(4), np.float64(2.5), 7, "x", " ", None)] == [
+        "3",
+        "4",
+        "2.5",
+        "7",
+        "x",
+        None,
+        None,
+    ]
+    assert _common.as_reference(math.nan) is None  # pandas' missing value, never the answer "nan"
+    for bad in (True, np.bool_(False), [1], {"a": 1}):
+        with pytest.raises(ValueError, match="must be a string or a number"):
+            _common.as_reference(bad)

@@ -126,8 +126,9 @@ def verl_config(function: str, url: str):
 
 
 def verl_rows(tok, answers: list[str]):
-    """A batch as verl's reward loop holds it: left-padded prompts, right-padded responses, the
-    dataset's data_source, reward_model.ground_truth and extra_info (the question, for grm-client)."""
+    """A batch as verl's reward loop holds it after its agent loop: left-padded prompts, right-padded
+    responses, the dataset's data_source, reward_model.ground_truth and extra_info, and the agent
+    loop's extra fields (the chat turns as ``raw_prompt``)."""
     import numpy as np
     import torch
     from verl import DataProto
@@ -149,7 +150,9 @@ def verl_rows(tok, answers: list[str]):
                 non_tensors={
                     "data_source": np.array(["geo_qa"], dtype=object),
                     "reward_model": np.array([{"ground_truth": REFERENCE, "style": "model"}], dtype=object),
-                    "extra_info": np.array([{"question": QUESTION, "index": 0}], dtype=object),
+                    "extra_info": np.array([{"index": 0, "split": "train"}], dtype=object),
+                    # verl's agent loop adds the dataset's chat turns here; the manager merges them into extra_info
+                    "tool_extra_fields": np.array([{"raw_prompt": [{"role": "user", "content": QUESTION}]}]),
                 },
             )
         )

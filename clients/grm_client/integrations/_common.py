@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import numbers
 import os
 import threading
 from collections.abc import Sequence
@@ -28,18 +30,36 @@ def group_by_prompt(prompts: Sequence[Any], references: Sequence[str | None] | N
 
 
 def as_reference(value: Any) -> str | None:
-    """A reference answer from a dataset value: text or a number; None or blank for none.
+    """A reference answer from a dataset value: text or a number; None, blank or NaN for none.
+
+    Numbers include numpy's scalars; a float that holds an integer is written as one (``3.0`` is
+    ``"3"``: pandas stores an integer column with a gap as floats), and NaN is pandas' missing value.
 
     Raises:
-        ValueError: for other types (a list or dict is no single answer).
+        ValueError: for other types (a list or dict is no single answer; a bool is no answer).
     """
     if value is None:
         return None
     if isinstance(value, str):
         return value if value.strip() else None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np_bool()):
+        return str(int(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | np_bool()):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        return str(int(number)) if number.is_integer() else repr(number)
     raise ValueError(f"a reference answer must be a string or a number, got {type(value).__name__}: {value!r}")
+
+
+def np_bool() -> type:
+    """numpy's bool type, or bool when numpy is not installed (grm-client does not depend on it)."""
+    try:
+        import numpy
+
+        return numpy.bool_  # type: ignore[no-any-return]
+    except ImportError:
+        return bool
 
 
 def as_query(prompt: Prompt) -> str | list[dict[str, str]]:

@@ -13,10 +13,6 @@ prompts::
 
     workflow = RLVRWorkflow(reward_fn=GRMRewardFn("http://grm:8000", reference_key="answer"), ...)
 
-or by name, configured from the environment (``GRM_URL``, ``GRM_REFERENCE_KEY``)::
-
-    RLVRWorkflow(reward_fn="grm_client.integrations.areal.grm_reward_fn", ...)
-
 **Timeouts and workers.** ``RLVRWorkflow`` wraps the function in ``AsyncRewardWrapper(reward_fn)``
 with its defaults (AReaL 1.0.4): a 15 s timeout per try, 3 retries, then 0 as the reward; and a pool
 of ``max(cpu_count // gpu_count // 2, 1)`` worker processes shared by every wrapper, so a few calls at a
@@ -26,6 +22,9 @@ wrapper once the workflow is built::
 
     from areal.api.reward_api import AsyncRewardWrapper
     workflow.async_reward_fn = AsyncRewardWrapper(workflow.reward_fn, timeout_seconds=600, max_workers=64)
+
+Pass the function itself, as above. Given an import path instead (``grm_reward_fn`` below),
+``RLVRWorkflow`` builds its default wrapper again at its first episode, undoing the one set here.
 
 A retry after a timeout sends the same body, which grm-serve's dedup attaches to the job already
 running; the timed-out try keeps its worker until the server answers (a process cannot be
@@ -47,7 +46,9 @@ class GRMRewardFn:
 
     Args:
         base_url: grm-serve's address (default ``$GRM_URL`` or ``http://127.0.0.1:8000``).
-        reference_key: the dataset field holding the reference answer (None: judge without one).
+        reference_key: the dataset field holding the reference answer (None: judge without one). A row
+            without that field is an error, not a row judged without its reference; a null value
+            is no reference.
         reward: ``unit`` (the reward on [0, 1]) or ``server`` (on the scale ``--openrlhf-reward`` sets).
         missing: the reward of a rollout none of whose samples could be parsed.
     """
@@ -68,7 +69,13 @@ class GRMRewardFn:
             raise ValueError("AReaL's reward_fn takes the decoded prompt and completion as strings")
         label = None
         if self.reference_key is not None:
-            label = as_reference(data.get(self.reference_key))
+            if self.reference_key not in data:
+                known = ", ".join(sorted(data)) or "none"
+                raise ValueError(
+                    f"no dataset field {self.reference_key!r} reached the reward function (fields: {known}); "
+                    "name the reference answer's field in reference_key, or pass reference_key=None"
+                )
+            label = as_reference(data[self.reference_key])
         result = shared_client(self.base_url or default_base_url()).reward(prompt, completions, label=label)
         if result.unscored:
             return self.missing

@@ -16,9 +16,10 @@ server that asks grm-serve for that reward is a few lines of NeMo Gym's own API:
 
 The GRM sees the rollout's conversation (``instructions`` as the system turn, then the input
 messages up to the last user turn) and the text of the last assistant message of ``response.output``
-(reasoning and tool calls are not judged); the task's ``reference_field`` (a top-level field, or the
-same key in ``metadata``) is the reference answer. Each verify is one ``/v1/score`` row; the server
-groups the rollouts of one task that arrive together (``--group-window-s``).
+(a refusal part counts as text; reasoning and tool calls are not judged). The task's
+``reference_field`` (a top-level field, or the same key in ``metadata``) is the reference answer; a
+task without that field is an error. Each verify is one ``/v1/score`` row; the server groups the
+rollouts of one task that arrive together (``--group-window-s``).
 
 NeMo Gym's client has no timeout of its own (aiohttp's default) and retries a dropped connection
 every 0.5 s; grm-serve's deadline (``--request-timeout-s``) bounds the call.
@@ -50,11 +51,11 @@ def _dump(body: Any) -> dict[str, Any]:
 
 
 def _text(content: Any) -> str:
-    """The text of a message's content: a string, or the text parts of a list."""
+    """The text of a message's content: a string, or the text (and refusal) parts of a list."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts = [part.get("text") for part in content if isinstance(part, dict)]
+        texts = [part.get("text", part.get("refusal")) for part in content if isinstance(part, dict)]
         return "\n".join(t for t in texts if isinstance(t, str))
     return ""
 
@@ -82,6 +83,8 @@ def conversation(body: Any) -> list[dict[str, str]]:
     last_user = max((i for i, t in enumerate(turns) if t["role"] == "user"), default=None)
     if last_user is None:
         raise ValueError("the verify request's responses_create_params.input holds no user turn")
+    if not turns[last_user]["content"].strip():
+        raise ValueError("the verify request's last user turn holds no text (the GRM judges text only)")
     return turns[: last_user + 1]
 
 
@@ -95,14 +98,24 @@ def final_answer(body: Any) -> str:
 
 
 def reference(body: Any, field: str | None) -> str | None:
-    """The task's reference answer: ``body[field]``, else ``body["metadata"][field]``."""
+    """The task's reference answer: ``body[field]``, else (missing, null or blank there)
+    ``body["metadata"][field]``.
+
+    Raises:
+        ValueError: when neither place has the field: a task set that names its answer otherwise
+            would be judged without it, silently.
+    """
     if field is None:
         return None
     data = _dump(body)
-    value = data.get(field)
-    if value is None and isinstance(data.get("metadata"), dict):
-        value = data["metadata"].get(field)
-    return as_reference(value)
+    found = data.get("metadata")
+    metadata: dict[str, Any] = found if isinstance(found, dict) else {}
+    if field not in data and field not in metadata:
+        raise ValueError(
+            f"the verify request has no {field!r} field, at the top or in metadata; name the task's "
+            "reference answer field in reference_field, or pass reference_field=None"
+        )
+    return as_reference(data.get(field)) or as_reference(metadata.get(field))
 
 
 class GRMVerifier:

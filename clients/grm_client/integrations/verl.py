@@ -5,17 +5,19 @@ In verl's config (``reward.custom_reward_function``; see docs/trainers.md for th
     reward:
       custom_reward_function:
         path: /path/to/site-packages/grm_client/integrations/verl.py
-        name: compute_score_async     # or compute_score, or compute_score_batch (batch reward manager)
+        name: compute_score_async     # or compute_score (sync, run in a thread executor)
         reward_kwargs: {base_url: "http://grm:8000", reward: unit, k: 4}
 
 verl's reward loop calls the function once per sample, concurrently: an ``async def`` one
 (``compute_score_async``) is awaited on the worker's event loop, a plain one (``compute_score``) runs
 in a thread executor. Either way each call is one row; the server groups the rows of one prompt that
-arrive together (``--group-window-s``) into shared GRM prompts. The batch reward manager calls
-``compute_score_batch`` with the whole batch; it groups the rows of one prompt on the client.
+arrive together (``--group-window-s``) into shared GRM prompts. ``compute_score_batch`` takes a whole
+batch (``data_sources=``, ``solution_strs=``, ...) as verl's legacy ``BatchRewardManager`` and custom
+reward managers pass it; 0.9's reward loop has no batch manager.
 
-verl does not pass the prompt to reward functions, so the dataset must carry it in ``extra_info`` as
-``question`` (a string) or ``messages`` (chat turns ending with the user's). ``ground_truth`` is the
+The prompt: verl's agent loop (the default rollout path in 0.9) adds the dataset's chat turns to
+every sample's ``extra_info`` as ``raw_prompt``; a dataset may instead carry ``question`` (text) or
+``messages`` (chat turns ending with the user's) in ``extra_info``. ``ground_truth`` is the
 GRM's reference answer (judging correctness against it); ``use_ground_truth: false`` in
 ``reward_kwargs`` judges without it. The reward loop also passes ``reward_router_address`` and
 ``reward_model_tokenizer`` (for functions that call a reward model verl hosts itself); these
@@ -28,6 +30,7 @@ from typing import Any
 
 from grm_client._models import RewardMode
 from grm_client.integrations._common import (
+    as_query,
     as_reference,
     check_options,
     default_base_url,
@@ -41,14 +44,36 @@ from grm_client.integrations._common import (
 VERL_LOOP_KWARGS = ("reward_router_address", "reward_model_tokenizer")
 
 
+PROMPT_KEYS = ("messages", "raw_prompt", "question", "prompt", "query")
+
+
 def _query(extra_info: dict[str, Any] | None) -> str | list[dict[str, str]]:
+    """The prompt a sample answered, from ``extra_info``: the first of :data:`PROMPT_KEYS` present.
+
+    verl's agent loop adds ``raw_prompt`` (the dataset's chat turns) to every sample's ``extra_info``;
+    a dataset may carry ``messages`` or ``question`` itself. A value is chat turns ending with the
+    user's, or the prompt's text.
+
+    Raises:
+        ValueError: no prompt, or one that is neither text nor chat turns (its repr would be judged).
+    """
     info = extra_info or {}
-    if "messages" in info:
-        return [{"role": m["role"], "content": m["content"]} for m in info["messages"]]
-    for key in ("question", "prompt", "query"):
-        if key in info:
-            return str(info[key])
-    raise ValueError("grm-serve needs the prompt: put it in the dataset's extra_info as 'question' or 'messages'")
+    key = next((k for k in PROMPT_KEYS if info.get(k) is not None), None)
+    if key is None:
+        raise ValueError(
+            "grm-serve needs the prompt: verl's agent loop passes it as extra_info['raw_prompt']; "
+            "otherwise put it in the dataset's extra_info as 'question' (text) or 'messages' (chat turns)"
+        )
+    value = info[key]
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(f"extra_info[{key!r}] is blank")
+        return value
+    if hasattr(value, "tolist"):  # a numpy array of turns, as verl's non-tensor batch holds them
+        value = value.tolist()
+    if isinstance(value, list | tuple) and value and all(isinstance(m, dict) for m in value):
+        return as_query(list(value))
+    raise ValueError(f"extra_info[{key!r}] must be text or a list of chat turns, got {type(value).__name__}")
 
 
 def _options(kwargs: dict[str, Any]) -> dict[str, Any]:
