@@ -34,22 +34,20 @@ import argparse
 import asyncio
 import json
 import math
-import random
 import re
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grm_client import AsyncGRMClient
 from tests.launcher import launch
+from tests.slime_client import remote_rm, slime_session
 
 BURST_KEY, PROBE_KEY = "burst-key", "probe-key"
 CLIENTS = ("openrlhf", "slime", "grm-client")
@@ -119,29 +117,13 @@ async def openrlhf_burst(url: str, rollouts: list[Rollout]) -> list[float | None
     return list(await asyncio.gather(*(one(r) for r in rollouts)))
 
 
-async def slime_remote_rm(session: aiohttp.ClientSession, url: str, payload: dict, max_retries: int = 10) -> Any:
-    """slime's ``remote_rm``: the same body, session, timeout, tries and backoff."""
-    for attempt in range(max_retries):
-        try:
-            async with session.post(url, json=payload) as resp:
-                resp.raise_for_status()
-                return await resp.json()
-        except Exception:
-            if attempt + 1 >= max_retries:
-                raise
-            await asyncio.sleep(min(2**attempt, 30) + random.random())
-    return None
-
-
 async def slime_burst(url: str, rollouts: list[Rollout]) -> list[float | None]:
-    connector = aiohttp.TCPConnector(limit=64, enable_cleanup_closed=True)
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with slime_session() as session:
 
         async def one(r: Rollout) -> float | None:
             payload = {"prompt": r.prompt, "response": r.response, "label": None}
             try:
-                answer = await slime_remote_rm(session, f"{url}/v1/reward?api_key={BURST_KEY}", payload)
+                answer = await remote_rm(session, f"{url}/v1/reward?api_key={BURST_KEY}", payload)
             except Exception:
                 return None
             return answer["reward"]  # --reward-key reward

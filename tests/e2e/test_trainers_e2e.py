@@ -17,7 +17,6 @@ prompts (grouping across calls).
 from __future__ import annotations
 
 import asyncio
-import random
 from types import SimpleNamespace
 
 import pytest
@@ -25,6 +24,7 @@ import pytest
 from server.config import Settings
 from server.models import ensure_embedded_model
 from tests.launcher import RunningServer
+from tests.slime_client import remote_rm, slime_session
 
 pytestmark = pytest.mark.e2e
 
@@ -67,45 +67,19 @@ def assert_grm_saw_plain_turns(prompts: list[str], answers: list[str], reference
 # --- slime -----------------------------------------------------------------------------------------
 
 
-async def slime_remote_rm(args, sample, max_retries: int = 10):
-    """slime's ``slime/rollout/rm_hub/__init__.py`` ``remote_rm`` (THUDM/slime 624b824), call for call:
-    one shared aiohttp session (64 connections, 120 s total timeout), the sample's prompt, response and
-    label as JSON, any error retried with backoff min(2**attempt, 30) + U[0, 1) s, the JSON answer kept
-    as ``sample.reward``."""
-    import aiohttp
-
-    if args.session is None:
-        args.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64, enable_cleanup_closed=True),
-            timeout=aiohttp.ClientTimeout(total=120),
-        )
-    payload = {"prompt": sample.prompt, "response": sample.response, "label": sample.label}
-    for attempt in range(max_retries):
-        try:
-            async with args.session.post(args.rm_url, json=payload) as resp:
-                resp.raise_for_status()
-                return await resp.json()
-        except Exception:
-            if attempt + 1 >= max_retries:
-                raise
-            await asyncio.sleep(min(2**attempt, 30) + random.random())
-    raise AssertionError("unreachable")
-
-
 def test_slime_remote_rm_with_reward_key(grm_server):
     tok = tokenizer()
     prompt = chatml_prompt(tok)
     # --rm-type remote_rm --rm-url http://HOST:PORT/v1/reward --reward-key reward (docs/trainers.md)
-    args = SimpleNamespace(rm_url=f"{grm_server.url}/v1/reward", reward_key="reward", session=None)
+    args = SimpleNamespace(rm_url=f"{grm_server.url}/v1/reward", reward_key="reward")
     # slime's sample.response is the rollout's decoded text; the policy's end token may close it.
     samples = [SimpleNamespace(prompt=prompt, response=a + "<|im_end|>", label=REFERENCE) for a in ANSWERS]
     before = len(grm_server.records("GRM prompt"))
 
     async def rollouts():
-        try:
-            return await asyncio.gather(*(slime_remote_rm(args, s) for s in samples))
-        finally:
-            await args.session.close()
+        async with slime_session() as session:
+            payloads = [{"prompt": s.prompt, "response": s.response, "label": s.label} for s in samples]
+            return await asyncio.gather(*(remote_rm(session, args.rm_url, p) for p in payloads))
 
     rewards = asyncio.run(rollouts())
     # slime's Sample.get_reward_value: sample.reward[args.reward_key]

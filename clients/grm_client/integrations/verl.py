@@ -76,6 +76,25 @@ def _query(extra_info: dict[str, Any] | None) -> str | list[dict[str, str]]:
     raise ValueError(f"extra_info[{key!r}] must be text or a list of chat turns, got {type(value).__name__}")
 
 
+def _rows(
+    solution_strs: list[str], ground_truths: list[Any], extra_infos: list[dict[str, Any] | None], use_ground_truth: bool
+) -> dict[str, Any]:
+    """A verl batch as grm-serve queries, responses and references.
+
+    Raises:
+        ValueError: the lists differ in length, or a row has no readable prompt.
+    """
+    if not len(solution_strs) == len(ground_truths) == len(extra_infos):
+        raise ValueError(
+            f"{len(solution_strs)} responses, {len(ground_truths)} ground truths, {len(extra_infos)} extra_infos"
+        )
+    return {
+        "queries": [_query(e) for e in extra_infos],
+        "responses": list(solution_strs),
+        "references": [as_reference(g) if use_ground_truth else None for g in ground_truths],
+    }
+
+
 def _options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """The GRM options among a call's keyword arguments: verl's own are dropped, unknown ones refused."""
     return check_options({key: value for key, value in kwargs.items() if key not in VERL_LOOP_KWARGS})
@@ -98,15 +117,9 @@ def compute_score(
     ``kwargs``: GRM options (``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``,
     ``principles``) and the reward loop's own arguments, which are ignored.
     """
-    return rewards_for_groups(
-        shared_client(base_url or default_base_url()),
-        [_query(extra_info)],
-        [solution_str],
-        reward=reward,
-        missing=missing,
-        options=_options(kwargs),
-        references=[as_reference(ground_truth) if use_ground_truth else None],
-    )[0]
+    client = shared_client(base_url or default_base_url())
+    rows = _rows([solution_str], [ground_truth], [extra_info], use_ground_truth)
+    return rewards_for_groups(client, **rows, reward=reward, missing=missing, options=_options(kwargs))[0]
 
 
 async def compute_score_async(
@@ -122,15 +135,9 @@ async def compute_score_async(
     **kwargs: Any,
 ) -> float:
     """:func:`compute_score` as a coroutine: verl's reward loop awaits it without a thread per call."""
-    (value,) = await row_rewards(
-        loop_client(base_url or default_base_url()),
-        [_query(extra_info)],
-        [solution_str],
-        reward=reward,
-        missing=missing,
-        options=_options(kwargs),
-        references=[as_reference(ground_truth) if use_ground_truth else None],
-    )
+    client = loop_client(base_url or default_base_url())
+    rows = _rows([solution_str], [ground_truth], [extra_info], use_ground_truth)
+    (value,) = await row_rewards(client, **rows, reward=reward, missing=missing, options=_options(kwargs))
     return value
 
 
@@ -147,15 +154,9 @@ def compute_score_batch(
     **kwargs: Any,
 ) -> list[float]:
     """Rewards for a batch; responses to the same prompt (and ground truth) are judged together."""
-    return rewards_for_groups(
-        shared_client(base_url or default_base_url()),
-        [_query(e) for e in extra_infos],
-        list(solution_strs),
-        reward=reward,
-        missing=missing,
-        options=_options(kwargs),
-        references=[as_reference(g) if use_ground_truth else None for g in ground_truths],
-    )
+    client = shared_client(base_url or default_base_url())
+    rows = _rows(solution_strs, ground_truths, extra_infos, use_ground_truth)
+    return rewards_for_groups(client, **rows, reward=reward, missing=missing, options=_options(kwargs))
 
 
 async def compute_score_batch_async(
@@ -174,12 +175,6 @@ async def compute_score_batch_async(
 
     Each row goes in its own concurrent call; the server groups the rows of one prompt.
     """
-    return await row_rewards(
-        loop_client(base_url or default_base_url()),
-        [_query(e) for e in extra_infos],
-        list(solution_strs),
-        reward=reward,
-        missing=missing,
-        options=_options(kwargs),
-        references=[as_reference(g) if use_ground_truth else None for g in ground_truths],
-    )
+    client = loop_client(base_url or default_base_url())
+    rows = _rows(solution_strs, ground_truths, extra_infos, use_ground_truth)
+    return await row_rewards(client, **rows, reward=reward, missing=missing, options=_options(kwargs))
