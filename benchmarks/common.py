@@ -9,10 +9,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from server.domain import Message
 from server.engines.base import GenerationRequest, GenerationResult
-from server.parsing import ParseError, parse_sample
-from server.scoring import ScoreSpec
+from server.pipeline.domain import Message
+from server.pipeline.parsing import ParseError, parse_sample
+from server.pipeline.scoring import ScoreSpec
 
 
 def load_pairs(path: Path, n: int) -> list[dict[str, Any]]:

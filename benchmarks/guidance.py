@@ -32,9 +32,9 @@ from benchmarks.common import count_votes, direct_generate, load_pairs, pair_spe
 from server.config import Settings  # noqa: E402
 from server.engines import create_engine  # noqa: E402
 from server.engines.vllm import VLLMEngine, set_cpu_environment  # noqa: E402
-from server.parsing import guidance_regex  # noqa: E402
-from server.prompts import get_template  # noqa: E402
-from server.scoring import Planned, Scorer, ScoreSpec, generate_planned  # noqa: E402
+from server.pipeline.parsing import guidance_regex  # noqa: E402
+from server.pipeline.prompts import get_template  # noqa: E402
+from server.pipeline.scoring import Planned, Scorer, ScoreSpec, generate_planned  # noqa: E402
 
 CANDIDATES = ("unguided", "bounded", "two-pass")
 

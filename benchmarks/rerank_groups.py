@@ -7,7 +7,7 @@ in ``--groups`` repeats of one group with other seeds. Printed per query and ove
 * noise floor: the spread (standard deviation) of P's mean vote over repeats of the same group;
 * raw: the spread of P's mean vote across groups with different rivals (what plain splitting gives);
 * anchored: the spread of P's anchor-calibrated mean across those groups (what /v1/rerank does:
-  ``P - A_group + mean(A)``, server/reranking.py).
+  ``P - A_group + mean(A)``, server/serving/reranking.py).
 
     python benchmarks/rerank_groups.py --queries 4 --groups 6 --k 4 --max-tokens 192
 """
@@ -26,10 +26,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from server.config import Settings  # noqa: E402
-from server.domain import Message  # noqa: E402
 from server.engines import create_engine  # noqa: E402
-from server.prompts import get_template  # noqa: E402
-from server.scoring import Scorer, ScoreSpec  # noqa: E402
+from server.pipeline.domain import Message  # noqa: E402
+from server.pipeline.prompts import get_template  # noqa: E402
+from server.pipeline.scoring import Scorer, ScoreSpec  # noqa: E402
 
 
 def spread(values: list[float]) -> float:

@@ -30,8 +30,8 @@ from benchmarks.common import direct_generate, load_pairs, pair_specs  # noqa: E
 from server.config import Settings  # noqa: E402
 from server.engines import create_engine  # noqa: E402
 from server.engines.vllm import VLLMEngine, set_cpu_environment  # noqa: E402
-from server.prompts import get_template  # noqa: E402
-from server.scoring import Scorer, generate_planned  # noqa: E402
+from server.pipeline.prompts import get_template  # noqa: E402
+from server.pipeline.scoring import Scorer, generate_planned  # noqa: E402
 
 
 async def direct(items: list[dict], args: argparse.Namespace, settings: Settings) -> tuple[int, float, float]:

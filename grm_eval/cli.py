@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def sampling_config(args: argparse.Namespace, *, greedy: bool = False) -> SamplingConfig:
-    from server.prompts import DEFAULT_TEMPLATE
+    from server.pipeline.prompts import DEFAULT_TEMPLATE
 
     model = args.url or args.model
     if greedy:

@@ -38,7 +38,7 @@ def meta_rm_spec(args: argparse.Namespace) -> str | None:
 def rate(records: Sequence[dict[str, Any]], spec: str) -> tuple[list[list[float | None]], str]:
     """Meta-RM ratings of every parsed sample (None for unparsed), and the meta RM's name."""
     from meta_rm.loading import load_meta_rm
-    from server.models import default_cache_dir, resolve_model
+    from server.engines.model_files import default_cache_dir, resolve_model
 
     meta = load_meta_rm(spec, resolve=lambda name: resolve_model(name, default_cache_dir()))
     flat = [(r, j, e[0]) for r, rec in enumerate(records) for j, e in enumerate(trajectories_of(rec)) if e]

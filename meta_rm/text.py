@@ -3,7 +3,7 @@
 Both DeepSeek-GRM inputs (``shared/GRM_FORMAT.md``) show the conversation under ``#### Conversation
 Context ####`` and each response between ``[The Begin of Response i]`` and ``[The End of Response i]``.
 Caller text is defanged the same way in both, so a response can neither close its own block nor open
-a fake one. This module sits at the bottom of the import graph: ``server.prompts`` (the GRM prompt) and
+a fake one. This module sits at the bottom of the import graph: ``server.pipeline.prompts`` (the GRM prompt) and
 ``meta_rm.rendering`` (the meta RM input) both build on it, and it imports nothing of this project.
 """
 
@@ -14,7 +14,7 @@ from typing import Protocol
 
 
 class Turn(Protocol):
-    """One conversation turn; ``server.domain.Message`` is one."""
+    """One conversation turn; ``server.pipeline.domain.Message`` is one."""
 
     @property
     def role(self) -> str: ...

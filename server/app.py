@@ -11,15 +11,15 @@ from prometheus_client import CollectorRegistry
 
 from meta_rm.base import MetaRM
 from server import __version__
+from server.api.middleware import OPEN_PATHS, APIKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
+from server.api.routes import compat, health, metrics, rerank, reward, score
 from server.config import Settings
 from server.engines import Engine
-from server.errors import install_error_handlers
-from server.logs import AccessLogMiddleware
-from server.metrics import EngineCollector, Metrics, RequestMetricsMiddleware, TenantCollector
-from server.middleware import OPEN_PATHS, APIKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
-from server.routes import compat, health, metrics, rerank, reward, score
-from server.serving import ScoringService
-from server.state import AppState
+from server.ops.logs import AccessLogMiddleware
+from server.ops.metrics import EngineCollector, Metrics, RequestMetricsMiddleware, TenantCollector
+from server.serving.errors import install_error_handlers
+from server.serving.service import ScoringService
+from server.serving.state import AppState
 
 
 def build_app(

@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from server import __version__
-from server.chat_markup import get_markup
 from server.config import Settings
+from server.serving.chat_markup import get_markup
 
 log = logging.getLogger("grm_serve")
 
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGINT/SIGTERM; returns the process exit code."""
     settings = parse_settings(argv)
     from server.app import build_app
-    from server.logs import configure_logging
+    from server.ops.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
 

@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from server.models import EMBEDDED, default_cache_dir
-from server.prompts import DEFAULT_TEMPLATE, TEMPLATES
+from server.engines.model_files import EMBEDDED, default_cache_dir
+from server.pipeline.prompts import DEFAULT_TEMPLATE, TEMPLATES
 
 
 class Settings(BaseSettings):
@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     api_key_file: Path | None = Field(None, description="file of API keys, one per line")
     metrics_public: bool = Field(True, description="with API keys set, keep /metrics open to scrapers")
 
-    # Duplicate requests (client retries), see server/dedup.py
+    # Duplicate requests (client retries), see server/serving/dedup.py
     dedup_identical_requests: bool = Field(
         True, description="a request with the same body as a running or recent one shares its job"
     )

@@ -43,10 +43,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import count_votes, direct_generate, load_pairs, pair_specs  # noqa: E402
-from server.domain import Message  # noqa: E402
-from server.parsing import guidance_regex  # noqa: E402
-from server.prompts import DEFAULT_TEMPLATE, get_template  # noqa: E402
-from server.scoring import Planned, Scorer, generate_planned  # noqa: E402
+from server.pipeline.domain import Message  # noqa: E402
+from server.pipeline.parsing import guidance_regex  # noqa: E402
+from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template  # noqa: E402
+from server.pipeline.scoring import Planned, Scorer, generate_planned  # noqa: E402
 
 PATHS = ("direct", "server", "openai", "openai-unguided")
 SHAPE_27B = {
@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         parser.error(f"unknown path(s): {', '.join(sorted(unknown))}")
 
     from server.config import Settings
-    from server.models import resolve_model
+    from server.engines.model_files import resolve_model
     from tests.launcher import launch
 
     settings = Settings()

@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.app import build_app
 from server.config import Settings
-from server.state import AppState
+from server.serving.state import AppState
 
 DEPLOYMENT_KEYS = {
     "replicas", "min_replicas", "max_replicas", "target_ongoing_requests",

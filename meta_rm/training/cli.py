@@ -23,7 +23,7 @@ from meta_rm.training.data import DataError, PreferenceItem, read_preferences, s
 from meta_rm.training.extras import eval_extra_missing
 from meta_rm.training.sampling import SamplingConfig, SamplingRun, run_sampling
 from meta_rm.training.train import TrainOptions, train_command
-from server.prompts import DEFAULT_TEMPLATE
+from server.pipeline.prompts import DEFAULT_TEMPLATE
 
 log = logging.getLogger("grm_meta_rm")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 
-from server.domain import Message
+from server.pipeline.domain import Message
 
 
 class DataError(ValueError):

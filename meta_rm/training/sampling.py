@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from meta_rm.training.data import PreferenceItem
-from server.domain import SampleStatus
 from server.engines import PromptTooLongError
-from server.scoring import Scorer, ScoreSpec
+from server.pipeline.domain import SampleStatus
+from server.pipeline.scoring import Scorer, ScoreSpec
 
 log = logging.getLogger(__name__)
 
@@ -174,14 +174,14 @@ async def run_sampling(run: SamplingRun, items: Sequence[PreferenceItem]) -> lis
         The records of ``items`` that have samples (cached or new), in the order of ``items``.
 
     Raises:
-        server.models.ModelNotFoundError: if the GRM cannot be found locally.
+        server.engines.model_files.ModelNotFoundError: if the GRM cannot be found locally.
         server.engines.EngineError: if the engine fails.
     """
     from tqdm import tqdm
 
     from server.engines import create_engine
-    from server.models import default_cache_dir
-    from server.prompts import get_template
+    from server.engines.model_files import default_cache_dir
+    from server.pipeline.prompts import get_template
 
     config = run.config
     cached = load_cache(run.trajectories, config)

@@ -28,7 +28,7 @@ from meta_rm.selection import default_k_meta, select_top_k
 from meta_rm.training.data import PreferenceItem, file_sha256, heldout_side
 from meta_rm.training.sampling import SamplingRun, load_cache, run_sampling
 from server import __version__
-from server.domain import Message
+from server.pipeline.domain import Message
 
 log = logging.getLogger(__name__)
 

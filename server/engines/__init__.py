@@ -47,7 +47,7 @@ def create_engine(
             :data:`FAKE_ENGINE_ARGS` (its delay, batch limit, context and record size).
 
     Raises:
-        server.models.ModelNotFoundError: if the model cannot be found locally.
+        server.engines.model_files.ModelNotFoundError: if the model cannot be found locally.
         ValueError: for an unknown engine name.
     """
     if kind == "fake":
@@ -62,8 +62,8 @@ def create_engine(
             )
         return FakeEngine(**kwargs)
     if kind == "vllm":
+        from server.engines.model_files import EMBEDDED, EMBEDDED_MAX_MODEL_LEN, default_cache_dir, resolve_model
         from server.engines.vllm import VLLMEngine
-        from server.models import EMBEDDED, EMBEDDED_MAX_MODEL_LEN, default_cache_dir, resolve_model
 
         path, name = resolve_model(model, cache_dir if cache_dir is not None else default_cache_dir())
         kwargs = dict(engine_kwargs or {})

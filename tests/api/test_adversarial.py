@@ -12,10 +12,10 @@ import pytest
 
 from meta_rm.base import Trajectory
 from meta_rm.rendering import render_user_turn
-from server.domain import Message
 from server.engines.base import GenerationRequest
 from server.engines.fake import FakeEngine, shown_responses
-from server.prompts import DEFAULT_TEMPLATE, get_template, neutralize
+from server.pipeline.domain import Message
+from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template, neutralize
 from tests.api.conftest import running_app
 
 CASES = [json.loads(line) for line in (Path(__file__).parents[1] / "data" / "adversarial_responses.jsonl").open()]

@@ -1,12 +1,12 @@
-"""Grouping across calls: same-prompt rows of separate requests share GRM prompts (server/grouping.py)."""
+"""Grouping across calls: same-prompt rows of separate requests share GRM prompts (server/serving/grouping.py)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from server.domain import Message
 from server.engines.fake import FakeEngine, shown_responses
-from server.serving import ItemOptions
+from server.pipeline.domain import Message
+from server.serving.service import ItemOptions
 from tests.api.conftest import running_app, wait_until
 
 PROMPT = "<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n"

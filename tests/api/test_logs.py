@@ -4,7 +4,7 @@ import json
 import logging
 
 from server.engines.fake import FakeEngine
-from server.logs import JSONFormatter
+from server.ops.logs import JSONFormatter
 from tests.api.conftest import ITEM, running_app
 
 

@@ -13,7 +13,7 @@ from meta_rm.fake import FakeMetaRM
 from server.app import build_app
 from server.config import Settings
 from server.engines.fake import FakeEngine, budget_cut_script
-from server.metrics import outcome_of
+from server.ops.metrics import outcome_of
 from tests.api.conftest import ITEM, running_app
 
 
@@ -161,7 +161,7 @@ async def test_promtool_accepts_the_exposition():
 def test_engine_names_are_made_promtool_clean():
     from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
-    from server.metrics import prometheus_name
+    from server.ops.metrics import prometheus_name
 
     counter = CounterMetricFamily("vllm:prompt_tokens", "Prompt tokens.", labels=["model_name"])
     counter.add_metric(["m"], 3)
@@ -193,7 +193,7 @@ async def test_continued_samples_are_counted_and_shown():
 def test_every_grm_series_is_in_the_ops_metric_table():
     from pathlib import Path
 
-    from server.metrics import Metrics
+    from server.ops.metrics import Metrics
 
     table = (Path(__file__).resolve().parents[2] / "deploy" / "README.md").read_text()
     names = {f.name for f in Metrics().registry.collect() if f.name.startswith("grm_")}

@@ -5,10 +5,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from server.domain import Message
 from server.engines.base import GenerationRequest
 from server.engines.fake import FakeEngine, shown_responses
-from server.prompts import DEFAULT_TEMPLATE, get_template
+from server.pipeline.domain import Message
+from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template
 from tests.api.conftest import running_app
 
 # FakeEngine's default script scores a response min(10, 1 + len // 10): longer is better.

@@ -1,4 +1,4 @@
-"""``POST /v1/reward``: slime's remote_rm body, one rollout per call (server/routes/reward.py)."""
+"""``POST /v1/reward``: slime's remote_rm body, one rollout per call (server/api/routes/reward.py)."""
 
 from __future__ import annotations
 

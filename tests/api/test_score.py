@@ -1,7 +1,7 @@
 import asyncio
 
 from server.engines.fake import FakeEngine
-from server.parsing import continuation_reserve, plan_guidance
+from server.pipeline.parsing import continuation_reserve, plan_guidance
 from tests.api.conftest import ITEM, item, running_app
 
 

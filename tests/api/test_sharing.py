@@ -17,12 +17,12 @@ import pytest
 from grm_client import AsyncGRMClient
 from server.app import build_app
 from server.config import Settings
-from server.domain import Message
 from server.engines.base import Completion, EngineNotReadyError, GenerationRequest
 from server.engines.fake import FakeEngine, length_script, shown_responses
-from server.grouping import Grouper
-from server.prompts import DEFAULT_TEMPLATE, get_template
-from server.scoring import ScoreSpec
+from server.pipeline.domain import Message
+from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template
+from server.pipeline.scoring import ScoreSpec
+from server.serving.grouping import Grouper
 from tests.api.conftest import ITEM, item, running_app, wait_until
 
 KEYS = {"api_keys": "key-a,key-b"}

@@ -34,10 +34,10 @@ from hypothesis import strategies as st
 
 from server.app import build_app
 from server.config import Settings
-from server.domain import Message
 from server.engines.base import GenerationRequest
 from server.engines.fake import FakeEngine, shown_responses
-from server.prompts import DEFAULT_TEMPLATE, get_template
+from server.pipeline.domain import Message
+from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template
 from tests.api.conftest import post_scope
 
 EXAMPLES = int(os.environ.get("GRM_SHARING_EXAMPLES", "300"))

@@ -10,7 +10,7 @@ import tomllib
 
 import yaml
 
-from server.metrics import Metrics, TenantCollector
+from server.ops.metrics import Metrics, TenantCollector
 from tests.deploy.conftest import DEPLOY, ROOT
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "grm-serve.json"

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from server.config import Settings
-from server.models import ensure_embedded_model
+from server.engines.model_files import ensure_embedded_model
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import pytest
 
 from server.config import Settings
-from server.models import ensure_embedded_model
+from server.engines.model_files import ensure_embedded_model
 from tests.launcher import RunningServer
 from tests.slime_client import remote_rm, slime_session
 

@@ -11,8 +11,8 @@ from meta_rm.base import MetaRMError, Trajectory  # noqa: E402
 from meta_rm.hf import HFMetaRM  # noqa: E402
 from meta_rm.loading import load_meta_rm  # noqa: E402
 from meta_rm.rendering import render_chat  # noqa: E402
-from server.domain import Message  # noqa: E402
-from server.models import resolve_model  # noqa: E402
+from server.engines.model_files import resolve_model  # noqa: E402
+from server.pipeline.domain import Message  # noqa: E402
 from tests.tiny_models import tiny_llama, word_tokenizer  # noqa: E402
 
 

@@ -9,7 +9,7 @@ from meta_rm.base import MetaRMError, Trajectory
 from meta_rm.features import NUMERIC_FEATURES, featurize
 from meta_rm.linear import ARTIFACT_FILE, LinearMetaRM, LinearModel, train_linear
 from meta_rm.training.train import auc
-from server.domain import Message
+from server.pipeline.domain import Message
 
 
 def synthetic(n: int, seed: int) -> tuple[list[Trajectory], list[bool]]:

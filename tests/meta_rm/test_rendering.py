@@ -1,6 +1,6 @@
 from meta_rm.base import Trajectory
 from meta_rm.rendering import render_chat
-from server.domain import Message
+from server.pipeline.domain import Message
 
 
 def test_user_turn_shows_context_and_responses_in_the_samples_order_then_the_output():

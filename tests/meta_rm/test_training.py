@@ -11,8 +11,8 @@ from meta_rm.training.sampling import SamplingConfig, load_cache, sample_items
 from meta_rm.training.train import label_records
 from server.engines.base import GenerationRequest
 from server.engines.fake import FakeEngine, shown_responses
-from server.prompts import DEFAULT_TEMPLATE, get_template
-from server.scoring import Scorer
+from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template
+from server.pipeline.scoring import Scorer
 
 CONFIG = SamplingConfig(
     "embedded", DEFAULT_TEMPLATE, k=8, temperature=0.5, max_tokens=256, format_guidance=True, seed=0

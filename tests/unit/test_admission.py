@@ -1,4 +1,4 @@
-"""server.admission on its own: the work gate's capacity and fairness, and admission by deadline."""
+"""server.serving.admission on its own: the work gate's capacity and fairness, and admission by deadline."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from server.admission import Admission, WorkGate
-from server.errors import APIError
+from server.serving.admission import Admission, WorkGate
+from server.serving.errors import APIError
 
 
 async def test_the_gate_holds_at_most_its_capacity_in_samples():

@@ -1,7 +1,7 @@
 import pytest
 
-from server.aggregation import vote
-from server.domain import ResponseStatus
+from server.pipeline.aggregation import vote
+from server.pipeline.domain import ResponseStatus
 
 
 def test_votes_are_summed_per_response():

@@ -1,4 +1,4 @@
-"""Plain turns from policies' chat-templated prompts (server/chat_markup.py)."""
+"""Plain turns from policies' chat-templated prompts (server/serving/chat_markup.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from server.chat_markup import (
+from server.pipeline.domain import Message
+from server.serving.chat_markup import (
     BUILTIN,
     AutoMarkup,
     BoundaryMarkup,
@@ -18,7 +19,6 @@ from server.chat_markup import (
     strip_end_tokens,
     to_conversation,
 )
-from server.domain import Message
 
 SYS, Q1, A1, Q2 = "Be brief.", "What is 2+2?", "4.", "And 3+3?"
 CONVERSATION = (Message("system", SYS), Message("user", Q1), Message("assistant", A1), Message("user", Q2))
@@ -177,8 +177,8 @@ def test_a_tokenizer_without_a_chat_template_is_refused(tmp_path):
 def test_the_settings_offer_every_markup():
     import typing
 
-    from server.chat_markup import MARKUP_CHOICES
     from server.config import Settings
+    from server.serving.chat_markup import MARKUP_CHOICES
 
     assert set(typing.get_args(Settings.model_fields["chat_markup"].annotation)) == set(MARKUP_CHOICES)
 

@@ -1,10 +1,10 @@
-"""server.dedup.Dedup on its own: a cancelled job never unregisters the job that replaced it."""
+"""server.serving.dedup.Dedup on its own: a cancelled job never unregisters the job that replaced it."""
 
 import asyncio
 
 import pytest
 
-from server.dedup import Dedup, JobCancelledError, KeyReusedError
+from server.serving.dedup import Dedup, JobCancelledError, KeyReusedError
 
 
 async def test_a_cancelled_job_unwinding_late_leaves_its_successor_registered():

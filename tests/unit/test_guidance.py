@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from server.parsing import (
+from server.pipeline.parsing import (
     CRITERIA_LABEL,
     continuation,
     continuation_reserve,

@@ -1,6 +1,6 @@
 import pytest
 
-from server.models import ModelNotFoundError, resolve_model
+from server.engines.model_files import ModelNotFoundError, resolve_model
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from server.parsing import ParseError, guidance_line_chars, guidance_regex, parse_sample, parse_scores
+from server.pipeline.parsing import ParseError, guidance_line_chars, guidance_regex, parse_sample, parse_scores
 
 # Real outputs of the bundled SmolLM2-135M-Instruct under format guidance (grm-serve probe run).
 REAL_GUIDED = (

@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from server.domain import Message
-from server.prompts import DEFAULT_TEMPLATE, get_template, neutralize, render_context
+from server.pipeline.domain import Message
+from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template, neutralize, render_context
 from tests.conftest import shared_file
 
 

@@ -1,9 +1,9 @@
-"""server.reranking: the order of the ranked documents and group planning (pure, no app)."""
+"""server.serving.reranking: the order of the ranked documents and group planning (pure, no app)."""
 
 import pytest
 
-from server.domain import ItemResult, ResponseScore, ResponseStatus
-from server.reranking import ANCHOR, plan_groups, rank
+from server.pipeline.domain import ItemResult, ResponseScore, ResponseStatus
+from server.serving.reranking import ANCHOR, plan_groups, rank
 
 
 def judged(mean: float, votes: int = 2) -> ResponseScore:

@@ -10,11 +10,11 @@ import tracemalloc
 
 import pytest
 
-from server.domain import Message
 from server.engines.base import GenerationRequest
 from server.engines.fake import FakeEngine, shown_responses
-from server.prompts import DEFAULT_TEMPLATE, get_template
-from server.scoring import Scorer, ScoreSpec
+from server.pipeline.domain import Message
+from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template
+from server.pipeline.scoring import Scorer, ScoreSpec
 
 
 def varied_judge(seed: int):
@@ -62,8 +62,8 @@ def test_the_estimate_covers_the_memory_a_result_holds_and_is_at_most_twice_it(r
 def test_a_non_ascii_text_counts_the_utf8_copy_the_json_encoder_leaves_beside_it():
     import sys
 
-    from server.domain import str_bytes
-    from server.protocol import SampleOut
+    from server.api.protocol import SampleOut
+    from server.pipeline.domain import str_bytes
 
     text = "无法评分" * 1000
     estimate = str_bytes(text)

@@ -3,12 +3,12 @@ import re
 
 import pytest
 
-from server.domain import Message, ResponseStatus, SampleStatus
 from server.engines.base import Completion, GenerationRequest
 from server.engines.fake import CUT_CRITERIA, FakeEngine, budget_cut_script, shown_responses
-from server.parsing import continuation, continuation_reserve, guidance_regex
-from server.prompts import DEFAULT_TEMPLATE, get_template
-from server.scoring import Scorer, ScoreSpec
+from server.pipeline.domain import Message, ResponseStatus, SampleStatus
+from server.pipeline.parsing import continuation, continuation_reserve, guidance_regex
+from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template
+from server.pipeline.scoring import Scorer, ScoreSpec
 
 
 def spec(responses, k=8, seed=0):

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from server.shuffling import (
+from server.pipeline.shuffling import (
     apply_permutation,
     balanced_permutations,
     group_permutations,

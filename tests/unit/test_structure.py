@@ -53,10 +53,10 @@ def test_the_meta_rm_runtime_imports_nothing_from_the_server(graph):
 
 
 def test_no_route_imports_another_and_engines_do_not_read_settings(graph):
-    routes = [m for m in graph if m.startswith("server.routes.")]
+    routes = [m for m in graph if m.startswith("server.api.routes.")]
     assert len(routes) >= 4
     for m in routes:
-        assert not {d for d in graph[m] if d.startswith("server.routes.")}, m
+        assert not {d for d in graph[m] if d.startswith("server.api.routes.")}, m
     for m in (m for m in graph if m.startswith("server.engines")):
         assert "server.config" not in graph[m], m
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from server.domain import ItemResult
-from server.shuffling import split_groups
+from server.pipeline.domain import ItemResult
+from server.pipeline.shuffling import split_groups
 
 ANCHOR = 0  # the document judged in every group
 

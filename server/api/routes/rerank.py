@@ -1,7 +1,7 @@
 """``POST /v1/rerank`` and ``/v2/rerank``: Cohere's rerank API (Jina's and vLLM's follow it) on the GRM.
 
 The documents are the responses to judge and the query is the user's turn. More documents than fit
-one GRM prompt are split into groups that share an anchor document (:mod:`server.reranking`), each
+one GRM prompt are split into groups that share an anchor document (:mod:`server.serving.reranking`), each
 group is judged with k samples like a ``/v1/score`` item, and the documents come back best first with
 a ``relevance_score`` in [0, 1].
 """
@@ -12,8 +12,7 @@ import dataclasses
 
 from fastapi import APIRouter, Request
 
-from server.domain import Message
-from server.protocol import (
+from server.api.protocol import (
     SCORING_ERRORS,
     RerankDocumentOut,
     RerankRequest,
@@ -22,8 +21,9 @@ from server.protocol import (
     RerankUsage,
     TextDocument,
 )
-from server.reranking import plan_groups, rank
-from server.serving import ItemOptions, ScoringService
+from server.pipeline.domain import Message
+from server.serving.reranking import plan_groups, rank
+from server.serving.service import ItemOptions, ScoringService
 
 router = APIRouter(tags=["rerank"])
 _ERRORS = SCORING_ERRORS

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from server.protocol import AUTH_ERRORS
-from server.state import AppState
+from server.api.protocol import AUTH_ERRORS
+from server.serving.state import AppState
 
 router = APIRouter(tags=["metrics"])
 

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from server.domain import Message
+from server.pipeline.domain import Message
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,10 @@
 For one item (a conversation and its responses):
 
 1. the responses are split into groups of at most ``max_group_size`` judged in one prompt;
-2. each group gets ``k`` balanced response orders (:mod:`server.shuffling`); equal orders are sent
+2. each group gets ``k`` balanced response orders (:mod:`server.pipeline.shuffling`); equal orders are sent
    as one engine request with ``n=count`` so they share the prompt's KV cache;
 3. with format guidance and a budget that allows it, a sample the budget cut before its scores is
-   completed by a short guided continuation of its own text (:func:`server.parsing.plan_guidance`);
+   completed by a short guided continuation of its own text (:func:`server.pipeline.parsing.plan_guidance`);
    every sample is parsed; an unparseable one is kept for audit but never votes;
 4. with a meta RM, every parsed sample is rated and only the ``k_meta`` best of each group vote
    (guided voting); without one, every parsed sample votes;
@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING
 
 from meta_rm.base import Trajectory
 from meta_rm.selection import default_k_meta, select_top_k
-from server.aggregation import vote
-from server.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
 from server.engines.base import Completion, Engine, GenerationRequest, GenerationResult
-from server.parsing import ParseError, continuation, continuation_reserve, parse_sample, plan_guidance
-from server.prompts import Template
-from server.shuffling import (
+from server.pipeline.aggregation import vote
+from server.pipeline.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
+from server.pipeline.parsing import ParseError, continuation, continuation_reserve, parse_sample, plan_guidance
+from server.pipeline.prompts import Template
+from server.pipeline.shuffling import (
     Permutation,
     apply_permutation,
     balanced_permutations,

@@ -2,7 +2,7 @@
 
 A trainer that times out and retries (OpenRLHF retries ``/get_reward`` up to 5 times, 1 s apart)
 would otherwise start the whole k-sample job again beside the first one. :class:`Dedup` keys jobs
-(:mod:`server.serving` builds the key from the caller's tenant, the route and its ``Idempotency-Key``
+(:mod:`server.serving.service` builds the key from the caller's tenant, the route and its ``Idempotency-Key``
 or body) and, after Stripe's idempotency keys, remembers each key with a **fingerprint** of the
 request it was first used with:
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from meta_rm.text import neutralize, render_blocks, render_context, render_reference
-from server.domain import Message
+from server.pipeline.domain import Message
 
 __all__ = [
     "DEFAULT_TEMPLATE",

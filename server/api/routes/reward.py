@@ -5,10 +5,10 @@ sample and keeps the JSON answer as the reward, or its field named by ``--reward
 ``--rm-url http://grm:8000/v1/reward --reward-key reward`` is all it needs. Here:
 
 * ``prompt`` is the chat-templated string (read back into plain turns like ``/get_reward`` prompts,
-  :mod:`server.chat_markup`) or a list of ``{role, content}`` ending with the user's turn;
+  :mod:`server.serving.chat_markup`) or a list of ``{role, content}`` ending with the user's turn;
 * ``label`` is the reference answer (``--openrlhf-labels ignore`` drops labels here too);
 * rollouts of the same prompt and label that arrive within ``--group-window-s`` share GRM prompts
-  (:mod:`server.grouping`), with the same limits, dedup and errors as every scoring route.
+  (:mod:`server.serving.grouping`), with the same limits, dedup and errors as every scoring route.
 
 The answer: ``reward`` in the server's scale (``--openrlhf-reward``: unit, mean or raw), ``score`` in
 [0, 1], whether the rollout went ``unscored`` (no sample parsed: reward 0.0), and ``group_size``.
@@ -21,12 +21,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.aggregation import to_reward
-from server.chat_markup import to_conversation
-from server.domain import Message
-from server.errors import invalid_request
-from server.protocol import SCORING_ERRORS, ChatMessage
-from server.serving import ItemOptions, ScoringService, reference_of_label
+from server.api.protocol import SCORING_ERRORS, ChatMessage
+from server.pipeline.aggregation import to_reward
+from server.pipeline.domain import Message
+from server.serving.chat_markup import to_conversation
+from server.serving.errors import invalid_request
+from server.serving.service import ItemOptions, ScoringService, reference_of_label
 
 router = APIRouter(tags=["compat"])
 

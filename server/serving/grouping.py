@@ -26,9 +26,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from server.domain import ItemResult, Sample
 from server.engines.base import EngineNotReadyError, PromptTooLongError
-from server.scoring import ScoreSpec
+from server.pipeline.domain import ItemResult, Sample
+from server.pipeline.scoring import ScoreSpec
 
 Judge = Callable[[ScoreSpec, str], Awaitable[ItemResult]]
 

@@ -1,18 +1,18 @@
 """The serving layer: what every scoring route shares between its validated body and the pipeline.
 
 A route turns its wire format into :class:`ItemOptions`, asks :meth:`ScoringService.resolve` for the
-pipeline's :class:`~server.scoring.ScoreSpec` (every per-item limit is checked there, once, for every
+pipeline's :class:`~server.pipeline.scoring.ScoreSpec` (every per-item limit is checked there, once, for every
 route), and awaits :meth:`ScoringService.score`, which owns the rest:
 
 * readiness (503 while starting, draining or dead);
 * duplicate requests: a retry of a request still running attaches to it, and one that arrives soon
-  after it finished gets the same answer (:mod:`server.dedup`);
+  after it finished gets the same answer (:mod:`server.serving.dedup`);
 * admission by engine work (429 at once when the queue cannot finish a call within its deadline,
-  :mod:`server.admission`) and each call's own deadline (504);
+  :mod:`server.serving.admission`) and each call's own deadline (504);
 * cancellation when the client disconnects (the engine work is aborted);
 * the per-item metrics of finished work.
 
-It is built once per app with the app's state; the :class:`~server.scoring.Scorer` is built once when
+It is built once per app with the app's state; the :class:`~server.pipeline.scoring.Scorer` is built once when
 the engine is up. Routes never import each other: they import this module.
 """
 
@@ -29,16 +29,16 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from server.admission import cancel_on_disconnect
-from server.chat_markup import Markup, get_markup
+from server.api.middleware import TENANT_STATE
 from server.config import Settings
-from server.dedup import Dedup
-from server.domain import ItemResult, Message
-from server.errors import ClientClosedError, invalid_request, to_api_error
-from server.grouping import Grouper
-from server.middleware import TENANT_STATE
-from server.scoring import ScoreSpec
-from server.state import AppState
+from server.pipeline.domain import ItemResult, Message
+from server.pipeline.scoring import ScoreSpec
+from server.serving.admission import cancel_on_disconnect
+from server.serving.chat_markup import Markup, get_markup
+from server.serving.dedup import Dedup
+from server.serving.errors import ClientClosedError, invalid_request, to_api_error
+from server.serving.grouping import Grouper
+from server.serving.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class ScoringService:
         The key is scoped to the caller's tenant (API key) and route: its ``Idempotency-Key`` when
         given, else (with ``--dedup-identical-requests``) its body. The fingerprint is a digest of the
         body with JSON's insignificant differences (key order, spacing) removed: a key reused with
-        another fingerprint is refused (:class:`server.dedup.KeyReusedError`), never answered with
+        another fingerprint is refused (:class:`server.serving.dedup.KeyReusedError`), never answered with
         the other body's result.
 
         Raises:
@@ -233,7 +233,7 @@ class ScoringService:
 
         ``groupable`` (per item, or for all) lets an item that leaves room in a GRM group wait up to
         ``--group-window-s`` for same-prompt rows of other calls of the same tenant
-        (:mod:`server.grouping`); items with a seed never wait.
+        (:mod:`server.serving.grouping`); items with a seed never wait.
 
         Each call waits for its job until its own deadline. A job shared by several calls (dedup)
         runs while any of them still waits, and lingers ``--idempotency-linger-s`` after the last one

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from server.domain import ParsedOutput
+from server.pipeline.domain import ParsedOutput
 
 MIN_SCORE = 1
 MAX_SCORE = 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from server.domain import ResponseScore, ResponseStatus
+from server.pipeline.domain import ResponseScore, ResponseStatus
 
 RewardMode = Literal["unit", "mean", "raw"]
 

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request
 
 from meta_rm.selection import default_k_meta
 from server import __version__
+from server.api.protocol import AUTH_ERRORS, InfoResponse, MetaRMOut, error_responses
 from server.engines import EngineDeadError, EngineNotReadyError
-from server.errors import RETRY_AFTER_S, APIError, to_api_error
-from server.protocol import AUTH_ERRORS, InfoResponse, MetaRMOut, error_responses
-from server.state import AppState
+from server.serving.errors import RETRY_AFTER_S, APIError, to_api_error
+from server.serving.state import AppState
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])

@@ -5,13 +5,13 @@ OpenRLHF sends ``{"query": [prompt + response, ...], "prompts": [prompt, ...], "
 markup) and reads ``rewards`` (and ``scores``, ``extra_logs`` when present) from the answer. Here:
 
 * each row's response is its query minus its prompt, and the prompt's chat markup is read back into
-  plain turns (``--chat-markup``, ``--policy-tokenizer``; :mod:`server.chat_markup`) when the prompt is
+  plain turns (``--chat-markup``, ``--policy-tokenizer``; :mod:`server.serving.chat_markup`) when the prompt is
   recognisably one template's; the response then loses that template's own end tokens at its very end,
   and nothing else;
 * a row's label is its reference answer (``--openrlhf-labels reference``, the default; ``ignore`` drops
   them);
 * rows of the same conversation and label are judged together in GRM prompts, with rows of other calls
-  that arrive within ``--group-window-s`` (:mod:`server.grouping`);
+  that arrive within ``--group-window-s`` (:mod:`server.serving.grouping`);
 * each row gets its reward in the configured scale (``--openrlhf-reward``: unit, mean or raw). A row none
   of whose samples parsed gets 0.0 and is counted in ``extra_logs.grm_unscored``;
   ``extra_logs.grm_group_size`` says how many responses shared each row's GRM prompt.
@@ -24,12 +24,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.aggregation import to_reward
-from server.chat_markup import to_conversation
-from server.domain import Message
-from server.errors import invalid_request
-from server.protocol import SCORING_ERRORS
-from server.serving import ItemOptions, ScoringService, reference_of_label
+from server.api.protocol import SCORING_ERRORS
+from server.pipeline.aggregation import to_reward
+from server.pipeline.domain import Message
+from server.serving.chat_markup import to_conversation
+from server.serving.errors import invalid_request
+from server.serving.service import ItemOptions, ScoringService, reference_of_label
 
 router = APIRouter(tags=["compat"])
 _ERRORS = SCORING_ERRORS

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from meta_rm.base import MetaRM
-from server.admission import Admission, WorkGate
 from server.config import Settings
 from server.engines import Engine, EngineDeadError, EngineNotReadyError, create_engine
-from server.metrics import Metrics
-from server.prompts import Template, get_template
-from server.scoring import Scorer
+from server.ops.metrics import Metrics
+from server.pipeline.prompts import Template, get_template
+from server.pipeline.scoring import Scorer
+from server.serving.admission import Admission, WorkGate
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class AppState:
             await self.engine.start()
             if self.meta_rm is None and (spec := self.settings.meta_rm_spec()) is not None:
                 from meta_rm.loading import load_meta_rm
-                from server.models import resolve_model
+                from server.engines.model_files import resolve_model
 
                 cache_dir = self.settings.cache_dir
                 self.meta_rm = await asyncio.to_thread(

@@ -13,8 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server.dedup import JobCancelledError, KeyReusedError
 from server.engines.base import EngineDeadError, EngineNotReadyError, PromptTooLongError
+from server.serving.dedup import JobCancelledError, KeyReusedError
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from typing import TypeVar
 from starlette.requests import Request
 
 from server.engines.base import GenerationRequest, GenerationResult
-from server.errors import APIError
+from server.serving.errors import APIError
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import __version__
-from server.domain import ItemResult, SampleStatus
+from server.pipeline.domain import ItemResult, SampleStatus
 
 if TYPE_CHECKING:
     from server.engines import Engine

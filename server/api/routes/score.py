@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from server.domain import ItemResult, Message, SampleStatus
-from server.protocol import (
+from server.api.protocol import (
     SCORING_ERRORS,
     ItemScoreOut,
     ResponseScoreOut,
@@ -18,7 +17,8 @@ from server.protocol import (
     Timings,
     Usage,
 )
-from server.serving import ItemOptions, ScoringService
+from server.pipeline.domain import ItemResult, Message, SampleStatus
+from server.serving.service import ItemOptions, ScoringService
 
 router = APIRouter(tags=["score"])
 
