@@ -66,7 +66,7 @@ async def run_backend(
     assert isinstance(wrapper, VLLMEngine)
     llm = AsyncLLM.from_engine_args(wrapper._engine_args(on_cpu))
     tokenizer = llm.get_tokenizer()
-    scorer = Scorer(wrapper, get_template(settings.template), max_group_size=4, format_guidance=True)
+    scorer = Scorer(get_template(settings.template), generate=wrapper.generate, max_group_size=4, format_guidance=True)
     plan = [p for i, s in enumerate(specs) for p in scorer.plan(s, f"i{i}")]
 
     generate = direct_generate(llm, tokenizer)

@@ -44,7 +44,7 @@ async def main(args: argparse.Namespace) -> None:
         "vllm", model=settings.model, cache_dir=settings.cache_dir, engine_kwargs=settings.engine_kwargs()
     )
     await engine.start()
-    scorer = Scorer(engine, get_template(settings.template), max_group_size=4, format_guidance=True)
+    scorer = Scorer(get_template(settings.template), generate=engine.generate, max_group_size=4, format_guidance=True)
     rows = []
     started = time.perf_counter()
     try:

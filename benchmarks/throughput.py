@@ -48,8 +48,8 @@ async def direct(items: list[dict], args: argparse.Namespace, settings: Settings
     llm = AsyncLLM.from_engine_args(wrapper._engine_args(current_platform.is_cpu()))
     tokenizer = llm.get_tokenizer()
     scorer = Scorer(
-        wrapper,
         get_template(settings.template),
+        generate=wrapper.generate,
         max_group_size=settings.max_group_size,
         format_guidance=settings.format_guidance,
     )

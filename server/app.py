@@ -11,15 +11,17 @@ from prometheus_client import CollectorRegistry
 
 from meta_rm.base import MetaRM
 from server import __version__
+from server.api.errors import install_error_handlers
 from server.api.middleware import OPEN_PATHS, APIKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from server.api.routes import compat, health, metrics, rerank, reward, score
 from server.config import Settings
 from server.engines import Engine
 from server.ops.logs import AccessLogMiddleware
 from server.ops.metrics import EngineCollector, Metrics, RequestMetricsMiddleware, TenantCollector
-from server.serving.errors import install_error_handlers
+from server.serving.chat_markup import get_markup
 from server.serving.service import ScoringService
 from server.serving.state import AppState
+from server.serving.validation import Validator
 
 
 def build_app(
@@ -53,7 +55,8 @@ def build_app(
     app_metrics.estimated_wait.set_function(lambda: admission.estimated_wait())
     app_metrics.registry.register(TenantCollector(lambda: gate.tenant_inflight))
 
-    service = ScoringService(state)  # every scoring route goes through it
+    service = ScoringService(state)  # every scoring call runs through it
+    validator = Validator(settings, has_meta_rm=state.has_meta_rm)  # every scoring request is checked by it
     app_metrics.dedup_cache_entries.set_function(lambda: service.dedup.cached)
     app_metrics.dedup_cache_bytes.set_function(lambda: service.dedup.cached_bytes)
 
@@ -76,6 +79,8 @@ def build_app(
     )
     app.state.grm = state
     app.state.service = service
+    app.state.validator = validator
+    app.state.markup = get_markup(settings.chat_markup, settings.policy_tokenizer)  # trainers' chat templates
     install_error_handlers(app)
     app.include_router(score.router)
     app.include_router(compat.router)

@@ -179,7 +179,7 @@ async def direct(model: str, pairs: list[dict], args: argparse.Namespace) -> Row
     engine_args: AsyncEngineArgs = wrapper._engine_args(on_cpu)
     llm = AsyncLLM.from_engine_args(engine_args)
     tokenizer = llm.get_tokenizer()
-    scorer = Scorer(wrapper, get_template(DEFAULT_TEMPLATE), max_group_size=4, format_guidance=True)
+    scorer = Scorer(get_template(DEFAULT_TEMPLATE), generate=wrapper.generate, max_group_size=4, format_guidance=True)
     specs = pair_specs(pairs, args.k, args.temperature, args.max_tokens)
     plan = [pl for i, s in enumerate(specs) for pl in scorer.plan(s, f"direct-{i}")]
     generate = direct_generate(llm, tokenizer)

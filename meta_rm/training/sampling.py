@@ -193,8 +193,8 @@ async def run_sampling(run: SamplingRun, items: Sequence[PreferenceItem]) -> lis
     )
     await engine.start()
     scorer = Scorer(
-        engine,
         get_template(config.template),
+        generate=engine.generate,
         max_group_size=run.max_group_size,
         format_guidance=config.format_guidance,
     )

@@ -7,6 +7,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from server.pipeline.domain import Message
+from server.serving.validation import ItemOptions
+
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -15,7 +18,50 @@ class ChatMessage(BaseModel):
     content: str
 
 
-class ScoreItem(BaseModel):
+class GRMOptions(BaseModel):
+    """grm-serve's scoring options, shared by ``/v1/score`` items and the rerank routes (server
+    defaults when unset); :meth:`item` is their one conversion to the serving layer's item."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    k: int | None = Field(None, ge=1, description="Samples per response group (server default if unset).")
+    temperature: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=64, description="Generation budget of each sample.")
+    k_meta: int | None = Field(
+        None, ge=1, description="Samples per group kept to vote by the meta RM (server default k/2); needs a meta RM."
+    )
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Makes orders and sampling repeatable.")
+    principles: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | str | None = Field(
+        None, description="A user rubric (criteria list or one text): the GRM judges by it instead of its own."
+    )
+
+    def item(
+        self, messages: tuple[Message, ...], responses: tuple[str, ...], reference: str | None = None
+    ) -> ItemOptions:
+        """These options on a conversation and its responses."""
+        return ItemOptions(
+            messages=messages,
+            responses=responses,
+            k=self.k,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            k_meta=self.k_meta,
+            seed=self.seed,
+            principles=self.principles,
+            reference=reference,
+        )
+
+
+class _Conversation(BaseModel):
+    """The conversation and responses of a ``/v1/score`` item (fields first in its schema)."""
+
+    # SkipJsonSchema: null is never a valid value to send, so the schema does not offer it.
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] | SkipJsonSchema[None] = None
+    query: str | SkipJsonSchema[None] = None
+    responses: list[str] = Field(min_length=1, description="Candidate responses, judged in this order.")
+
+
+class ScoreItem(GRMOptions, _Conversation):
     """One query and the responses to judge. Give ``messages`` (a conversation ending with the user's
     turn) or ``query`` (a single user turn), not both."""
 
@@ -32,26 +78,21 @@ class ScoreItem(BaseModel):
         },
     )
 
-    # SkipJsonSchema: null is never a valid value to send, so the schema does not offer it.
-    messages: Annotated[list[ChatMessage], Field(min_length=1)] | SkipJsonSchema[None] = None
-    query: str | SkipJsonSchema[None] = None
-    responses: list[str] = Field(min_length=1, description="Candidate responses, judged in this order.")
-    k: int | None = Field(None, ge=1, description="Samples per response group (server default if unset).")
-    temperature: float | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=64, description="Generation budget of each sample.")
-    k_meta: int | None = Field(
-        None, ge=1, description="Samples per group kept to vote by the meta RM (server default k/2); needs a meta RM."
-    )
-    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Makes orders and sampling repeatable.")
-    principles: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | str | None = Field(
-        None, description="A user rubric (criteria list or one text): the GRM judges by it instead of its own."
-    )
     reference: str | None = Field(
         None,
         min_length=1,
         description="A reference answer (ground truth): the GRM judges correctness against it.",
     )
     return_samples: bool = Field(False, description="Include every sample's principles, critique and scores.")
+
+    def to_item(self) -> ItemOptions:
+        """The serving layer's item: the turns (its messages, or its query as one user turn), the
+        responses, the reference and the GRM options."""
+        if self.messages is not None:
+            messages = tuple(Message(m.role, m.content) for m in self.messages)
+        else:
+            messages = (Message("user", self.query or ""),)
+        return self.item(messages, tuple(self.responses), self.reference)
 
     @model_validator(mode="before")
     @classmethod
@@ -207,16 +248,17 @@ class TextDocument(BaseModel):
     text: str
 
 
-class RerankRequest(BaseModel):
-    """Cohere v1/v2 rerank request; the GRM's own options ride along as extra fields."""
+def _rerank_schema(schema: dict[str, Any]) -> None:
+    """The rerank request's schema: its example, and its own wording of the shared GRM options."""
+    schema["examples"] = [{"query": "Capital of France?", "documents": ["Paris.", "Lyon.", "Berlin."], "top_n": 2}]
+    properties = schema["properties"]
+    properties["k"]["description"] = "GRM samples per document group."
+    properties["k_meta"]["description"] = "Samples kept to vote per group by the meta RM."
+    del properties["seed"]["description"]
 
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,  # no lax coercions: "k": true or "temperature": "0.5" are schema errors
-        json_schema_extra={
-            "examples": [{"query": "Capital of France?", "documents": ["Paris.", "Lyon.", "Berlin."], "top_n": 2}]
-        },
-    )
+
+class _CohereRerank(BaseModel):
+    """Cohere v1/v2 rerank fields (first in the rerank request's schema)."""
 
     model: str | None = Field(None, description="Accepted for compatibility; the server's GRM answers.")
     query: str = Field(min_length=1)
@@ -228,15 +270,17 @@ class RerankRequest(BaseModel):
     max_chunks_per_doc: int | None = None
     max_tokens_per_doc: int | None = None
     priority: int | None = None
-    # grm-serve's scoring options (server defaults when unset).
-    k: int | None = Field(None, ge=1, description="GRM samples per document group.")
-    temperature: float | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=64, description="Generation budget of each sample.")
-    k_meta: int | None = Field(None, ge=1, description="Samples kept to vote per group by the meta RM.")
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    principles: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | str | None = Field(
-        None, description="A user rubric (criteria list or one text): the GRM judges by it instead of its own."
+
+
+class RerankRequest(GRMOptions, _CohereRerank):
+    """Cohere v1/v2 rerank request; the GRM's own options ride along as extra fields."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,  # no lax coercions: "k": true or "temperature": "0.5" are schema errors
+        json_schema_extra=_rerank_schema,
     )
+
     anchor: bool = Field(
         True, description="With more documents than one GRM group, judge the first in every group and calibrate."
     )

@@ -26,11 +26,11 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from meta_rm.base import Trajectory
 from meta_rm.selection import default_k_meta, select_top_k
-from server.engines.base import Completion, Engine, GenerationRequest, GenerationResult
+from server.engines.base import Completion, GenerationRequest, GenerationResult
 from server.pipeline.aggregation import vote
 from server.pipeline.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
 from server.pipeline.parsing import ParseError, continuation, continuation_reserve, parse_sample, plan_guidance
@@ -43,9 +43,6 @@ from server.pipeline.shuffling import (
     split_groups,
     unpermute_scores,
 )
-
-if TYPE_CHECKING:
-    from meta_rm.base import MetaRM
 
 _SEED_BITS = 31
 log = logging.getLogger(__name__)
@@ -145,31 +142,34 @@ def _parses(text: str, n_responses: int) -> bool:
     return True
 
 
+class Rater(Protocol):
+    """What the pipeline needs of a meta RM: a rating per trajectory (see :class:`meta_rm.base.MetaRM`)."""
+
+    async def score(self, trajectories: Sequence[Trajectory]) -> list[float]: ...
+
+
 class Scorer:
-    """Runs the GRM pipeline on an engine.
+    """Runs the GRM pipeline on an engine's ``generate``.
 
     Args:
-        engine: where samples come from.
         template: the GRM prompt template.
+        generate: sends one engine request (an engine's ``generate``; the server passes it through its
+            work gate).
         max_group_size: responses judged together in one prompt; larger items are split.
         format_guidance: constrain generation to the three-line format with a regex.
         meta_rm: rates parsed samples so that only the best ``k_meta`` per group vote (started).
-        generate: how engine requests are sent (default ``engine.generate``; the server passes it
-            through its work gate).
     """
 
     def __init__(
         self,
-        engine: Engine,
         template: Template,
         *,
+        generate: Generate,
         max_group_size: int,
         format_guidance: bool,
-        meta_rm: MetaRM | None = None,
-        generate: Generate | None = None,
+        meta_rm: Rater | None = None,
     ) -> None:
-        self.engine = engine
-        self.generate: Generate = generate or engine.generate
+        self.generate = generate
         self.template = template
         self.max_group_size = max_group_size
         self.format_guidance = format_guidance

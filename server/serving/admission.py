@@ -1,4 +1,4 @@
-"""Admission by engine work, fair across tenants, and cancellation on disconnect (per app, no globals).
+"""Admission by engine work, fair across tenants (per app, no globals).
 
 An RL step sends hundreds of one-row calls at once, and a trainer's client rarely honours a 429
 (OpenRLHF retries five times, 1 s apart, then drops the reward). So the server admits work, not
@@ -14,9 +14,6 @@ calls, and queues it as long as the caller's own deadline allows:
   its deadline is refused with 429 ``overloaded`` and a ``Retry-After`` computed from the queue; every
   other call is admitted and waits for the engine within its deadline. ``max_calls`` bounds the calls
   held at once, as a memory guard only.
-* :func:`cancel_on_disconnect` races a handler against the client's disconnect: when the client goes
-  away, the handler's task is cancelled, which aborts its engine requests (as vLLM's
-  ``with_cancellation`` does), so nothing keeps generating for nobody.
 """
 
 from __future__ import annotations
@@ -31,8 +28,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
-
-from starlette.requests import Request
 
 from server.engines.base import GenerationRequest, GenerationResult
 from server.serving.errors import APIError
@@ -307,29 +302,3 @@ class Admission:
         if self.on_reject is not None:
             self.on_reject(reason)
         raise APIError(429, "overloaded", f"{why}; retry later", retry_after=str(max(1, math.ceil(retry_after_s))))
-
-
-async def _wait_for_disconnect(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T | None:
-    """Run ``work``; if the client disconnects first, cancel it and return None (nobody is listening)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        watcher.cancel()
-        raise
-    watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return None

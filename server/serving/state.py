@@ -1,25 +1,45 @@
-"""Per-app runtime state: the engine's lifecycle (start in the background, watchdog, shutdown)."""
+"""Per-app runtime state: the engine's lifecycle (start in the background, watchdog, shutdown).
+
+Everything is built once, with the app: the work gate, admission and the :class:`Scorer`. Only the
+engine and the meta RM come up in the background (model resolution and loading take seconds to
+minutes), so the scorer reaches them through :meth:`AppState.generate` and :class:`LoadingMetaRM`,
+and readiness is the one thing that is asynchronous.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from meta_rm.base import MetaRM
+from meta_rm.base import MetaRM, Trajectory
 from server.config import Settings
 from server.engines import Engine, EngineDeadError, EngineNotReadyError, create_engine
+from server.engines.base import GenerationRequest, GenerationResult
 from server.ops.metrics import Metrics
 from server.pipeline.prompts import Template, get_template
 from server.pipeline.scoring import Scorer
 from server.serving.admission import Admission, WorkGate
+from server.serving.errors import RETRY_AFTER_S, APIError, to_api_error
 
 log = logging.getLogger(__name__)
 
 WATCHDOG_INTERVAL_S = 5.0
 DEFAULT_INFLIGHT_SAMPLES = 256  # vLLM's own default max_num_seqs, for engines that state no limit
+
+
+class LoadingMetaRM:
+    """The meta RM as the scorer sees it while the app loads it in the background."""
+
+    def __init__(self) -> None:
+        self.loaded: MetaRM | None = None
+
+    async def score(self, trajectories: Sequence[Trajectory]) -> list[float]:
+        if self.loaded is None:
+            raise EngineNotReadyError("the meta RM is still loading")
+        return await self.loaded.score(trajectories)
 
 
 @dataclass
@@ -40,10 +60,11 @@ class AppState:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     gate: WorkGate = field(init=False)
     admission: Admission = field(init=False)
-    scorer: Scorer | None = field(default=None, init=False)  # built once, when the engine is up
+    scorer: Scorer = field(init=False)
     failure: str | None = None
     draining: bool = False
     _failed: asyncio.Event = field(default_factory=asyncio.Event)
+    _engine_started: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -59,6 +80,29 @@ class AppState:
             on_reject=lambda reason: self.metrics.rejected.labels(reason).inc(),
         )
         self.metrics.set_build_info(model=self.settings.model, template=self.template.name, engine=self.settings.engine)
+        self._meta_rm = LoadingMetaRM()
+        self.scorer = Scorer(
+            self.template,
+            generate=self.gate.gated(self.generate),
+            max_group_size=s.max_group_size,
+            format_guidance=s.format_guidance,
+            meta_rm=self._meta_rm if self.has_meta_rm else None,
+        )
+
+    @property
+    def has_meta_rm(self) -> bool:
+        """Whether votes are filtered by a meta RM: one was given, or the settings name one."""
+        return self.meta_rm is not None or self.settings.meta_rm_spec() is not None
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """One engine request, on the engine once it is up.
+
+        Raises:
+            EngineNotReadyError: before the engine has started.
+        """
+        if self.engine is None or not self._engine_started:
+            raise EngineNotReadyError("the engine is starting")
+        return await self.engine.generate(request)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Return once the engine (and meta RM) are up.
@@ -88,6 +132,7 @@ class AppState:
                 # Model resolution may convert the embedded GGUF (tens of seconds): off the loop.
                 self.engine = await asyncio.to_thread(self._create_engine)
             await self.engine.start()
+            self._engine_started = True
             if self.meta_rm is None and (spec := self.settings.meta_rm_spec()) is not None:
                 from meta_rm.loading import load_meta_rm
                 from server.engines.model_files import resolve_model
@@ -101,6 +146,7 @@ class AppState:
                 )
             if self.meta_rm is not None:
                 await self.meta_rm.start()
+                self._meta_rm.loaded = self.meta_rm
                 log.info("meta RM ready: %s (%s)", self.meta_rm.info.name, self.meta_rm.info.backend)
         except asyncio.CancelledError:
             raise
@@ -111,14 +157,6 @@ class AppState:
         if self.settings.max_inflight_samples is None:
             self.gate.set_capacity(info.max_num_seqs or DEFAULT_INFLIGHT_SAMPLES)
         log.info("engine work gate: %d samples at once", self.gate.capacity)
-        self.scorer = Scorer(
-            self.engine,
-            self.template,
-            max_group_size=self.settings.max_group_size,
-            format_guidance=self.settings.format_guidance,
-            meta_rm=self.meta_rm,
-            generate=self.gate.gated(self.engine.generate),
-        )
         self.metrics.set_build_info(model=info.model, template=self.template.name, engine=f"{info.name} {info.version}")
         self.ready.set()
         self._tasks.append(asyncio.create_task(self._watchdog()))
@@ -143,6 +181,33 @@ class AppState:
         self._failed.set()
         if self.on_fatal is not None:
             self.on_fatal(1)
+
+    def _dead(self) -> APIError:
+        """The engine's failure as the error table words it; the detail (it may name paths) goes to the log."""
+        log.warning("health check: %s", self.failure)
+        return to_api_error(EngineDeadError(self.failure or "engine failed"))
+
+    async def check_live(self) -> None:
+        """Raises: APIError: 503 once the engine has died (the process cannot make progress)."""
+        if self.failure is not None:
+            raise self._dead()
+        if self.engine is not None and self.ready.is_set():
+            try:
+                await self.engine.check_health()
+            except EngineDeadError as exc:
+                log.warning("health check: engine failed: %s", exc)
+                raise to_api_error(exc) from None
+            except EngineNotReadyError:
+                pass
+
+    def check_ready(self) -> None:
+        """Raises: APIError: 503 while starting, draining or dead."""
+        if self.failure is not None:
+            raise self._dead()
+        if self.draining:
+            raise APIError(503, "not_ready", "the server is draining for shutdown", retry_after=RETRY_AFTER_S)
+        if not self.ready.is_set():
+            raise APIError(503, "not_ready", "the engine is starting", retry_after=RETRY_AFTER_S)
 
     def unavailable_error(self) -> Exception:
         """The engine error that explains why requests cannot be served now."""

@@ -6,7 +6,7 @@ import asyncio
 
 from server.engines.fake import FakeEngine, shown_responses
 from server.pipeline.domain import Message
-from server.serving.service import ItemOptions
+from server.serving.validation import ItemOptions
 from tests.api.conftest import running_app, wait_until
 
 PROMPT = "<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n"
@@ -144,7 +144,8 @@ async def test_a_call_that_leaves_while_its_batch_collects_is_taken_out():
 async def test_admission_charges_a_batch_s_k_samples_to_the_call_that_opens_it():
     async with running_app(FakeEngine(), k=8, group_window_s=1.0) as client:
         service = client._transport.app.state.service  # type: ignore[attr-defined]
-        spec = service.resolve(ItemOptions(messages=(Message("user", "Name a colour."),), responses=("red",)))
+        validator = client._transport.app.state.validator  # type: ignore[attr-defined]
+        spec = validator.resolve(ItemOptions(messages=(Message("user", "Name a colour."),), responses=("red",)))
         assert service.work_of(spec, True) == 8  # alone it would cost a whole group's k samples
         first = asyncio.create_task(client.post("/get_reward", json=one_row(ROLLOUTS[0])))
         await wait_until(lambda: service.grouper.collecting, what="the first row to open a batch")

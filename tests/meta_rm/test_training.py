@@ -59,7 +59,7 @@ def write_pairs(tmp_path, n=60):
 async def sample(items, cache):
     engine = FakeEngine(noisy_judge)
     await engine.start()
-    scorer = Scorer(engine, get_template(DEFAULT_TEMPLATE), max_group_size=8, format_guidance=True)
+    scorer = Scorer(get_template(DEFAULT_TEMPLATE), generate=engine.generate, max_group_size=8, format_guidance=True)
     records, skipped = await sample_items(scorer, items, CONFIG, cache, concurrency=4)
     return engine, records, skipped
 

@@ -37,7 +37,9 @@ def test_the_estimate_covers_the_memory_a_result_holds_and_is_at_most_twice_it(r
     async def measure() -> tuple[float, float]:
         engine = FakeEngine(varied_judge(responses * k), record_limit=1)  # keeps one prompt, not 20
         await engine.start()
-        scorer = Scorer(engine, get_template(DEFAULT_TEMPLATE), max_group_size=4, format_guidance=True)
+        scorer = Scorer(
+            get_template(DEFAULT_TEMPLATE), generate=engine.generate, max_group_size=4, format_guidance=True
+        )
         spec = ScoreSpec(
             (Message("user", "q" * 100),),
             tuple(f"response {i} " * (i + 3) for i in range(responses)),

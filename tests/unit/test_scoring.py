@@ -17,7 +17,12 @@ def spec(responses, k=8, seed=0):
 
 async def run(engine, s, **kw):
     await engine.start()
-    scorer = Scorer(engine, get_template(DEFAULT_TEMPLATE), max_group_size=kw.get("group", 4), format_guidance=True)
+    scorer = Scorer(
+        get_template(DEFAULT_TEMPLATE),
+        generate=engine.generate,
+        max_group_size=kw.get("group", 4),
+        format_guidance=True,
+    )
     return await scorer.score(s, "rid")
 
 

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 from fastapi import APIRouter, Request
 
 from meta_rm.selection import default_k_meta
 from server import __version__
 from server.api.protocol import AUTH_ERRORS, InfoResponse, MetaRMOut, error_responses
-from server.engines import EngineDeadError, EngineNotReadyError
-from server.serving.errors import RETRY_AFTER_S, APIError, to_api_error
 from server.serving.state import AppState
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 _ERRORS = error_responses(503)
-
-
-def _dead(state: AppState) -> APIError:
-    """The engine's failure as the error table words it; the detail (it may name paths) goes to the log."""
-    log.warning("health check: %s", state.failure)
-    return to_api_error(EngineDeadError(state.failure or "engine failed"))
 
 
 def _state(request: Request) -> AppState:
@@ -33,30 +23,14 @@ def _state(request: Request) -> AppState:
 @router.get("/health/live", responses=_ERRORS)
 async def live(request: Request) -> dict[str, str]:
     """200 while the process can make progress; 503 once the engine has died."""
-    state = _state(request)
-    if state.failure is not None:
-        raise _dead(state)
-    if state.engine is not None and state.ready.is_set():
-        try:
-            await state.engine.check_health()
-        except EngineDeadError as exc:
-            log.warning("health check: engine failed: %s", exc)
-            raise to_api_error(exc) from None
-        except EngineNotReadyError:
-            pass
+    await _state(request).check_live()
     return {"status": "alive"}
 
 
 @router.get("/health/ready", responses=_ERRORS)
 async def ready(request: Request) -> dict[str, str]:
     """200 once the engine is up and can take requests; 503 while starting, draining or dead."""
-    state = _state(request)
-    if state.failure is not None:
-        raise _dead(state)
-    if state.draining:
-        raise APIError(503, "not_ready", "the server is draining for shutdown", retry_after=RETRY_AFTER_S)
-    if not state.ready.is_set():
-        raise APIError(503, "not_ready", "the engine is starting", retry_after=RETRY_AFTER_S)
+    _state(request).check_ready()
     return {"status": "ready"}
 
 

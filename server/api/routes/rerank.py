@@ -12,6 +12,7 @@ import dataclasses
 
 from fastapi import APIRouter, Request
 
+from server.api.context import call_context
 from server.api.protocol import (
     SCORING_ERRORS,
     RerankDocumentOut,
@@ -23,7 +24,7 @@ from server.api.protocol import (
 )
 from server.pipeline.domain import Message
 from server.serving.reranking import plan_groups, rank
-from server.serving.service import ItemOptions, ScoringService
+from server.serving.service import ScoringService
 
 router = APIRouter(tags=["rerank"])
 _ERRORS = SCORING_ERRORS
@@ -35,24 +36,14 @@ def _text(document: str | TextDocument) -> str:
 
 async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
     """Rank the documents by how well each answers the query, best first."""
-    service: ScoringService = request.app.state.service
+    app = request.app.state
+    service: ScoringService = app.service
     documents = [_text(d) for d in body.documents]
     # One resolve over all documents checks every limit (count, sizes, k, ...) before any work.
-    spec = service.resolve(
-        ItemOptions(
-            messages=(Message("user", body.query),),
-            responses=tuple(documents),
-            k=body.k,
-            temperature=body.temperature,
-            max_tokens=body.max_tokens,
-            k_meta=body.k_meta,
-            seed=body.seed,
-            principles=body.principles,
-        )
-    )
-    groups = plan_groups(len(documents), service.settings.max_group_size, anchor=body.anchor)
+    spec = app.validator.resolve(body.item((Message("user", body.query),), tuple(documents)))
+    groups = plan_groups(len(documents), service.max_group_size, anchor=body.anchor)
     specs = [dataclasses.replace(spec, responses=tuple(documents[i] for i in g)) for g in groups]
-    results = await service.score(request, specs)
+    results = await service.score(await call_context(request, app.grm.settings), specs)
     ranked = rank(groups, results, len(documents))[: body.top_n]
     prompt_tokens = sum(r.prompt_tokens for r in results)
     generation_tokens = sum(r.generation_tokens for r in results)

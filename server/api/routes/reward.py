@@ -21,12 +21,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.api.context import call_context
 from server.api.protocol import SCORING_ERRORS, ChatMessage
-from server.pipeline.aggregation import to_reward
 from server.pipeline.domain import Message
-from server.serving.chat_markup import to_conversation
-from server.serving.errors import invalid_request
-from server.serving.service import ItemOptions, ScoringService, reference_of_label
+from server.serving.trainer_rows import rollout_item, row_rewards
+from server.serving.validation import reference_of_label
 
 router = APIRouter(tags=["compat"])
 
@@ -52,24 +51,14 @@ class RewardResponse(BaseModel):
 @router.post("/v1/reward", response_model=RewardResponse, responses=SCORING_ERRORS)
 async def reward(body: RewardRequest, request: Request) -> RewardResponse:
     """One rollout's reward (slime's remote reward model call)."""
-    service: ScoringService = request.app.state.service
-    if isinstance(body.prompt, str):
-        messages, response = to_conversation(service.markup, body.prompt, body.response)
-    else:
-        if not body.prompt or body.prompt[-1].role != "user":
-            raise invalid_request("prompt must be a string or a list of messages ending with the user's turn")
-        messages = tuple(Message(m.role, m.content) for m in body.prompt)
-        response = body.response
-    use_labels = service.settings.openrlhf_labels == "reference"
-    reference = reference_of_label(body.label) if use_labels else None
-    spec = service.resolve(ItemOptions(messages=messages, responses=(response,), reference=reference))
-    (result,) = await service.score(request, [spec], groupable=True)
-    (scored,) = result.responses
-    value = to_reward(scored, service.settings.openrlhf_reward)
-    unit = to_reward(scored, "unit")
+    app = request.app.state
+    settings = app.grm.settings
+    prompt = body.prompt if isinstance(body.prompt, str) else [Message(m.role, m.content) for m in body.prompt]
+    reference = reference_of_label(body.label) if settings.openrlhf_labels == "reference" else None
+    spec = app.validator.resolve(rollout_item(app.markup, prompt, body.response, reference))
+    (result,) = await app.service.score(await call_context(request, settings), [spec], groupable=True)
+    out = row_rewards([[0]], [result], settings.openrlhf_reward)
+    unit = row_rewards([[0]], [result], "unit")
     return RewardResponse(
-        reward=0.0 if value is None else value,
-        score=0.0 if unit is None else unit,
-        unscored=value is None,
-        group_size=result.group_sizes[0],
+        reward=out.rewards[0], score=unit.rewards[0], unscored=out.unscored[0], group_size=out.group_sizes[0]
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from server.api.context import call_context
 from server.api.protocol import (
     SCORING_ERRORS,
     ItemScoreOut,
@@ -12,36 +13,16 @@ from server.api.protocol import (
     ScoreBatchRequest,
     ScoreBatchResponse,
     ScoreBody,
-    ScoreItem,
     ScoreResponse,
     Timings,
     Usage,
 )
-from server.pipeline.domain import ItemResult, Message, SampleStatus
-from server.serving.service import ItemOptions, ScoringService
+from server.pipeline.domain import ItemResult, SampleStatus
+from server.serving.service import ScoringService
 
 router = APIRouter(tags=["score"])
 
 _ERRORS = SCORING_ERRORS
-
-
-def options_of(item: ScoreItem) -> ItemOptions:
-    """The serving layer's view of one wire item."""
-    if item.messages is not None:
-        messages = tuple(Message(m.role, m.content) for m in item.messages)
-    else:
-        messages = (Message("user", item.query or ""),)
-    return ItemOptions(
-        messages=messages,
-        responses=tuple(item.responses),
-        k=item.k,
-        temperature=item.temperature,
-        max_tokens=item.max_tokens,
-        k_meta=item.k_meta,
-        seed=item.seed,
-        principles=item.principles,
-        reference=item.reference,
-    )
 
 
 def to_output(result: ItemResult, return_samples: bool) -> ItemScoreOut:
@@ -96,12 +77,14 @@ def to_output(result: ItemResult, return_samples: bool) -> ItemScoreOut:
 @router.post("/v1/score", response_model=ScoreResponse | ScoreBatchResponse, responses=_ERRORS)
 async def score(body: ScoreBody, request: Request) -> ScoreResponse | ScoreBatchResponse:
     """Score the responses of one item, or of every item of a batch, with k GRM samples each."""
-    service: ScoringService = request.app.state.service
+    app = request.app.state
+    service: ScoringService = app.service
     items = body.items if isinstance(body, ScoreBatchRequest) else [body]
-    service.check_items(len(items))
-    specs = [service.resolve(options_of(item)) for item in items]
+    app.validator.check_items(len(items))
+    specs = [app.validator.resolve(item.to_item()) for item in items]
+    call = await call_context(request, app.grm.settings)
     # An item asking for its samples is judged alone: shared samples would show other calls' responses.
-    results = await service.score(request, specs, groupable=[not item.return_samples for item in items])
+    results = await service.score(call, specs, groupable=[not item.return_samples for item in items])
     outputs = [to_output(r, item.return_samples) for r, item in zip(results, items, strict=True)]
     model, template = service.model_name, service.template_name
     if isinstance(body, ScoreBatchRequest):

@@ -1,0 +1,115 @@
+"""Checks apart from execution: a request's items against the server's defaults and limits.
+
+Every scoring route turns its wire format into :class:`ItemOptions` and asks the :class:`Validator`
+for the pipeline's :class:`~server.pipeline.scoring.ScoreSpec`; every per-item limit is checked here,
+once, for every route, before any work starts. Nothing here knows HTTP: a failed check raises the
+400 of :mod:`server.serving.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from server.config import Settings
+from server.pipeline.domain import Message
+from server.pipeline.scoring import ScoreSpec
+from server.serving.errors import invalid_request
+
+
+@dataclass(frozen=True)
+class ItemOptions:
+    """One item as a route received it; ``None`` means the server's default."""
+
+    messages: tuple[Message, ...]
+    responses: tuple[str, ...]
+    k: int | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    k_meta: int | None = None
+    seed: int | None = None
+    principles: Sequence[str] | str | None = None  # a user rubric: a list of criteria, or one text
+    reference: str | None = None  # a reference answer (OpenRLHF's label, verl's ground_truth)
+
+
+class Validator:
+    """Request -> :class:`ScoreSpec`, with the defaults and limits of ``settings``.
+
+    Args:
+        settings: the server's defaults (k, temperature, max_tokens, k_meta) and limits.
+        has_meta_rm: whether the server filters votes with a meta RM (``k_meta`` needs one).
+    """
+
+    def __init__(self, settings: Settings, *, has_meta_rm: bool) -> None:
+        self.settings = settings
+        self.has_meta_rm = has_meta_rm
+
+    def check_items(self, count: int) -> None:
+        """Raises: APIError: 400 past ``max_items_per_batch``."""
+        if count > self.settings.max_items_per_batch:
+            raise invalid_request(
+                f"{count} items exceed the server limit max_items_per_batch = {self.settings.max_items_per_batch}"
+            )
+
+    def resolve(self, item: ItemOptions) -> ScoreSpec:
+        """Resolve an item's sampling choices against the server defaults and limits.
+
+        Raises:
+            APIError: 400 when a value exceeds its configured maximum, or ``k_meta`` cannot apply.
+        """
+        s = self.settings
+        k = item.k if item.k is not None else s.k
+        temperature = item.temperature if item.temperature is not None else s.temperature
+        max_tokens = item.max_tokens if item.max_tokens is not None else s.max_tokens
+        if item.k_meta is not None:
+            if item.k_meta > k:
+                raise invalid_request(f"k_meta = {item.k_meta} exceeds k = {k}")
+            if not self.has_meta_rm:
+                raise invalid_request("k_meta was given but the server has no meta RM (start it with --meta-rm)")
+        principles = (item.principles,) if isinstance(item.principles, str) else item.principles
+        if principles is not None and not any(p.strip() for p in principles):
+            raise invalid_request("principles must hold at least one non-blank criterion")
+        if item.reference is not None and not item.reference.strip():
+            raise invalid_request("reference must not be blank; leave it out to judge without one")
+        conversation_chars = (
+            sum(len(m.content) for m in item.messages)
+            + sum(len(p) for p in principles or ())
+            + len(item.reference or "")
+        )
+        checks = [
+            (len(item.responses), s.max_responses_per_item, "responses per item", "max_responses_per_item"),
+            (k, s.max_k, "k", "max_k"),
+            (temperature, s.max_temperature, "temperature", "max_temperature"),
+            (max_tokens, s.max_tokens_limit, "max_tokens", "max_tokens_limit"),
+            (max(map(len, item.responses)), s.max_response_chars, "characters in a response", "max_response_chars"),
+            (conversation_chars, s.max_conversation_chars, "conversation chars (with principles and reference)",
+             "max_conversation_chars"),
+        ]  # fmt: skip
+        for value, limit, what, name in checks:
+            if value > limit:
+                raise invalid_request(f"{what} = {value} exceeds the server limit {name} = {limit}")
+        return ScoreSpec(
+            messages=item.messages,
+            responses=item.responses,
+            k=k,
+            temperature=temperature,
+            top_p=s.top_p,
+            max_tokens=max_tokens,
+            seed=item.seed,
+            k_meta=item.k_meta if item.k_meta is not None else s.k_meta,
+            principles=tuple(p for p in principles if p.strip()) if principles is not None else None,
+            reference=item.reference,
+        )
+
+
+def reference_of_label(label: object, what: str = "label") -> str | None:
+    """A trainer's label as the GRM's reference answer: a non-blank string, or a number as text.
+
+    Raises:
+        APIError: 400 for a label that is neither (a list, an object, a boolean).
+    """
+    if label is None or isinstance(label, str):
+        return label if label and label.strip() else None
+    if isinstance(label, int | float) and not isinstance(label, bool):
+        return str(label)
+    raise invalid_request(f"{what} must be a string or a number (a reference answer), got {label!r}")
