@@ -18,7 +18,7 @@ from server.config import Settings
 from server.engines import Engine
 from server.ops.logs import AccessLogMiddleware
 from server.ops.metrics import EngineCollector, Metrics, RequestMetricsMiddleware, TenantCollector
-from server.serving.chat_markup import get_markup
+from server.serving.policy_markup import get_markup
 from server.serving.service import ScoringService
 from server.serving.state import AppState
 from server.serving.validation import Validator

@@ -25,7 +25,7 @@ from pydantic.fields import FieldInfo
 
 from server import __version__
 from server.config import Settings
-from server.serving.chat_markup import get_markup
+from server.serving.policy_markup import get_markup
 
 log = logging.getLogger("grm_serve")
 

@@ -8,8 +8,8 @@ policy's markup. A :class:`Markup` recovers the turns:
 * ``auto`` (the default) recognises the common templates: ChatML (Qwen, SmolLM, Yi, Hermes, ...),
   Llama 3, Gemma, Mistral (``[INST]``), DeepSeek (V2.5 / V3 / R1) and Phi-3;
 * a template's name pins it;
-* :func:`markup_from_tokenizer` derives the exact boundaries from the policy tokenizer's own chat
-  template, for templates none of the above knows (``--policy-tokenizer PATH``);
+* the policy tokenizer's own chat template gives the exact boundaries, for templates none of the
+  above knows (``--policy-tokenizer PATH``, :mod:`server.serving.policy_markup`);
 * ``none`` passes text through unchanged.
 
 Nothing is guessed from markers found somewhere in the text. A prompt is a conversation in a template
@@ -45,12 +45,9 @@ generation prompt) passes through as one user turn. Its response then:
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from server.pipeline.domain import Message
@@ -66,7 +63,7 @@ class Conversation:
 
     def response(self, text: str) -> str:
         """A response to this prompt: the prefill put back in front, the template's end tokens removed."""
-        return _strip_end_run(self.prefill + text, self.end_tokens).strip()
+        return strip_end_run(self.prefill + text, self.end_tokens).strip()
 
 
 class Markup(Protocol):
@@ -82,7 +79,7 @@ class Markup(Protocol):
         ...
 
 
-def _strip_end_run(text: str, tokens: Sequence[str]) -> str:
+def strip_end_run(text: str, tokens: Sequence[str]) -> str:
     """``text`` without the run of ``tokens`` (and the whitespace around them) it ends with."""
     text = text.rstrip()
     stripped = True
@@ -95,7 +92,7 @@ def _strip_end_run(text: str, tokens: Sequence[str]) -> str:
     return text
 
 
-def _ends_with_user(turns: list[Message]) -> bool:
+def ends_with_user(turns: list[Message]) -> bool:
     return bool(turns) and turns[-1].role == "user"
 
 
@@ -137,7 +134,7 @@ class TurnMarkup:
         closers = (*self.end_tokens, *self.turn_closers)
         turns: list[Message] = []
         if self.system_before_first_turn:
-            system = _strip_end_run(body[: markers[0].start()], closers).strip()
+            system = strip_end_run(body[: markers[0].start()], closers).strip()
             if system:
                 turns.append(Message("system", system))
         elif markers[0].start() != 0:
@@ -151,15 +148,15 @@ class TurnMarkup:
             if i == len(markers) - 1:
                 # The prompt must end with the generation prompt: an open assistant turn, perhaps with
                 # text the policy was made to begin with (a prefill), not a finished turn.
-                if role != "assistant" or _strip_end_run(raw, closers) != raw.rstrip() or not _ends_with_user(turns):
+                if role != "assistant" or strip_end_run(raw, closers) != raw.rstrip() or not ends_with_user(turns):
                     return None
                 return Conversation(tuple(turns), raw.lstrip(), self.end_tokens)
-            turns.append(Message(role, _strip_end_run(raw, closers).strip()))
+            turns.append(Message(role, strip_end_run(raw, closers).strip()))
         return None
 
     def clean_response(self, text: str, prefill: str = "") -> str:
         """A response without this template's end tokens at its very end, with a prefill put back in front."""
-        return _strip_end_run(prefill + text, self.end_tokens).strip()
+        return strip_end_run(prefill + text, self.end_tokens).strip()
 
     def _after_bos(self, prompt: str) -> str | None:
         """The prompt after its optional BOS (required with a system prompt before the first turn)."""
@@ -235,7 +232,7 @@ END_TOKENS: tuple[str, ...] = tuple(dict.fromkeys(t for m in BUILTIN.values() fo
 
 def strip_end_tokens(text: str, tokens: Sequence[str] = END_TOKENS) -> str:
     """``text`` without the run of end-of-turn / EOS ``tokens`` (and whitespace) at its very end."""
-    return _strip_end_run(text, tokens)
+    return strip_end_run(text, tokens)
 
 
 @dataclass(frozen=True)
@@ -267,157 +264,6 @@ class NoMarkup:
 
     def clean_response(self, text: str, prefill: str = "") -> str:
         return prefill + text
-
-
-@dataclass(frozen=True)
-class BoundaryMarkup:
-    """A template known only by what it puts between turns, read off a tokenizer (see below).
-
-    A prompt is ``head + U1 + user_to_assistant + A1 + assistant_to_user + U2 + ... + tail``, or
-    ``system_head + S + system_to_user + U1 + ...`` with a system prompt.
-    """
-
-    name: str
-    head: str
-    user_to_assistant: str
-    assistant_to_user: str
-    tail: str
-    system_head: str | None = None
-    system_to_user: str | None = None
-    end_tokens: tuple[str, ...] = ()
-
-    def parse(self, prompt: str) -> Conversation | None:
-        turns: list[Message] = []
-        if self.system_head and self.system_to_user and prompt.startswith(self.system_head):
-            rest = prompt[len(self.system_head) :]
-            system, found, rest = rest.partition(self.system_to_user)
-            if not found:
-                return None
-            turns.append(Message("system", system.strip()))
-        elif prompt.startswith(self.head):
-            rest = prompt[len(self.head) :]
-        else:
-            return None
-        if not rest.endswith(self.tail):
-            return None
-        rest = rest[: len(rest) - len(self.tail)]
-        separators = {self.user_to_assistant: "assistant", self.assistant_to_user: "user"}
-        pieces = re.split("(" + "|".join(map(re.escape, separators)) + ")", rest)
-        role = "user"
-        for i in range(0, len(pieces), 2):
-            turns.append(Message(role, pieces[i].strip()))
-            if i + 1 < len(pieces):
-                following = separators[pieces[i + 1]]
-                if following == role:
-                    return None
-                role = following
-        if not _ends_with_user(turns):
-            return None
-        return Conversation(tuple(turns), end_tokens=self.end_tokens)
-
-    def clean_response(self, text: str, prefill: str = "") -> str:
-        return _strip_end_run(prefill + text, self.end_tokens).strip()
-
-
-_SENTINELS = ("GRMSERVESYSTEMX", "GRMSERVEUSERX", "GRMSERVEASSISTANTX", "GRMSERVEFINALUSERX")
-
-
-@functools.cache  # the CLI checks it before the app is built, which uses it
-def markup_from_tokenizer(path: Path) -> Markup:
-    """The markup of a policy tokenizer's chat template (``--policy-tokenizer``), from a local folder.
-
-    The template renders a probe conversation of sentinel words; the text between them is what the
-    template puts between turns. If a built-in template reads the probe back exactly, that one is used
-    (it tolerates whitespace variants), with the tokenizer's BOS as one of its BOS tokens and its special
-    tokens added to the template's end tokens; otherwise the boundaries themselves are, with the
-    tokenizer's special tokens as end tokens. Either way a BOS or unknown token (unless it is also the
-    EOS or padding) is never taken for the end of a response.
-
-    Raises:
-        ValueError: when transformers is missing, the folder holds no tokenizer with a chat template, or
-            the template does not render a user / assistant / user conversation.
-    """
-    try:
-        from transformers import AutoTokenizer
-    except ImportError:
-        raise ValueError("--policy-tokenizer needs transformers (installed with the cpu or gpu extra)") from None
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot load the policy tokenizer from {path}: {exc}") from None
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"the policy tokenizer in {path} has no chat template")
-    system, user, assistant, final = _SENTINELS
-    turns = [
-        {"role": "user", "content": user},
-        {"role": "assistant", "content": assistant},
-        {"role": "user", "content": final},
-    ]
-    probe = _render(tokenizer, turns)
-    if probe is None or not all(s in probe for s in (user, assistant, final)):
-        raise ValueError(f"the chat template of {path} does not render a user/assistant/user conversation")
-    bos = getattr(tokenizer, "bos_token", None)
-    never_last = {bos, getattr(tokenizer, "unk_token", None)} - {tokenizer.eos_token, tokenizer.pad_token}
-    special = [t for t in tokenizer.all_special_tokens if t and t not in never_last]
-    expected = (Message("user", user), Message("assistant", assistant), Message("user", final))
-    for builtin in BUILTIN.values():
-        markup = dataclasses.replace(
-            builtin,
-            end_tokens=tuple(dict.fromkeys([*builtin.end_tokens, *special])),
-            bos_tokens=tuple(dict.fromkeys([*builtin.bos_tokens, *([bos] if bos else [])])),
-        )
-        conversation = markup.parse(probe)
-        shown = tuple(m for m in conversation.messages if m.role != "system") if conversation else None
-        if shown == expected:  # a default system prompt the template adds on its own is fine
-            return markup
-    head, rest = probe.split(user, 1)
-    user_to_assistant, rest = rest.split(assistant, 1)
-    assistant_to_user, tail = rest.split(final, 1)
-    system_head = system_to_user = None
-    with_system = _render(tokenizer, [{"role": "system", "content": system}, *turns])
-    if with_system is not None and system in with_system and with_system.index(system) < with_system.index(user):
-        system_head, rest = with_system.split(system, 1)
-        system_to_user = rest.split(user, 1)[0]
-        if system_head == head[: len(system_head)] and system_to_user in ("", "\n", "\n\n"):
-            system_head = system_to_user = None  # the system prompt is merged into the user turn: not separable
-    return BoundaryMarkup(
-        name=f"tokenizer:{path}",
-        head=head,
-        user_to_assistant=user_to_assistant,
-        assistant_to_user=assistant_to_user,
-        tail=tail,
-        system_head=system_head,
-        system_to_user=system_to_user,
-        end_tokens=tuple(dict.fromkeys(special)),
-    )
-
-
-def _render(tokenizer: object, turns: list[dict[str, str]]) -> str | None:
-    try:
-        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)  # type: ignore[attr-defined]
-    except Exception:  # templates raise their own errors (e.g. "System role not supported")
-        return None
-    return text if isinstance(text, str) else None
-
-
-MARKUP_CHOICES = ("auto", "none", *BUILTIN)
-
-
-def get_markup(name: str, policy_tokenizer: Path | None = None) -> Markup:
-    """The markup the server reads ``/get_reward`` prompts with.
-
-    Raises:
-        ValueError: for an unknown name, or a tokenizer that cannot be used.
-    """
-    if policy_tokenizer is not None:
-        return markup_from_tokenizer(policy_tokenizer)
-    if name == "auto":
-        return AutoMarkup()
-    if name == "none":
-        return NoMarkup()
-    if name in BUILTIN:
-        return BUILTIN[name]
-    raise ValueError(f"unknown chat markup {name!r}; known: {', '.join(MARKUP_CHOICES)}")
 
 
 def to_conversation(markup: Markup, prompt: str, response: str) -> tuple[tuple[Message, ...], str]:

@@ -1,4 +1,4 @@
-"""Plain turns from policies' chat-templated prompts (server/serving/chat_markup.py)."""
+"""Plain turns from policies' chat-templated prompts (server/serving/chat_markup.py, policy_markup.py)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from server.pipeline.domain import Message
-from server.serving.chat_markup import (
-    BUILTIN,
-    AutoMarkup,
-    BoundaryMarkup,
-    NoMarkup,
-    get_markup,
-    markup_from_tokenizer,
-    strip_end_tokens,
-    to_conversation,
-)
+from server.serving.chat_markup import BUILTIN, AutoMarkup, NoMarkup, strip_end_tokens, to_conversation
+from server.serving.policy_markup import BoundaryMarkup, get_markup, markup_from_tokenizer
 
 SYS, Q1, A1, Q2 = "Be brief.", "What is 2+2?", "4.", "And 3+3?"
 CONVERSATION = (Message("system", SYS), Message("user", Q1), Message("assistant", A1), Message("user", Q2))
@@ -178,7 +170,7 @@ def test_the_settings_offer_every_markup():
     import typing
 
     from server.config import Settings
-    from server.serving.chat_markup import MARKUP_CHOICES
+    from server.serving.policy_markup import MARKUP_CHOICES
 
     assert set(typing.get_args(Settings.model_fields["chat_markup"].annotation)) == set(MARKUP_CHOICES)
 

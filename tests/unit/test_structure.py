@@ -79,3 +79,64 @@ def test_the_module_graph_has_no_cycle(graph):
     for m in sorted(graph):
         if m not in state:
             visit(m)
+
+
+# ---- the layers of server/ (README, "Layout") ----------------------------------------------------
+
+LAYERS = ("server.api", "server.serving", "server.pipeline", "server.engines", "server.ops")
+MAX_MODULE_LINES = 350
+
+
+def layer_of(module: str) -> str | None:
+    return next((layer for layer in LAYERS if module == layer or module.startswith(layer + ".")), None)
+
+
+def crossings(graph: dict[str, set[str]], source: str, targets: tuple[str, ...]) -> dict[str, list[str]]:
+    """Modules of layer ``source`` that import a module of one of ``targets``."""
+    found = {m: sorted(d for d in deps if layer_of(d) in targets) for m, deps in graph.items() if layer_of(m) == source}
+    return {m: deps for m, deps in found.items() if deps}
+
+
+def test_every_server_module_but_the_composition_root_belongs_to_a_layer(graph):
+    root = {"server", "server.__main__", "server.app", "server.cli", "server.config"}
+    server = {m for m in graph if m == "server" or m.startswith("server.")}
+    assert {layer_of(m) for m in server - root} == set(LAYERS)  # every layer exists
+    assert sorted(m for m in server - root if layer_of(m) is None) == []
+
+
+def test_the_pipeline_imports_nothing_from_the_layers_above_it(graph):
+    """The GRM pipeline is pure: no HTTP contract, no serving policy, no metrics."""
+    assert crossings(graph, "server.pipeline", ("server.api", "server.serving", "server.ops")) == {}
+
+
+def test_the_api_reaches_the_engines_only_through_the_serving_layer(graph):
+    assert crossings(graph, "server.api", ("server.engines",)) == {}
+
+
+def test_the_serving_layer_knows_no_http_routes(graph):
+    assert crossings(graph, "server.serving", ("server.api",)) == {}
+
+
+def test_the_engines_import_nothing_above_them(graph):
+    above = ("server.api", "server.serving", "server.pipeline", "server.ops")
+    assert crossings(graph, "server.engines", above) == {}
+
+
+def test_the_service_is_driven_without_http():
+    """The serving layer's modules import no web framework, so a test drives them with plain values."""
+    web = ("fastapi", "starlette")
+    offenders = {}
+    for path in (REPO / "server" / "serving").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            hits = [n for n in names if n.split(".")[0] in web]
+            if hits:
+                offenders[path.name] = hits
+    assert offenders == {}
+
+
+def test_no_server_module_is_over_the_size_a_reader_takes_in():
+    sizes = {str(p.relative_to(REPO)): len(p.read_text().splitlines()) for p in (REPO / "server").rglob("*.py")}
+    assert {p: n for p, n in sizes.items() if n > MAX_MODULE_LINES} == {}
