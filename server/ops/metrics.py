@@ -1,4 +1,4 @@
-"""Prometheus metrics, one registry per app (names, units and labels per STYLE.md).
+"""Prometheus metrics, one registry per app (``grm_`` names, base units, bounded labels).
 
 Every app builds its own :class:`Metrics` on a fresh ``CollectorRegistry``, so tests can build many
 apps in one process without duplicated time series. Label values come from fixed sets (route paths

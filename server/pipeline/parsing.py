@@ -1,9 +1,10 @@
 """Read principles, critique and scores out of one generated GRM sample (pure).
 
-Rules (``shared/GRM_FORMAT.md``): principles are the ``Specific Criteria:`` line, the critique the
-``Analysis:`` line, the scores the integers inside the last ``\\boxed{...}``, one per response in
-the order shown. Scores are clipped to 1..10 as the model card's code does; a wrong count of scores,
-a non-integer or a missing box makes the sample unparseable. Nothing is ever guessed.
+Rules (DeepSeek-GRM's output format, README "How it works"): principles are the ``Specific
+Criteria:`` line, the critique the ``Analysis:`` line, the scores the integers inside the last
+``\\boxed{...}``, one per response in the order shown. Scores are clipped to 1..10 as the model
+card's code does; a wrong count of scores, a non-integer or a missing box makes the sample
+unparseable. Nothing is ever guessed.
 """
 
 from __future__ import annotations
@@ -111,8 +112,8 @@ def guidance_regex(n_responses: int, max_tokens: int) -> str:
     """Bounded single-pass regex: the three-line GRM format with lines of at most
     :func:`guidance_line_chars` characters, so a sample always ends parseable within ``max_tokens``.
 
-    Bounded repetition is what makes the structured-output work expensive (issue #13: 2.7x slower
-    than unbounded lines on an H100), so it is used only when the budget is too small for
+    Bounded repetition is what makes the structured-output work expensive (2.7x slower than unbounded
+    lines on an H100, docs/benchmarks.md), so it is used only when the budget is too small for
     :func:`open_guidance_regex` plus a continuation.
     """
     line = f"[^\\n]{{1,{guidance_line_chars(n_responses, max_tokens)}}}"
@@ -153,7 +154,7 @@ class GuidancePlan:
 
 
 def plan_guidance(n_responses: int, max_tokens: int) -> GuidancePlan:
-    """Two-pass when the reserve is at most half the budget, else today's bounded single pass."""
+    """Two-pass when the reserve is at most half the budget, else the bounded single pass."""
     reserve = continuation_reserve(n_responses)
     if max_tokens >= 2 * reserve:
         return GuidancePlan(open_guidance_regex(n_responses), max_tokens - reserve, continue_cut=True)
