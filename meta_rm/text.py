@@ -1,10 +1,11 @@
 """The conversation and response-block text that the GRM prompt and the meta RM input share (pure).
 
-Both DeepSeek-GRM inputs (``shared/GRM_FORMAT.md``) show the conversation under ``#### Conversation
-Context ####`` and each response between ``[The Begin of Response i]`` and ``[The End of Response i]``.
-Caller text is defanged the same way in both, so a response can neither close its own block nor open
-a fake one. This module sits at the bottom of the import graph: ``server.pipeline.prompts`` (the GRM prompt) and
-``meta_rm.rendering`` (the meta RM input) both build on it, and it imports nothing of this project.
+Both DeepSeek-GRM inputs (the GRM prompt and the meta RM's, arXiv 2504.02495 Appendix G) show the
+conversation under ``#### Conversation Context ####`` and each response between ``[The Begin of
+Response i]`` and ``[The End of Response i]``. Caller text is defanged the same way in both, so a
+response can neither close its own block nor open a fake one. This module sits at the bottom of the
+import graph: ``server.pipeline.prompts`` (the GRM prompt) and ``meta_rm.rendering`` (the meta RM
+input) both build on it, and it imports nothing of this project.
 """
 
 from __future__ import annotations
