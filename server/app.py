@@ -56,7 +56,8 @@ def build_app(
     app_metrics.registry.register(TenantCollector(lambda: gate.tenant_inflight))
 
     service = ScoringService(state)  # every scoring call runs through it
-    validator = Validator(settings, has_meta_rm=state.has_meta_rm)  # every scoring request is checked by it
+    # Every scoring request is checked by it; k_meta needs a meta RM (before readiness: the service's 503).
+    validator = Validator(settings, refuse_k_meta=lambda: state.ready.is_set() and not state.has_meta_rm)
     app_metrics.dedup_cache_entries.set_function(lambda: service.dedup.cached)
     app_metrics.dedup_cache_bytes.set_function(lambda: service.dedup.cached_bytes)
 

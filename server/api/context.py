@@ -15,7 +15,8 @@ from starlette.requests import Request
 from server.api.middleware import TENANT_STATE
 from server.config import Settings
 from server.serving.context import CallContext, body_fingerprint, dedup_key
-from server.serving.errors import invalid_request
+from server.serving.errors import invalid_request, to_api_error
+from server.serving.state import AppState
 
 TIMEOUT_HEADER = "x-request-timeout"
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -40,12 +41,16 @@ def deadline_of(request: Request, settings: Settings) -> float:
     return min(value, settings.request_timeout_s)
 
 
-async def call_context(request: Request, settings: Settings) -> CallContext:
+async def call_context(request: Request, state: AppState) -> CallContext:
     """The call's context: deadline, dedup key and body fingerprint, tenant, request id, disconnect.
 
     Raises:
-        APIError: 400 for a bad ``X-Request-Timeout`` or an empty or over-long ``Idempotency-Key``.
+        APIError: 503 while the server is not ready (before any header is judged), then 400 for a
+            bad ``X-Request-Timeout`` or an empty or over-long ``Idempotency-Key``.
     """
+    if not state.ready.is_set():
+        raise to_api_error(state.unavailable_error())
+    settings = state.settings
     deadline = deadline_of(request, settings)
     tenant: str = getattr(request.state, TENANT_STATE, "")
     key = request.headers.get(IDEMPOTENCY_HEADER)

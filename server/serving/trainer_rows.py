@@ -81,19 +81,23 @@ def row_items(
     return items, list(groups.values())
 
 
-def rollout_item(markup: Markup, prompt: str | Sequence[Message], response: str, reference: str | None) -> ItemOptions:
+def rollout_item(
+    markup: Markup, prompt: str | Sequence[Message], response: str, label: object, *, use_labels: bool
+) -> ItemOptions:
     """One rollout's item: a chat-templated prompt string is read back into turns; a list of turns
-    must end with the user's.
+    must end with the user's; the label (checked after the prompt) is the reference when labels are used.
 
     Raises:
-        APIError: 400 for turns that do not end with the user's.
+        APIError: 400 for turns that do not end with the user's, or a label that is no answer.
     """
     if isinstance(prompt, str):
         messages, text = to_conversation(markup, prompt, response)
-        return ItemOptions(messages=messages, responses=(text,), reference=reference)
-    if not prompt or prompt[-1].role != "user":
+    elif not prompt or prompt[-1].role != "user":
         raise invalid_request("prompt must be a string or a list of messages ending with the user's turn")
-    return ItemOptions(messages=tuple(prompt), responses=(response,), reference=reference)
+    else:
+        messages, text = tuple(prompt), response
+    reference = reference_of_label(label) if use_labels else None
+    return ItemOptions(messages=messages, responses=(text,), reference=reference)
 
 
 def row_rewards(rows_of_items: Sequence[list[int]], results: Sequence[ItemResult], mode: RewardMode) -> RowRewards:

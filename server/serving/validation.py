@@ -8,7 +8,7 @@ once, for every route, before any work starts. Nothing here knows HTTP: a failed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from server.config import Settings
@@ -37,12 +37,13 @@ class Validator:
 
     Args:
         settings: the server's defaults (k, temperature, max_tokens, k_meta) and limits.
-        has_meta_rm: whether the server filters votes with a meta RM (``k_meta`` needs one).
+        refuse_k_meta: whether a ``k_meta`` is refused now: the server is up and has no meta RM to
+            filter votes with (until it is up, such a call gets the service's 503 instead).
     """
 
-    def __init__(self, settings: Settings, *, has_meta_rm: bool) -> None:
+    def __init__(self, settings: Settings, *, refuse_k_meta: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
-        self.has_meta_rm = has_meta_rm
+        self.refuse_k_meta = refuse_k_meta
 
     def check_items(self, count: int) -> None:
         """Raises: APIError: 400 past ``max_items_per_batch``."""
@@ -64,7 +65,7 @@ class Validator:
         if item.k_meta is not None:
             if item.k_meta > k:
                 raise invalid_request(f"k_meta = {item.k_meta} exceeds k = {k}")
-            if not self.has_meta_rm:
+            if self.refuse_k_meta():
                 raise invalid_request("k_meta was given but the server has no meta RM (start it with --meta-rm)")
         principles = (item.principles,) if isinstance(item.principles, str) else item.principles
         if principles is not None and not any(p.strip() for p in principles):

@@ -151,3 +151,38 @@ async def test_405_names_the_allowed_methods():
         r = await client.get("/v1/score")
     assert_error(r, 405, "method_not_allowed")
     assert r.headers["allow"] == "POST"
+
+
+async def test_a_server_that_is_not_ready_answers_503_before_judging_headers_or_k_meta():
+    """Readiness comes first: a trainer's client retries a 503 but gives up on a 400."""
+    gate = asyncio.Event()
+
+    class SlowStart(FakeEngine):
+        async def start(self):
+            await gate.wait()
+            await super().start()
+
+    async with running_app(SlowStart(), wait_ready=False) as client:
+        bad_timeout = await client.post("/v1/score", json=ITEM, headers={"x-request-timeout": "abc"})
+        blank_key = await client.post(
+            "/get_reward", json={"query": ["q a"], "prompts": ["q "]}, headers={"idempotency-key": " "}
+        )
+        k_meta = await client.post("/v1/rerank", json={"query": "q", "documents": ["a", "b"], "k_meta": 1})
+        gate.set()
+        await client._transport.app.state.grm.wait_ready(timeout=5)  # type: ignore[attr-defined]
+        # Once it is up, the same calls get their 400s.
+        after = await client.post("/v1/score", json=ITEM, headers={"x-request-timeout": "abc"})
+        k_meta_after = await client.post("/v1/rerank", json={"query": "q", "documents": ["a", "b"], "k_meta": 1})
+    for r in (bad_timeout, blank_key, k_meta):
+        assert_error(r, 503, "not_ready")
+    assert_error(after, 400, "invalid_request")
+    assert_error(k_meta_after, 400, "invalid_request")
+    assert "no meta RM" in k_meta_after.json()["error"]["message"]
+
+
+async def test_v1_reward_judges_the_prompt_before_the_label():
+    body = {"prompt": [{"role": "assistant", "content": "hi"}], "response": "x", "label": [1]}
+    async with running_app(FakeEngine()) as client:
+        r = await client.post("/v1/reward", json=body)
+    assert_error(r, 400, "invalid_request")
+    assert "ending with the user's turn" in r.json()["error"]["message"]

@@ -28,7 +28,7 @@ async def serving(engine: FakeEngine, **settings) -> AsyncIterator[tuple[Validat
     state.begin()
     try:
         await state.wait_ready(timeout=5)
-        yield Validator(state.settings, has_meta_rm=state.has_meta_rm), service
+        yield Validator(state.settings, refuse_k_meta=lambda: not state.has_meta_rm), service
     finally:
         await service.grouper.close()
         await service.dedup.close()
@@ -96,7 +96,7 @@ async def test_a_call_past_its_deadline_gets_504():
 async def test_before_the_engine_is_up_a_call_gets_503():
     state = AppState(settings=Settings(engine="fake"), engine=FakeEngine())
     service = ScoringService(state)  # never started
-    spec = Validator(state.settings, has_meta_rm=False).resolve(ItemOptions(messages=QUESTION, responses=ANSWERS))
+    spec = Validator(state.settings).resolve(ItemOptions(messages=QUESTION, responses=ANSWERS))
     with pytest.raises(APIError) as error:
         await service.score(call(), [spec])
     assert (error.value.status, error.value.type) == (503, "not_ready")

@@ -57,7 +57,7 @@ async def get_reward(body: GetRewardRequest, request: Request) -> GetRewardRespo
     items, rows = row_items(app.markup, body.prompts, responses, references)
     app.validator.check_items(len(items))
     specs = [app.validator.resolve(item) for item in items]
-    results = await app.service.score(await call_context(request, settings), specs, groupable=True)
+    results = await app.service.score(await call_context(request, app.grm), specs, groupable=True)
     out = row_rewards(rows, results, body.reward or settings.openrlhf_reward)
     extra_logs = {
         "grm_unscored": [float(u) for u in out.unscored],

@@ -43,7 +43,7 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
     spec = app.validator.resolve(body.item((Message("user", body.query),), tuple(documents)))
     groups = plan_groups(len(documents), service.max_group_size, anchor=body.anchor)
     specs = [dataclasses.replace(spec, responses=tuple(documents[i] for i in g)) for g in groups]
-    results = await service.score(await call_context(request, app.grm.settings), specs)
+    results = await service.score(await call_context(request, app.grm), specs)
     ranked = rank(groups, results, len(documents))[: body.top_n]
     prompt_tokens = sum(r.prompt_tokens for r in results)
     generation_tokens = sum(r.generation_tokens for r in results)

@@ -25,7 +25,6 @@ from server.api.context import call_context
 from server.api.protocol import SCORING_ERRORS, ChatMessage
 from server.pipeline.domain import Message
 from server.serving.trainer_rows import rollout_item, row_rewards
-from server.serving.validation import reference_of_label
 
 router = APIRouter(tags=["compat"])
 
@@ -54,9 +53,9 @@ async def reward(body: RewardRequest, request: Request) -> RewardResponse:
     app = request.app.state
     settings = app.grm.settings
     prompt = body.prompt if isinstance(body.prompt, str) else [Message(m.role, m.content) for m in body.prompt]
-    reference = reference_of_label(body.label) if settings.openrlhf_labels == "reference" else None
-    spec = app.validator.resolve(rollout_item(app.markup, prompt, body.response, reference))
-    (result,) = await app.service.score(await call_context(request, settings), [spec], groupable=True)
+    use_labels = settings.openrlhf_labels == "reference"
+    spec = app.validator.resolve(rollout_item(app.markup, prompt, body.response, body.label, use_labels=use_labels))
+    (result,) = await app.service.score(await call_context(request, app.grm), [spec], groupable=True)
     out = row_rewards([[0]], [result], settings.openrlhf_reward)
     unit = row_rewards([[0]], [result], "unit")
     return RewardResponse(

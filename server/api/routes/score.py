@@ -82,7 +82,7 @@ async def score(body: ScoreBody, request: Request) -> ScoreResponse | ScoreBatch
     items = body.items if isinstance(body, ScoreBatchRequest) else [body]
     app.validator.check_items(len(items))
     specs = [app.validator.resolve(item.to_item()) for item in items]
-    call = await call_context(request, app.grm.settings)
+    call = await call_context(request, app.grm)
     # An item asking for its samples is judged alone: shared samples would show other calls' responses.
     results = await service.score(call, specs, groupable=[not item.return_samples for item in items])
     outputs = [to_output(r, item.return_samples) for r, item in zip(results, items, strict=True)]
