@@ -53,7 +53,7 @@ class AsyncGRMClient(BaseClient):
 
     async def _request(self, method: str, path: str, json: Any = None) -> Any:
         attempt = 0
-        headers = self._call_headers(method)
+        headers = self._call_headers(method, path, json)
         while True:
             try:
                 with self._transport_errors(path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import random
 import uuid
 from collections.abc import Iterator, Sequence
@@ -23,6 +25,29 @@ DEFAULT_TIMEOUT_S = 600.0  # k samples of a long critique on a busy server take 
 
 Message = dict[str, str]
 Query = str | Sequence[Message]
+
+
+AFFINITY_HEADER = "x-grm-affinity"
+
+
+def affinity_of(path: str, body: Any) -> str | None:
+    """A digest of what calls that can share a GRM prompt have in common, for load balancers in front
+    of several grm-serve replicas to hash on (grouping and dedup live in each replica).
+
+    ``/v1/score``: the item's conversation, reference and options, not its responses (a batch by its
+    first item); ``/v1/reward``: the prompt and label; anything else: the whole body. A retry sends
+    the same body, so it gets the same value.
+    """
+    if not isinstance(body, dict):
+        return None
+    part: Any = body
+    if path == "/v1/score":
+        item = body["items"][0] if isinstance(body.get("items"), list) and body["items"] else body
+        part = {k: v for k, v in item.items() if k not in ("responses", "return_samples")}
+    elif path == "/v1/reward":
+        part = [body.get("prompt"), body.get("label")]
+    canonical = json.dumps([path, part], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def build_item(
@@ -193,11 +218,15 @@ class BaseClient:
             return response.json()
         raise error_from_response(response)
 
-    def _call_headers(self, method: str) -> dict[str, str]:
-        """Per-call headers, the same on every retry of the call: its ``Idempotency-Key`` for a POST."""
+    def _call_headers(self, method: str, path: str = "", body: Any = None) -> dict[str, str]:
+        """Per-call headers, the same on every retry of the call: for a POST its ``Idempotency-Key`` and
+        its ``X-GRM-Affinity`` (:func:`affinity_of`)."""
+        headers: dict[str, str] = {}
         if method == "POST" and self.idempotency_keys:
-            return {"idempotency-key": uuid.uuid4().hex}
-        return {}
+            headers["idempotency-key"] = uuid.uuid4().hex
+        if method == "POST" and (affinity := affinity_of(path, body)):
+            headers[AFFINITY_HEADER] = affinity
+        return headers
 
     def _should_retry(self, attempt: int, error: GRMError, headers: dict[str, str]) -> bool:
         """Retry what is safe: a call that may still be running on the server only when it carries a key."""

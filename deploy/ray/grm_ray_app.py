@@ -18,6 +18,13 @@ Builder arguments (``key=value`` on ``serve run``, or ``args:`` in the config fi
 Every response carries ``x-grm-replica``: the Ray replica that answered. ``/metrics`` through the proxy
 is one replica's view; every replica's ``grm_*`` series reach Prometheus through Ray's metrics agent
 as ``ray_grm_*{replica=...}`` (``grm_ray_metrics.py``).
+
+Routing: Ray's HTTP proxy reaches a small front deployment (``GRMFront``, ``front_replicas``, default
+1) that reads each call's body and forwards it to the grm-serve replicas through a handle with a
+routing key. Calls that can share a GRM prompt, and retries of one call, go to one replica
+(consistent hashing with bounded load, ``grm_ray_routing.py``), so grouping across calls and dedup
+work as on one server; different prompts spread over the replicas. ``affinity=false`` routes by
+load alone (Ray's default, the power of two choices).
 """
 
 from __future__ import annotations
@@ -28,10 +35,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from grm_ray_metrics import RayMetricsBridge
+from grm_ray_routing import PromptAffinityRouter, routing_key
 from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve import Application
+from ray.serve.config import RequestRouterConfig
+from ray.serve.handle import DeploymentHandle
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.app import build_app
@@ -40,8 +53,10 @@ from server.serving.state import AppState
 
 DEPLOYMENT_KEYS = {
     "replicas", "min_replicas", "max_replicas", "target_ongoing_requests",
-    "num_gpus", "num_cpus", "tensor_parallel_size", "env",
+    "num_gpus", "num_cpus", "tensor_parallel_size", "env", "front_replicas", "affinity",
 }  # fmt: skip
+# Hop-by-hop and length headers the forwarding hop sets itself.
+HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 class ReplicaHeader:
@@ -61,11 +76,8 @@ class ReplicaHeader:
 
 
 def build_replica_app(settings: dict[str, Any]) -> FastAPI:
-    """The grm-serve app of one replica; its startup returns only once the engine is ready.
-
-    Ray Serve runs the app's lifespan when the replica starts and routes to the replica once that
-    returns, so no request reaches an engine that is still loading its weights.
-    """
+    """The grm-serve app of one replica; its startup returns only once the engine is ready, so no
+    request reaches an engine that is still loading its weights."""
     app = build_app(Settings(**settings))
     replica = serve.get_replica_context().replica_id.unique_id
     app.add_middleware(ReplicaHeader, replica=replica)
@@ -89,22 +101,72 @@ def build_replica_app(settings: dict[str, Any]) -> FastAPI:
 
 
 @serve.deployment(name="grm-serve", health_check_period_s=10, health_check_timeout_s=30)
-@serve.ingress()
 class GRMServe:
-    """One grm-serve replica: one engine, the full HTTP API."""
+    """One grm-serve replica: one engine, the full HTTP API, reached through :class:`GRMFront`."""
 
-    def __init__(self, settings: dict[str, Any]) -> None:
-        self.settings = settings
+    async def __init__(self, settings: dict[str, Any]) -> None:
+        # Ray routes to the replica once this returns: the app's startup waits for the engine.
+        self.app = build_replica_app(settings)
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        await self._lifespan.__aenter__()
 
-    def __serve_build_asgi_app__(self) -> FastAPI:
-        # Ray calls this in the replica after __init__, then runs the app's lifespan.
-        return build_replica_app(self.settings)
+    async def __del__(self) -> None:
+        await self._lifespan.__aexit__(None, None, None)  # drain and shut the engine down
 
     def check_health(self) -> None:
         """Ray restarts a replica whose engine has died."""
         state: AppState = self.app.state.grm
         if state.failure is not None:
             raise RuntimeError(state.failure)
+
+    async def forward(
+        self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """One HTTP call forwarded by the front deployment, answered by this replica's app in-process.
+
+        Cancelling the call (the client left) cancels the request in the app, as a disconnect would.
+        """
+        transport = httpx.ASGITransport(app=self.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://grm-serve") as client:
+            url = f"{path}?{query}" if query else path
+            response = await client.request(method, url, headers=headers, content=body)
+        return response.status_code, list(response.headers.multi_items()), response.content
+
+
+front = FastAPI(title="grm-serve front (Ray Serve)", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@serve.deployment(name="grm-front", health_check_period_s=10)
+@serve.ingress(front)
+class GRMFront:
+    """Reads each call's body and forwards it to the grm-serve replica its routing key picks."""
+
+    def __init__(self, backend: DeploymentHandle) -> None:
+        self.backend = backend
+
+    @front.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+    async def route(self, request: Request, path: str) -> Response:
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        key = routing_key(request.method, request.url.path, headers, request.url.query, body)
+        forwarded = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_HEADERS]
+        try:
+            backend = self.backend.options(multiplexed_model_id=key) if key else self.backend
+            status, answer_headers, content = await backend.forward.remote(
+                request.method, request.url.path, request.url.query, forwarded, body
+            )
+        except (RayActorError, ActorUnavailableError):
+            # The replica holding the call died: the trainers' clients retry a 503, and the retry's key
+            # now ranks a live replica first.
+            message = "the replica serving this call went away; retry"
+            error = {"error": {"type": "not_ready", "message": message, "code": 503}}
+            return JSONResponse(error, status_code=503, headers={"Retry-After": "1"})
+        kept = [(k, v) for k, v in answer_headers if k.lower() not in HOP_HEADERS]
+        response = Response(content=content, status_code=status)
+        response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in kept] + [
+            (b"content-length", str(len(content)).encode())
+        ]
+        return response
 
 
 def _env(spec: str) -> dict[str, str]:
@@ -146,4 +208,12 @@ def build(args: dict[str, str]) -> Application:
         options["num_replicas"] = int(args.get("replicas", 1))
     # grm-serve's admission control answers 429 past its slots; let Ray queue and route first.
     options["max_ongoing_requests"] = int(Settings(**settings).max_concurrent_requests)
-    return GRMServe.options(**options).bind(settings)
+    if args.get("affinity", "true").lower() not in ("false", "0", "no"):
+        options["request_router_config"] = RequestRouterConfig(request_router_class=PromptAffinityRouter)
+    backend = GRMServe.options(**options).bind(settings)
+    front_options = {
+        "num_replicas": int(args.get("front_replicas", 1)),
+        "max_ongoing_requests": options["max_ongoing_requests"],
+        "ray_actor_options": {"num_cpus": 0},
+    }
+    return GRMFront.options(**front_options).bind(backend)

@@ -315,3 +315,22 @@ def test_reference_answers_from_dataset_values():
     for bad in (True, np.bool_(False), [1], {"a": 1}):
         with pytest.raises(ValueError, match="must be a string or a number"):
             _common.as_reference(bad)
+
+
+def test_calls_that_can_share_a_grm_prompt_carry_one_affinity_header_for_load_balancers():
+    seen_headers: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen_headers.append({"path": request.url.path, **dict(request.headers)})
+        return answer(request)
+
+    grm = g.GRMClient(transport=httpx.MockTransport(handler))
+    grm.score("Capital of France?", ["Paris."], reference="Paris", k=4)
+    grm.score("Capital of France?", ["Lyon."], reference="Paris", k=4)  # another rollout of the prompt
+    grm.score("Capital of France?", ["Lyon."], reference="Paris", k=8)  # other options: another prompt
+    grm.reward(CHATML, "72", label="72")
+    grm.reward(CHATML, "71", label="72")
+    affinity = [h["x-grm-affinity"] for h in seen_headers]
+    assert affinity[0] == affinity[1] != affinity[2]
+    assert affinity[3] == affinity[4] != affinity[0]
+    assert len({h["idempotency-key"] for h in seen_headers}) == 5  # each call still its own job

@@ -27,9 +27,16 @@ def grm_ray_app() -> Iterator[ModuleType]:
         sys.path.remove(str(RAY_APP))
 
 
+def backend(app):
+    """The grm-serve deployment behind the app's front deployment."""
+    front = app._bound_deployment
+    assert front.name == "grm-front"
+    return front.init_args[0]._bound_deployment
+
+
 def test_fixed_replicas_and_settings(grm_ray_app):
     app = grm_ray_app.build({"replicas": "3", "num_gpus": "1", "model": "/models/grm", "k": "16"})
-    d = app._bound_deployment
+    d = backend(app)
     assert d.num_replicas == 3 and d.ray_actor_options["num_gpus"] == 1
     assert d.init_args == ({"model": "/models/grm", "k": "16"},)
     assert d.max_ongoing_requests == 4096  # grm-serve's own max_concurrent_requests (its memory guard)
@@ -37,11 +44,24 @@ def test_fixed_replicas_and_settings(grm_ray_app):
 
 def test_autoscaling_and_tensor_parallel(grm_ray_app):
     app = grm_ray_app.build({"min_replicas": "1", "max_replicas": "4", "tensor_parallel_size": "2"})
-    d = app._bound_deployment
+    d = backend(app)
     assert d._deployment_config.autoscaling_config.max_replicas == 4
     assert d._replica_config.placement_group_bundles == [{"CPU": 1.0}, {"GPU": 1.0}, {"GPU": 1.0}]
     assert d.init_args[0]["tensor_parallel_size"] == 2
     assert d.init_args[0]["extra_engine_args"] == {"distributed_executor_backend": "ray"}
+
+
+def test_prompt_affine_routing_is_the_default_and_can_be_turned_off(grm_ray_app):
+    from grm_ray_routing import PromptAffinityRouter
+
+    config = backend(grm_ray_app.build({"front_replicas": "2"}))._deployment_config.request_router_config
+    assert config.request_router_class.endswith("PromptAffinityRouter") or (
+        config.request_router_class is PromptAffinityRouter
+    )
+    front = grm_ray_app.build({"front_replicas": "2"})._bound_deployment
+    assert front.num_replicas == 2 and front.ray_actor_options["num_cpus"] == 0
+    plain = backend(grm_ray_app.build({"affinity": "false"}))._deployment_config.request_router_config
+    assert "PowerOfTwoChoices" in str(plain.request_router_class)
 
 
 def test_bad_arguments_are_refused(grm_ray_app):
@@ -58,7 +78,7 @@ def test_serve_config_file_is_valid_and_builds(grm_ray_app):
     ServeDeploySchema.model_validate(config)  # what `serve deploy` checks first
     (app_config,) = config["applications"]
     assert app_config["import_path"] == "grm_ray_app:build"
-    d = grm_ray_app.build(app_config["args"])._bound_deployment
+    d = backend(grm_ray_app.build(app_config["args"]))
     assert d.ray_actor_options["num_gpus"] == 1
     assert d._deployment_config.autoscaling_config.min_replicas == 1
     assert d.init_args[0]["model"] == "/models/DeepSeek-GRM-27B"

@@ -1,0 +1,157 @@
+"""Prompt-affine routing for grm-serve on Ray Serve: calls that can share work meet on one replica.
+
+Grouping across calls and dedup of retries live in each replica's process, so a prompt's rollouts
+(and a retry of a call) must reach the replica that holds the others. Ray's HTTP proxy streams the
+body to the replica only after routing, so no router can see the prompt there. The app therefore has
+a thin front deployment (``grm_ray_app.GRMFront``) that reads the body, computes
+:func:`routing_key`, and calls the grm-serve deployment through a handle carrying the key as its
+multiplexed model id (Ray's handle-level routing key: its routing loop hands a replica found for a
+key to a waiting request with the same key, where a keyword argument would be lost to its FIFO
+matching); this module's :class:`PromptAffinityRouter` (Ray Serve's public ``RequestRouter`` API)
+sends each key to its replica:
+
+* **Consistent hashing** (rendezvous: each replica's score is a hash of key and replica id; the
+  highest wins). A replica that dies moves only its own keys; a new one takes a share from each.
+* **Bounded load** (Mirrokni, Thorup and Zadimoghaddam, "Consistent hashing with bounded loads"):
+  a replica is skipped while it holds ``load_factor`` times the mean of the calls this router has in
+  flight, plus ``headroom`` calls, so one hot prompt cannot pile every call onto one replica; the next
+  replica in the key's ranking takes the overflow, the same one for every call of that key. The
+  headroom keeps a GRPO group's rollouts together when few calls are in flight (at the start of a
+  burst the mean is near 0, and a bound of ``load_factor`` times it alone would split every group).
+* Calls without a key (GETs, unreadable bodies) go by Ray's default, the power of two choices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+from ray.serve._private.request_router.pow_2_router import PowerOfTwoChoicesRequestRouter
+from ray.serve.request_router import PendingRequest, ReplicaID, ReplicaResult, RunningReplica
+
+# Routes whose calls can share a job (dedup) or a GRM prompt (grouping).
+SCORING_PATHS = frozenset({"/v1/score", "/get_reward", "/v1/reward", "/v1/rerank", "/v2/rerank", "/rerank"})
+DEFAULT_LOAD_FACTOR = 1.25
+DEFAULT_HEADROOM = 16  # calls: a GRPO group of up to 16 rollouts always fits its replica
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def tenant_of(headers: Mapping[str, str], query: str) -> str:
+    """The caller as grm-serve scopes it: its API key (bearer header, or ``?api_key=``), digested."""
+    auth = headers.get("authorization", "")
+    key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    if not key:
+        key = (parse_qs(query).get("api_key") or [""])[0]
+    return _digest("tenant", key)[:16] if key else ""
+
+
+def _prompt_of(path: str, body: Any) -> Any:
+    """What calls that may share a GRM prompt have in common, per route (None: use the whole body).
+
+    Retries carry the same body, so they get the same key whatever this returns.
+    """
+    if not isinstance(body, dict):
+        return None
+    if path == "/get_reward":  # OpenRLHF: one row per call; its prompt and label
+        prompts, labels = body.get("prompts"), body.get("labels")
+        if isinstance(prompts, list) and prompts:
+            return [prompts[0], labels[0] if isinstance(labels, list) and labels else None]
+        return None
+    if path == "/v1/reward":  # slime, AReaL
+        return [body.get("prompt"), body.get("label")]
+    if path == "/v1/score":  # one item (grm-client's one-row calls), or a batch by its first item
+        item = body["items"][0] if isinstance(body.get("items"), list) and body["items"] else body
+        if isinstance(item, dict) and "responses" in item:
+            return {k: v for k, v in item.items() if k not in ("responses", "return_samples")}
+        return None
+    return None  # rerank calls are never grouped across calls: only identical bodies share (dedup)
+
+
+def routing_key(method: str, path: str, headers: Mapping[str, str], query: str, body: bytes) -> str:
+    """The replica affinity of a call: equal for calls that can share a GRM prompt (same caller, route
+    and conversation, reference and options) and for retries of one call; "" for no affinity."""
+    if method != "POST" or path not in SCORING_PATHS:
+        return ""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    prompt = _prompt_of(path, parsed)
+    what = prompt if prompt is not None else hashlib.sha256(body).hexdigest()
+    return _digest(tenant_of(headers, query), path, what)
+
+
+def ranking(key: str, replicas: Sequence[str]) -> list[str]:
+    """``replicas`` in the key's rendezvous order: the same order wherever it is computed, and
+    removing a replica leaves the others' relative order unchanged."""
+    return sorted(replicas, key=lambda r: hashlib.sha256(f"{key}|{r}".encode()).digest(), reverse=True)
+
+
+def bounded_choice(
+    key: str,
+    inflight: Mapping[str, int],
+    load_factor: float = DEFAULT_LOAD_FACTOR,
+    headroom: int = DEFAULT_HEADROOM,
+) -> list[str]:
+    """The replicas for ``key`` in preference order: its ranking, the replicas at their load bound
+    (``load_factor`` times the mean in-flight calls, counting this one, rounded up, plus ``headroom``)
+    moved last."""
+    order = ranking(key, list(inflight))
+    if not order:
+        return []
+    bound = math.ceil(load_factor * (sum(inflight.values()) + 1) / len(order)) + headroom
+    return [r for r in order if inflight[r] < bound] + [r for r in order if inflight[r] >= bound]
+
+
+class PromptAffinityRouter(PowerOfTwoChoicesRequestRouter):
+    """Ray Serve request router: consistent hashing with bounded load on a handle call's routing key
+    (its multiplexed model id); the power of two choices for calls without one."""
+
+    def initialize_state(
+        self, load_factor: float = DEFAULT_LOAD_FACTOR, headroom: int = DEFAULT_HEADROOM, **kwargs: Any
+    ) -> None:
+        super().initialize_state(**kwargs)
+        self.load_factor = load_factor
+        self.headroom = headroom
+        self._inflight: dict[ReplicaID, int] = {}
+        self._owner: dict[str, ReplicaID] = {}  # internal request id -> the replica it was sent to
+
+    @staticmethod
+    def _key(pending_request: PendingRequest | None) -> str:
+        return pending_request.metadata.multiplexed_model_id if pending_request is not None else ""
+
+    async def choose_replicas(
+        self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
+    ) -> list[list[RunningReplica]]:
+        key = self._key(pending_request)
+        if not key or not candidate_replicas:
+            return await super().choose_replicas(candidate_replicas, pending_request)
+        by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
+        inflight = {rid: self._inflight.get(r.replica_id, 0) for rid, r in by_id.items()}
+        # One replica, not the whole ranking: when the replica is slow to answer Ray's queue-length
+        # probe (a busy host), Ray would take the next rank and split the key's calls; with one rank
+        # it asks again (with backoff) and the key stays put. The load bound still moves a hot key on.
+        (first, *_) = bounded_choice(key, inflight, self.load_factor, self.headroom)
+        return [[by_id[first]]]
+
+    def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: ReplicaResult) -> None:
+        super().on_request_routed(pending_request, replica_id, result)
+        self._inflight[replica_id] = self._inflight.get(replica_id, 0) + 1
+        self._owner[pending_request.metadata.internal_request_id] = replica_id
+
+    def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
+        super().on_request_completed(replica_id, internal_request_id)
+        owner = self._owner.pop(internal_request_id, None)
+        if owner is not None and self._inflight.get(owner, 0) > 0:
+            self._inflight[owner] -= 1
+
+    def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
+        super().on_replica_actor_died(replica_id)
+        self._inflight.pop(replica_id, None)

@@ -1,0 +1,111 @@
+"""Prompt-affine routing keys and the bounded-load consistent hashing, without a Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.deploy.conftest import DEPLOY
+
+RAY_APP = DEPLOY / "ray"
+CHATML = "<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.fixture(scope="module")
+def routing() -> Iterator[ModuleType]:
+    sys.path.insert(0, str(RAY_APP))
+    try:
+        import grm_ray_routing
+
+        yield grm_ray_routing
+    finally:
+        sys.path.remove(str(RAY_APP))
+
+
+def key(routing, path: str, body: dict, headers: dict | None = None, query: str = "") -> str:
+    return routing.routing_key("POST", path, headers or {}, query, json.dumps(body).encode())
+
+
+def row(q: str, answer: str, label: str | None = "Paris") -> dict:
+    prompt = CHATML.format(q=q)
+    return {"query": [prompt + answer + "<|im_end|>"], "prompts": [prompt], "labels": [label]}
+
+
+def test_rollouts_of_one_prompt_share_a_key_and_other_prompts_or_callers_do_not(routing):
+    same = {key(routing, "/get_reward", row("Capital of France?", a)) for a in ("Paris.", "Lyon.", "It is Paris.")}
+    assert len(same) == 1 and "" not in same
+    (k,) = same
+    assert key(routing, "/get_reward", row("Capital of Spain?", "Madrid.")) != k
+    assert key(routing, "/get_reward", row("Capital of France?", "Paris.", label="paris")) != k
+    other_tenant = {"authorization": "Bearer tenant-b"}
+    assert key(routing, "/get_reward", row("Capital of France?", "Paris."), other_tenant) != k
+    assert key(routing, "/get_reward", row("Capital of France?", "Paris."), query="api_key=tenant-b") == key(
+        routing, "/get_reward", row("Capital of France?", "Lyon."), other_tenant
+    )  # the key in the URL is the same caller as the bearer header
+
+
+def test_score_items_key_by_conversation_and_options_and_slime_by_prompt_and_label(routing):
+    item = {"query": "2+2?", "responses": ["4"], "k": 4}
+    assert key(routing, "/v1/score", item) == key(routing, "/v1/score", {**item, "responses": ["5"]})
+    assert key(routing, "/v1/score", item) != key(routing, "/v1/score", {**item, "k": 8})
+    assert key(routing, "/v1/score", {"items": [item, {**item, "query": "3+3?"}]}) == key(routing, "/v1/score", item)
+    slime = {"prompt": CHATML.format(q="2+2?"), "response": "4", "label": "4"}
+    assert key(routing, "/v1/reward", slime) == key(routing, "/v1/reward", {**slime, "response": "5"})
+    assert key(routing, "/v1/reward", slime) != key(routing, "/v1/reward", {**slime, "label": "5"})
+
+
+def test_retries_share_a_key_and_unroutable_calls_have_none(routing):
+    rerank = {"query": "q", "documents": ["a", "b"]}
+    assert key(routing, "/v2/rerank", rerank) == key(routing, "/v2/rerank", dict(rerank))
+    assert key(routing, "/v2/rerank", rerank) != key(routing, "/v2/rerank", {**rerank, "documents": ["b", "a"]})
+    assert routing.routing_key("POST", "/v1/score", {}, "", b"not json") != ""  # a retry still meets its job
+    assert routing.routing_key("GET", "/metrics", {}, "", b"") == ""
+    assert routing.routing_key("POST", "/health/ready", {}, "", b"{}") == ""
+
+
+REPLICAS = [f"replica-{i}" for i in range(8)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    keys=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=40, unique=True),
+    gone=st.sampled_from(REPLICAS),
+)
+def test_a_replica_that_goes_away_moves_only_its_own_keys(routing, keys, gone):
+    left = [r for r in REPLICAS if r != gone]
+    for k in keys:
+        before, after = routing.ranking(k, REPLICAS), routing.ranking(k, left)
+        assert after == [r for r in before if r != gone]  # the others keep their order
+        if before[0] != gone:
+            assert after[0] == before[0]
+
+
+def test_bounded_load_sends_a_hot_keys_overflow_to_its_next_replica_and_spreads_many_keys(routing):
+    idle = dict.fromkeys(REPLICAS, 0)
+    first, second = routing.ranking("hot", REPLICAS)[:2]
+    assert routing.bounded_choice("hot", idle)[0] == first
+    busy = {**idle, first: 3}  # 3 in flight, mean with this call 0.5: the bound is 1 (no headroom)
+    assert routing.bounded_choice("hot", busy, headroom=0)[:1] == [second]
+    assert routing.bounded_choice("hot", busy)[:1] == [first]  # a GRPO group's rollouts stay together
+    assert routing.bounded_choice("hot", {**idle, first: 20})[:1] == [second]  # bound: ceil(1.25 * 21 / 8) + 16 = 20
+    # 64 prompts x 8 rollouts, sent one after another while all are in flight: no replica takes more
+    # than load_factor times its share plus the headroom.
+    inflight = dict(idle)
+    for p in range(64):
+        for _ in range(8):
+            inflight[routing.bounded_choice(f"prompt-{p}", inflight)[0]] += 1
+    assert max(inflight.values()) <= 1.25 * 64 + 1 + routing.DEFAULT_HEADROOM
+    assert sum(inflight.values()) == 512
+    # With no load a key always gets its own first replica, so rollouts of one prompt meet.
+    assert Counter(routing.bounded_choice("prompt-0", idle)[0] for _ in range(8)) == Counter({first_of(routing): 8})
+
+
+def first_of(routing) -> str:
+    return routing.ranking("prompt-0", REPLICAS)[0]
