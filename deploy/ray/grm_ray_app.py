@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -50,6 +52,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server.app import build_app
 from server.config import Settings
 from server.serving.state import AppState
+
+log = logging.getLogger(__name__)
 
 DEPLOYMENT_KEYS = {
     "replicas", "min_replicas", "max_replicas", "target_ongoing_requests",
@@ -120,17 +124,26 @@ class GRMServe:
             raise RuntimeError(state.failure)
 
     async def forward(
-        self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        self, method: str, path: str, query: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """One HTTP call forwarded by the front deployment, answered by this replica's app in-process.
 
-        Cancelling the call (the client left) cancels the request in the app, as a disconnect would.
+        Headers travel as the raw bytes the client sent (a non-ASCII value passes through as it would
+        to a lone server). Cancelling the call (the client left) cancels the request in the app, as a
+        disconnect would.
         """
         transport = httpx.ASGITransport(app=self.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://grm-serve") as client:
             url = f"{path}?{query}" if query else path
             response = await client.request(method, url, headers=headers, content=body)
-        return response.status_code, list(response.headers.multi_items()), response.content
+        return response.status_code, list(response.headers.raw), response.content
+
+
+def _error(status: int, type_: str, message: str, retry_after: str | None = None) -> JSONResponse:
+    """grm-serve's error body, for what the front answers itself (defined before the front: Ray ships
+    the ingress class by value, with the module globals it found then)."""
+    headers = {"Retry-After": retry_after} if retry_after else None
+    return JSONResponse({"error": {"type": type_, "message": message, "code": status}}, status, headers=headers)
 
 
 front = FastAPI(title="grm-serve front (Ray Serve)", docs_url=None, redoc_url=None, openapi_url=None)
@@ -146,26 +159,33 @@ class GRMFront:
 
     @front.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
     async def route(self, request: Request, path: str) -> Response:
+        # ``path`` is the route below the app's route_prefix, which the grm-serve app knows nothing of.
+        route = "/" + path
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        key = routing_key(request.method, request.url.path, headers, request.url.query, body)
-        forwarded = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_HEADERS]
+        # Every call carries a routing key: calls with no affinity get a key of their own, so Ray's
+        # routing loop never hands them a replica that was found for a keyed call (or the reverse).
+        key = routing_key(request.method, route, headers, request.url.query, body) or f"any:{uuid.uuid4().hex}"
+        forwarded = [(k, v) for k, v in request.headers.raw if k.lower().decode("latin-1") not in HOP_HEADERS]
         try:
-            backend = self.backend.options(multiplexed_model_id=key) if key else self.backend
-            status, answer_headers, content = await backend.forward.remote(
-                request.method, request.url.path, request.url.query, forwarded, body
+            answer = await self.backend.options(multiplexed_model_id=key).forward.remote(
+                request.method, route, request.url.query, forwarded, body
             )
-        except (RayActorError, ActorUnavailableError):
-            # The replica holding the call died: the trainers' clients retry a 503, and the retry's key
-            # now ranks a live replica first.
-            message = "the replica serving this call went away; retry"
-            error = {"error": {"type": "not_ready", "message": message, "code": 503}}
-            return JSONResponse(error, status_code=503, headers={"Retry-After": "1"})
-        kept = [(k, v) for k, v in answer_headers if k.lower() not in HOP_HEADERS]
+        except (RayActorError, ActorUnavailableError, asyncio.CancelledError) as exc:
+            current = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and current is not None and current.cancelling():
+                raise  # the client left: the call is cancelled, here and on the replica
+            # The replica holding the call died (its call is failed or cancelled under us): the trainers'
+            # clients retry a 503, and the retry's key now ranks a live replica first.
+            log.warning("a replica went away during %s %s: %r", request.method, route, exc)
+            return _error(503, "not_ready", "the replica serving this call went away; retry", retry_after="1")
+        except Exception:
+            log.exception("forwarding %s %s failed", request.method, route)
+            return _error(500, "internal_error", "internal error")
+        status, answer_headers, content = answer
         response = Response(content=content, status_code=status)
-        response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in kept] + [
-            (b"content-length", str(len(content)).encode())
-        ]
+        response.raw_headers = [(k, v) for k, v in answer_headers if k.lower().decode("latin-1") not in HOP_HEADERS]
+        response.raw_headers.append((b"content-length", str(len(content)).encode()))
         return response
 
 
@@ -211,9 +231,11 @@ def build(args: dict[str, str]) -> Application:
     if args.get("affinity", "true").lower() not in ("false", "0", "no"):
         options["request_router_config"] = RequestRouterConfig(request_router_class=PromptAffinityRouter)
     backend = GRMServe.options(**options).bind(settings)
+    # The front holds every call in flight to any replica: room for all the replicas' calls.
+    most_replicas = int(args.get("max_replicas", args.get("replicas", 1)))
     front_options = {
         "num_replicas": int(args.get("front_replicas", 1)),
-        "max_ongoing_requests": options["max_ongoing_requests"],
+        "max_ongoing_requests": options["max_ongoing_requests"] * most_replicas,
         "ray_actor_options": {"num_cpus": 0},
     }
     return GRMFront.options(**front_options).bind(backend)

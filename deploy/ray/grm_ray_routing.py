@@ -18,7 +18,10 @@ sends each key to its replica:
   replica in the key's ranking takes the overflow, the same one for every call of that key. The
   headroom keeps a GRPO group's rollouts together when few calls are in flight (at the start of a
   burst the mean is near 0, and a bound of ``load_factor`` times it alone would split every group).
-* Calls without a key (GETs, unreadable bodies) go by Ray's default, the power of two choices.
+* A replica is also passed over once it holds as many of this router's calls as it accepts at once
+  (``max_ongoing_requests``), so a hot prompt spills to its next replica instead of waiting.
+* Calls with no affinity (GETs) get a key of their own from the front, so they spread like random
+  keys and Ray's routing loop never gives them a replica found for a keyed call.
 """
 
 from __future__ import annotations
@@ -52,9 +55,20 @@ def tenant_of(headers: Mapping[str, str], query: str) -> str:
     return _digest("tenant", key)[:16] if key else ""
 
 
+def _label(value: Any) -> Any:
+    """A label as the server reads it: a number as its text, a blank one as none."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
 def _prompt_of(path: str, body: Any) -> Any:
     """What calls that may share a GRM prompt have in common, per route (None: use the whole body).
 
+    Written the way the server resolves it, so equal requests in other spellings (a ``query`` or the
+    same one-turn ``messages``, an option sent as null or left out, a label 4 or "4") meet too.
     Retries carry the same body, so they get the same key whatever this returns.
     """
     if not isinstance(body, dict):
@@ -62,15 +76,18 @@ def _prompt_of(path: str, body: Any) -> Any:
     if path == "/get_reward":  # OpenRLHF: one row per call; its prompt and label
         prompts, labels = body.get("prompts"), body.get("labels")
         if isinstance(prompts, list) and prompts:
-            return [prompts[0], labels[0] if isinstance(labels, list) and labels else None]
+            return [prompts[0], _label(labels[0]) if isinstance(labels, list) and labels else None]
         return None
     if path == "/v1/reward":  # slime, AReaL
-        return [body.get("prompt"), body.get("label")]
+        return [body.get("prompt"), _label(body.get("label"))]
     if path == "/v1/score":  # one item (grm-client's one-row calls), or a batch by its first item
         item = body["items"][0] if isinstance(body.get("items"), list) and body["items"] else body
-        if isinstance(item, dict) and "responses" in item:
-            return {k: v for k, v in item.items() if k not in ("responses", "return_samples")}
-        return None
+        if not isinstance(item, dict) or "responses" not in item:
+            return None
+        part = {k: v for k, v in item.items() if k not in ("responses", "return_samples") and v is not None}
+        if isinstance(part.get("query"), str):
+            part["messages"] = [{"role": "user", "content": part.pop("query")}]
+        return part
     return None  # rerank calls are never grouped across calls: only identical bodies share (dedup)
 
 
@@ -99,15 +116,20 @@ def bounded_choice(
     inflight: Mapping[str, int],
     load_factor: float = DEFAULT_LOAD_FACTOR,
     headroom: int = DEFAULT_HEADROOM,
+    capacity: Mapping[str, int] | None = None,
 ) -> list[str]:
     """The replicas for ``key`` in preference order: its ranking, the replicas at their load bound
-    (``load_factor`` times the mean in-flight calls, counting this one, rounded up, plus ``headroom``)
-    moved last."""
+    (``load_factor`` times the mean in-flight calls, counting this one, rounded up, plus ``headroom``;
+    at most a replica's ``capacity``, the calls it accepts at once) moved last."""
     order = ranking(key, list(inflight))
     if not order:
         return []
     bound = math.ceil(load_factor * (sum(inflight.values()) + 1) / len(order)) + headroom
-    return [r for r in order if inflight[r] < bound] + [r for r in order if inflight[r] >= bound]
+
+    def full(r: str) -> bool:
+        return inflight[r] >= min(bound, (capacity or {}).get(r, bound))
+
+    return [r for r in order if not full(r)] + [r for r in order if full(r)]
 
 
 class PromptAffinityRouter(PowerOfTwoChoicesRequestRouter):
@@ -135,10 +157,11 @@ class PromptAffinityRouter(PowerOfTwoChoicesRequestRouter):
             return await super().choose_replicas(candidate_replicas, pending_request)
         by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
         inflight = {rid: self._inflight.get(r.replica_id, 0) for rid, r in by_id.items()}
+        capacity = {rid: r.max_ongoing_requests for rid, r in by_id.items()}
         # One replica, not the whole ranking: when the replica is slow to answer Ray's queue-length
         # probe (a busy host), Ray would take the next rank and split the key's calls; with one rank
         # it asks again (with backoff) and the key stays put. The load bound still moves a hot key on.
-        (first, *_) = bounded_choice(key, inflight, self.load_factor, self.headroom)
+        (first, *_) = bounded_choice(key, inflight, self.load_factor, self.headroom, capacity)
         return [[by_id[first]]]
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: ReplicaResult) -> None:

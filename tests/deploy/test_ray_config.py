@@ -58,8 +58,9 @@ def test_prompt_affine_routing_is_the_default_and_can_be_turned_off(grm_ray_app)
     assert config.request_router_class.endswith("PromptAffinityRouter") or (
         config.request_router_class is PromptAffinityRouter
     )
-    front = grm_ray_app.build({"front_replicas": "2"})._bound_deployment
+    front = grm_ray_app.build({"front_replicas": "2", "replicas": "8"})._bound_deployment
     assert front.num_replicas == 2 and front.ray_actor_options["num_cpus"] == 0
+    assert front.max_ongoing_requests == 8 * 4096  # room for every replica's calls, not one replica's
     plain = backend(grm_ray_app.build({"affinity": "false"}))._deployment_config.request_router_config
     assert "PowerOfTwoChoices" in str(plain.request_router_class)
 

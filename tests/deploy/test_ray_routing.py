@@ -109,3 +109,22 @@ def test_bounded_load_sends_a_hot_keys_overflow_to_its_next_replica_and_spreads_
 
 def first_of(routing) -> str:
     return routing.ranking("prompt-0", REPLICAS)[0]
+
+
+def test_equal_requests_in_other_spellings_share_a_key(routing):
+    """The server resolves these pairs to the same GRM prompt, so they must meet on one replica."""
+    item = {"query": "2+2?", "responses": ["4"]}
+    as_messages = {"messages": [{"role": "user", "content": "2+2?"}], "responses": ["5"]}
+    assert key(routing, "/v1/score", item) == key(routing, "/v1/score", as_messages)
+    assert key(routing, "/v1/score", item) == key(routing, "/v1/score", {**item, "k": None, "seed": None})
+    assert key(routing, "/get_reward", row("q", "a", label=4)) == key(routing, "/get_reward", row("q", "b", label="4"))
+    slime = {"prompt": "p", "response": "r"}
+    assert key(routing, "/v1/reward", {**slime, "label": ""}) == key(routing, "/v1/reward", {**slime, "label": None})
+
+
+def test_a_full_replica_spills_its_keys_to_their_next_replica(routing):
+    idle = dict.fromkeys(REPLICAS, 0)
+    first, second = routing.ranking("hot", REPLICAS)[:2]
+    capacity = dict.fromkeys(REPLICAS, 2)
+    assert routing.bounded_choice("hot", {**idle, first: 1}, capacity=capacity)[0] == first
+    assert routing.bounded_choice("hot", {**idle, first: 2}, capacity=capacity)[0] == second

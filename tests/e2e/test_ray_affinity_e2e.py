@@ -134,8 +134,12 @@ async def post_as_a_trainer(client: httpx.AsyncClient, body: dict, tries: int = 
 
 
 async def test_a_prompts_rollouts_meet_on_one_replica(ray_app):
-    """The issue's run: 64 one-row calls (8 prompts x 8 rollouts) at once, 8 replicas."""
-    replies = await send_rows(ray_app.url, prompts=8, rollouts=8)
+    """The issue's run: 64 one-row calls (8 prompts x 8 rollouts) at once, 8 replicas, with health
+    probes arriving meanwhile (calls without affinity must not take replicas found for a prompt)."""
+    async with httpx.AsyncClient(base_url=ray_app.url, timeout=120) as client:
+        probes = [client.get("/health/ready", headers={"user-agent": "trainer/1.0 (café)".encode()}) for _ in range(16)]
+        replies, probed = await asyncio.gather(send_rows(ray_app.url, prompts=8, rollouts=8), asyncio.gather(*probes))
+    assert [p.status_code for p in probed] == [200] * 16  # a non-ASCII header passes the front too
     assert [r.status_code for r in replies] == [200] * 64
     sizes = [r.json()["extra_logs"]["grm_group_size"][0] for r in replies]
     alone = sum(size == 1 for size in sizes)
