@@ -21,6 +21,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.ray_affinity import CHATML, burst, one_row
 from tests.deploy.conftest import DEPLOY
 from tests.launcher import free_port
 
@@ -29,7 +30,6 @@ pytestmark = pytest.mark.e2e
 RAY_APP = DEPLOY / "ray"
 REPLICAS = 8
 DELAY_S = 1.0
-CHATML = "<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
 
 
 @dataclass(frozen=True)
@@ -78,17 +78,9 @@ def ray_app() -> Iterator[RayApp]:
         sys.path.remove(str(RAY_APP))
 
 
-def one_row(prompt: int, rollout: int) -> dict:
-    """One OpenRLHF ``/get_reward`` call: a ChatML prompt, one rollout, its label."""
-    text = CHATML.format(q=f"Question {prompt}: what is {prompt} + {prompt}?")
-    answer = f"It is {2 * prompt}, rollout {rollout}" + "!" * rollout
-    return {"query": [text + answer + "<|im_end|>"], "prompts": [text], "labels": [str(2 * prompt)]}
-
-
 async def send_rows(url: str, prompts: int, rollouts: int) -> list[httpx.Response]:
-    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-        calls = [client.post("/get_reward", json=one_row(p, r)) for p in range(prompts) for r in range(rollouts)]
-        return list(await asyncio.gather(*calls))
+    """``prompts`` x ``rollouts`` one-row OpenRLHF calls at once (the benchmark's burst)."""
+    return await burst(url, prompts, rollouts)
 
 
 def ray_counter(metrics_url: str, name: str, **only: tuple[str, ...]) -> float:
