@@ -28,9 +28,32 @@ def tiny_policy(folder):
     )
 
 
-def test_grpo_trainer_runs_two_steps_on_rewards_from_the_server(grm_server, tmp_path):
+def grpo_run(tmp_path, *, max_steps: int, num_generations: int):
+    """The dataset and GRPOConfig both trainer tests use: two prompts with a reference column (as
+    math/QA datasets have: each prompt's completions are judged against it), tiny steps on CPU."""
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
+
+    dataset = Dataset.from_dict({"prompt": ["why is the sky blue ?", "cats purr ?"] * 4, "answer": ["blue", "yes"] * 4})
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "out"),
+        max_steps=max_steps,
+        per_device_train_batch_size=4,
+        num_generations=num_generations,
+        max_completion_length=8,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        seed=0,
+    )
+    return dataset, args
+
+
+def test_grpo_trainer_runs_two_steps_on_rewards_from_the_server(grm_server, tmp_path):
+    from trl import GRPOTrainer
 
     from grm_client import GRMClient
     from grm_client.integrations.trl import grm_reward_func
@@ -52,22 +75,7 @@ def test_grpo_trainer_runs_two_steps_on_rewards_from_the_server(grm_server, tmp_
     before = grm_server.access_count("/v1/score")
     policy = tiny_policy(tmp_path / "policy")
     logged_before = len(grm_server.records("GRM prompt"))
-    # A reference column, as math/QA datasets have: each prompt's completions are judged against it.
-    dataset = Dataset.from_dict({"prompt": ["why is the sky blue ?", "cats purr ?"] * 4, "answer": ["blue", "yes"] * 4})
-    args = GRPOConfig(
-        output_dir=str(tmp_path / "out"),
-        max_steps=2,
-        per_device_train_batch_size=4,
-        num_generations=2,
-        max_completion_length=8,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        seed=0,
-    )
+    dataset, args = grpo_run(tmp_path, max_steps=2, num_generations=2)
     trainer = GRPOTrainer(model=policy, reward_funcs=[reward], args=args, train_dataset=dataset)
     trainer.train()
 
@@ -97,8 +105,7 @@ def test_grpo_trainer_with_the_async_reward_function_gets_grouped_rewards(grm_se
     completion in its own call and the server groups the calls of one prompt."""
     import inspect
 
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from grm_client.integrations.trl import grm_async_reward_func
 
@@ -117,21 +124,7 @@ def test_grpo_trainer_with_the_async_reward_function_gets_grouped_rewards(grm_se
     assert inspect.iscoroutinefunction(reward)
     grouped_before = grouped_rows_total(grm_server.url)
     logged_before = len(grm_server.records("GRM prompt"))
-    dataset = Dataset.from_dict({"prompt": ["why is the sky blue ?", "cats purr ?"] * 4, "answer": ["blue", "yes"] * 4})
-    args = GRPOConfig(
-        output_dir=str(tmp_path / "out"),
-        max_steps=1,
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=8,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        seed=0,
-    )
+    dataset, args = grpo_run(tmp_path, max_steps=1, num_generations=4)
     trainer = GRPOTrainer(
         model=tiny_policy(tmp_path / "policy"), reward_funcs=[reward], args=args, train_dataset=dataset
     )

@@ -78,11 +78,6 @@ def ray_app() -> Iterator[RayApp]:
         sys.path.remove(str(RAY_APP))
 
 
-async def send_rows(url: str, prompts: int, rollouts: int) -> list[httpx.Response]:
-    """``prompts`` x ``rollouts`` one-row OpenRLHF calls at once (the benchmark's burst)."""
-    return await burst(url, prompts, rollouts)
-
-
 def ray_counter(metrics_url: str, name: str, **only: tuple[str, ...]) -> float:
     """A ``ray_grm_*`` counter summed over the replicas, from Ray's metrics agent (``only``: the label
     values to count, e.g. ``status=("parsed", "unparseable")``)."""
@@ -130,7 +125,7 @@ async def test_a_prompts_rollouts_meet_on_one_replica(ray_app):
     probes arriving meanwhile (calls without affinity must not take replicas found for a prompt)."""
     async with httpx.AsyncClient(base_url=ray_app.url, timeout=120) as client:
         probes = [client.get("/health/ready", headers={"user-agent": "trainer/1.0 (café)".encode()}) for _ in range(16)]
-        replies, probed = await asyncio.gather(send_rows(ray_app.url, prompts=8, rollouts=8), asyncio.gather(*probes))
+        replies, probed = await asyncio.gather(burst(ray_app.url, prompts=8, rollouts=8), asyncio.gather(*probes))
     assert [p.status_code for p in probed] == [200] * 16  # a non-ASCII header passes the front too
     assert [r.status_code for r in replies] == [200] * 64
     sizes = [r.json()["extra_logs"]["grm_group_size"][0] for r in replies]
@@ -146,7 +141,7 @@ async def test_a_prompts_rollouts_meet_on_one_replica(ray_app):
 
 
 async def test_many_prompts_still_spread_over_the_replicas(ray_app):
-    replies = await send_rows(ray_app.url, prompts=64, rollouts=8)
+    replies = await burst(ray_app.url, prompts=64, rollouts=8)
     assert [r.status_code for r in replies] == [200] * 512
     per_replica = Counter(r.headers["x-grm-replica"] for r in replies)
     print(f"calls per replica (fair share {512 // REPLICAS}): {sorted(per_replica.values())}")
@@ -174,7 +169,7 @@ async def test_a_retry_after_a_client_timeout_attaches_to_the_running_job(ray_ap
 async def test_a_replica_killed_during_a_run_fails_only_its_calls_and_its_keys_move(ray_app):
     import ray
 
-    first = await send_rows(ray_app.url, prompts=16, rollouts=1)
+    first = await burst(ray_app.url, prompts=16, rollouts=1)
     owner = {p: r.headers["x-grm-replica"] for p, r in enumerate(first)}
     victim = owner[0]
     (actor,) = [

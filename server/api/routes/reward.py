@@ -23,8 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.api.context import call_context
 from server.api.protocol import SCORING_ERRORS, ChatMessage
+from server.pipeline.aggregation import to_reward
 from server.pipeline.domain import Message
-from server.serving.trainer_rows import rollout_item, row_rewards
+from server.serving.trainer_rows import rollout_item
 
 router = APIRouter(tags=["compat"])
 
@@ -56,8 +57,11 @@ async def reward(body: RewardRequest, request: Request) -> RewardResponse:
     use_labels = settings.openrlhf_labels == "reference"
     spec = app.validator.resolve(rollout_item(app.markup, prompt, body.response, body.label, use_labels=use_labels))
     (result,) = await app.service.score(await call_context(request, app.grm), [spec], groupable=True)
-    out = row_rewards([[0]], [result], settings.openrlhf_reward)
-    unit = row_rewards([[0]], [result], "unit")
+    (scored,) = result.responses
+    value, unit = to_reward(scored, settings.openrlhf_reward), to_reward(scored, "unit")
     return RewardResponse(
-        reward=out.rewards[0], score=unit.rewards[0], unscored=out.unscored[0], group_size=out.group_sizes[0]
+        reward=0.0 if value is None else value,
+        score=0.0 if unit is None else unit,
+        unscored=value is None,
+        group_size=result.group_sizes[0],
     )
