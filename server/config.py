@@ -60,6 +60,17 @@ class Settings(BaseSettings):
         "(0: no grouping across calls)",
     )
 
+    # Adaptive k (server/pipeline/adaptive.py, docs/adaptive.md)
+    adaptive: Literal["off", "rank", "stderr"] = Field(
+        "off",
+        description="default stopping rule of adaptive k: off (always k samples), rank (stop once the order is "
+        "provably final) or stderr (stop once every mean vote's standard error is at most --adaptive-epsilon)",
+    )
+    adaptive_epsilon: float = Field(
+        0.5, gt=0, description="stderr rule: default largest standard error of a mean vote (1..10 scale) to stop at"
+    )
+    adaptive_k_min: int = Field(4, ge=1, description="adaptive k: default fewest samples per group before a stop")
+
     # Meta RM (guided voting)
     meta_rm: str = Field(
         "auto", description="auto (the embedded meta RM for the embedded GRM), none, a folder or a cached hub name"

@@ -34,6 +34,16 @@ class GRMOptions(BaseModel):
     principles: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | str | None = Field(
         None, description="A user rubric (criteria list or one text): the GRM judges by it instead of its own."
     )
+    adaptive: Literal["off", "rank", "stderr"] | None = Field(
+        None,
+        description="Adaptive k: draw samples in rounds and stop once the vote is decided. rank: the order "
+        "of the responses can no longer change; stderr: every mean vote's standard error is at most "
+        "adaptive_epsilon; off: always k (server default if unset, --adaptive).",
+    )
+    adaptive_epsilon: float | None = Field(
+        None, gt=0, description="stderr rule: the largest standard error of a mean vote (1..10) to stop at."
+    )
+    k_min: int | None = Field(None, ge=1, description="Adaptive k: fewest samples per group before a stop.")
 
     def item(
         self, messages: tuple[Message, ...], responses: tuple[str, ...], reference: str | None = None
@@ -49,6 +59,9 @@ class GRMOptions(BaseModel):
             seed=self.seed,
             principles=self.principles,
             reference=reference,
+            adaptive=self.adaptive,
+            adaptive_epsilon=self.adaptive_epsilon,
+            k_min=self.k_min,
         )
 
 
@@ -137,6 +150,10 @@ class ResponseScoreOut(BaseModel):
     index: int = Field(description="Position of the response in the request.")
     score: float | None = Field(description="Sum of the kept votes (k votes span k..10k); null if none parsed.")
     mean_score: float | None = Field(description="score / votes, on the model's 1..10 scale.")
+    normalized_score: float | None = Field(
+        description="mean_score times the votes full k gives (k, or k_meta with a meta RM): a sum comparable "
+        "across items that stopped at different k (adaptive k) or lost samples that did not parse."
+    )
     votes: int = Field(description="Samples whose scores were summed (the kept ones when a meta RM filters).")
     valid_samples: int = Field(description="Samples of this response's group that parsed.")
     status: Literal["ok", "no_valid_samples"]
@@ -179,6 +196,12 @@ class Timings(BaseModel):
 class ItemScoreOut(BaseModel):
     responses: list[ResponseScoreOut]
     k: int
+    k_used: int = Field(description="Samples drawn per group (at most k; fewer when adaptive k stopped early).")
+    stop_reason: Literal["off", "rank", "stderr", "k"] = Field(
+        description="off: not adaptive (k drawn); rank or stderr: that rule stopped it; k: adaptive, but the "
+        "rule decided only at k."
+    )
+    rounds: int = Field(description="Rounds of engine requests (1 unless adaptive).")
     k_meta: int | None = Field(description="Samples kept per group by the meta RM; null when all parsed samples vote.")
     valid_samples: int
     total_samples: int
@@ -234,6 +257,7 @@ class InfoResponse(BaseModel):
     max_model_len: int | None
     template: str
     format_guidance: bool
+    adaptive: Literal["off", "rank", "stderr"] = Field(description="The default rule of adaptive k (--adaptive).")
     meta_rm: MetaRMOut | None
     defaults: dict[str, float | int]
     limits: dict[str, float | int]
@@ -316,4 +340,7 @@ class RerankResponse(BaseModel):
     model: str
     results: list[RerankResultOut] = Field(description="Best first.")
     usage: RerankUsage
-    meta: dict[str, Any]
+    meta: dict[str, Any] = Field(
+        description="Cohere's api_version and billed_units (one search unit per GRM group), and grm.groups: "
+        "each GRM group's documents, the samples it drew (k_used) and why it stopped (stop_reason)."
+    )

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import __version__
+from server.pipeline.adaptive import STOP_RULES
 from server.pipeline.domain import ItemResult, SampleStatus
 
 if TYPE_CHECKING:
@@ -159,9 +160,34 @@ class Metrics:
             buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
             registry=r,
         )
+        self.samples_per_item = Histogram(
+            "grm_samples_per_item",
+            "GRM samples one item drew, over all its groups, by adaptive k's rule (off: always k per group).",
+            ["adaptive"],
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128),
+            registry=r,
+        )
+        self.samples_saved = Counter(
+            "grm_samples_saved",
+            "GRM samples adaptive k did not draw: k per group less the samples drawn, by rule.",
+            ["adaptive"],
+            registry=r,
+        )
+        self.adaptive_stops = Counter(
+            "grm_adaptive_stops",
+            "Adaptive items by why they stopped: the rule decided early (rank, stderr) or only at k (k).",
+            ["reason"],
+            registry=r,
+        )
         self.build = Info("grm_build", "grm-serve version, model, template and engine.", registry=r)
         for status in ("parsed", "unparseable", "filtered", "kept"):
             self.samples.labels(status)  # export zeros from the start, so rates exist before traffic
+        for rule in STOP_RULES:
+            self.samples_per_item.labels(rule)
+            if rule != "off":
+                self.samples_saved.labels(rule)
+                self.adaptive_stops.labels(rule)
+        self.adaptive_stops.labels("k")
         for how in ("inflight", "cached"):
             self.deduplicated.labels(how)
         for reason in ("deadline", "calls"):
@@ -188,6 +214,10 @@ class Metrics:
             self.continued_samples.inc(sum(1 for s in result.samples if s.continued))
             for group in result.groups:
                 self.group_size.observe(len(group))
+            self.samples_per_item.labels(result.adaptive).observe(len(result.samples))
+            if result.adaptive != "off":
+                self.samples_saved.labels(result.adaptive).inc(result.k * len(result.groups) - len(result.samples))
+                self.adaptive_stops.labels(result.stop_reason).inc()
             self.prompt_tokens.inc(result.prompt_tokens)
             self.generation_tokens.inc(result.generation_tokens)
             for response in result.responses:

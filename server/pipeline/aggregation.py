@@ -10,25 +10,33 @@ from server.pipeline.domain import ResponseScore, ResponseStatus
 RewardMode = Literal["unit", "mean", "raw"]
 
 
-def to_reward(score: ResponseScore, mode: RewardMode) -> float | None:
+def to_reward(score: ResponseScore, mode: RewardMode, *, normalized: bool = False) -> float | None:
     """One float per response for RL: ``raw`` summed votes, ``mean`` per-vote mean (1..10), or
-    ``unit`` that mean mapped to [0, 1]; None when no sample voted."""
+    ``unit`` that mean mapped to [0, 1]; None when no sample voted.
+
+    With ``normalized`` (adaptive items, which stop at different k), ``raw`` is the k-normalised sum
+    (the mean times the votes full k would give), so rewards stay comparable across items.
+    """
     if score.score is None or score.mean_score is None:
         return None
     if mode == "raw":
-        return score.score
+        return score.normalized_score if normalized and score.normalized_score is not None else score.score
     if mode == "mean":
         return score.mean_score
     return (score.mean_score - 1.0) / 9.0
 
 
-def vote(score_vectors: Sequence[Sequence[int]], n_responses: int, valid_samples: int) -> list[ResponseScore]:
+def vote(
+    score_vectors: Sequence[Sequence[int]], n_responses: int, valid_samples: int, *, full_votes: int | None = None
+) -> list[ResponseScore]:
     """Sum the votes of the kept samples for each response.
 
     Args:
         score_vectors: one score tuple per voting sample, each in the caller's response order.
         n_responses: how many responses the samples judged.
         valid_samples: how many samples parsed (may exceed the voters once a meta RM filters).
+        full_votes: how many samples vote at full k (k, or k_meta with a meta RM): the scale of the
+            k-normalised sum, ``mean * full_votes`` (None: the votes given).
 
     Returns:
         One :class:`ResponseScore` per response. With no voters every response gets a null score
@@ -47,5 +55,7 @@ def vote(score_vectors: Sequence[Sequence[int]], n_responses: int, valid_samples
     results = []
     for i in range(n_responses):
         total = float(sum(vec[i] for vec in score_vectors))
-        results.append(ResponseScore(total, total / votes, votes, valid_samples, ResponseStatus.OK))
+        mean = total / votes
+        normalized = mean * (full_votes if full_votes is not None else votes)
+        results.append(ResponseScore(total, mean, votes, valid_samples, ResponseStatus.OK, normalized))
     return results

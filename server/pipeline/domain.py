@@ -6,6 +6,8 @@ import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from server.pipeline.adaptive import StopReason, StopRule
+
 # Bytes of the Python objects around a sample's texts and a response's score (the dataclass, its
 # tuples, ints and floats), measured with tracemalloc on CPython 3.11 and rounded up
 # (tests/unit/test_result_size.py keeps the estimate honest).
@@ -76,6 +78,7 @@ class ResponseScore:
     votes: int
     valid_samples: int
     status: ResponseStatus
+    normalized_score: float | None = None  # mean_score times the votes full k gives: comparable across k used
 
 
 @dataclass
@@ -92,6 +95,10 @@ class ItemResult:
     generate_seconds: float = 0.0
     meta_rm_seconds: float = 0.0
     group_sizes: list[int] = field(default_factory=list)  # per response: responses in its GRM prompt
+    k_used: int = 0  # samples its groups drew, at most (k unless adaptive k stopped it early)
+    adaptive: StopRule = "off"  # adaptive k's rule: off, rank or stderr
+    stop_reason: StopReason = "off"  # off (not adaptive), rank or stderr (the rule stopped it), k (drew them all)
+    rounds: int = 1  # rounds of engine requests it took (adaptive items draw in rounds)
 
     def approx_bytes(self) -> int:
         """Estimated memory this result holds (what a cache of results counts against its bound)."""

@@ -12,6 +12,10 @@ For one item (a conversation and its responses):
    (guided voting); without one, every parsed sample votes;
 5. the voting samples' scores, mapped back to the caller's order, are summed per response.
 
+An adaptive item (``spec.adaptive``, :mod:`server.pipeline.adaptive`) draws the same samples in rounds
+of whole rotations instead, and stops once its rule says the vote is decided (:meth:`Scorer.score_linked`
+decides for several items at once: a rerank's groups).
+
 All engine requests of an item (and of a batch) run concurrently, so vLLM batches them. Cancelling
 the caller's task cancels them all, which aborts them in the engine.
 """
@@ -24,128 +28,34 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Sequence
 
-from meta_rm.base import Trajectory
 from meta_rm.selection import default_k_meta, select_top_k
-from server.engines.base import Completion, GenerationRequest, GenerationResult
-from server.pipeline.aggregation import vote
-from server.pipeline.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
-from server.pipeline.parsing import ParseError, continuation, continuation_reserve, parse_sample, plan_guidance
+from server.engines.base import GenerationRequest
+from server.pipeline.domain import ItemResult, Sample, SampleStatus
+from server.pipeline.parsing import plan_guidance
 from server.pipeline.prompts import Template
-from server.pipeline.shuffling import (
-    Permutation,
-    apply_permutation,
-    balanced_permutations,
-    group_permutations,
-    split_groups,
-    unpermute_scores,
+from server.pipeline.rounds import score_in_rounds
+from server.pipeline.sampling import (
+    SEED_BITS,
+    Generate,
+    Generated,
+    Linked,
+    Planned,
+    Rater,
+    ScoreSpec,
+    generate_planned,
+    groups_of,
+    samples_of,
+    trajectory_of,
+    vote_groups,
 )
+from server.pipeline.shuffling import apply_permutation, balanced_permutations, group_permutations, split_groups
 
-_SEED_BITS = 31
+# Names other modules import from here, where the scorer used to hold them.
+__all__ = ["Generate", "Generated", "Linked", "Planned", "Rater", "ScoreSpec", "Scorer", "generate_planned"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ScoreSpec:
-    """One item to score, with every sampling choice already resolved."""
-
-    messages: tuple[Message, ...]
-    responses: tuple[str, ...]
-    k: int
-    temperature: float
-    top_p: float
-    max_tokens: int
-    seed: int | None = None
-    k_meta: int | None = None  # voting samples per group when a meta RM is set (default k // 2)
-    principles: tuple[str, ...] | None = None  # a user rubric: judge by these instead of the GRM's own
-    reference: str | None = None  # a reference answer: judge correctness against it
-    tenant: str = ""  # whose work it is (the engine's work gate serves tenants fairly)
-
-
-@dataclass(frozen=True)
-class Planned:
-    """One engine request of an item's plan (:meth:`Scorer.plan`) and what its samples judge."""
-
-    group: int
-    members: tuple[int, ...]  # caller indices of the group's responses
-    permutation: Permutation  # indices into ``members`` in shown order
-    request: GenerationRequest
-    continue_cut: bool = False  # complete samples the budget cut (two-pass guidance)
-
-
-@dataclass(frozen=True)
-class Generated:
-    """A planned request's samples, after any continuations."""
-
-    completions: list[Completion]
-    continued: list[bool]  # per completion: whether a continuation completed it
-    prompt_tokens: int  # the request's prompt plus every continuation's (mostly prefix-cached) prompt
-
-
-Generate = Callable[[GenerationRequest], Coroutine[object, object, GenerationResult]]
-
-
-async def generate_planned(generate: Generate, planned: Planned) -> Generated:
-    """Run one planned request; with two-pass guidance, complete every sample the budget cut.
-
-    The continuations of one request run concurrently as soon as it returns; each starts from the
-    same prompt plus the cut sample's kept text, so the engine's prefix cache holds most of it.
-    Benchmarks pass their own ``generate`` (straight on AsyncLLM) to run exactly this plan.
-    """
-    request = planned.request
-    result = await generate(request)
-    completions = list(result.completions)
-    continued = [False] * len(completions)
-    if not planned.continue_cut:
-        return Generated(completions, continued, result.prompt_tokens)
-    n = len(planned.members)
-    todo: list[tuple[int, str, GenerationRequest]] = []
-    for i, c in enumerate(completions):
-        if c.finish_reason != "length" or _parses(c.text, n):
-            continue
-        cont = continuation(c.text, n)
-        if cont is None:  # not a prefix of the guided format: left unparseable, never guessed
-            continue
-        kept, regex = cont
-        todo.append((i, kept, dataclasses.replace(
-            request,
-            request_id=f"{request.request_id}-c{i}",
-            n=1,
-            max_tokens=continuation_reserve(n),
-            seed=None if request.seed is None else (request.seed + i + 1) % (1 << _SEED_BITS),
-            guide_regex=regex,
-            assistant_prefix=kept,
-        )))  # fmt: skip
-    if not todo:
-        return Generated(completions, continued, result.prompt_tokens)
-    async with asyncio.TaskGroup() as tg:
-        tasks = [tg.create_task(generate(r)) for _, _, r in todo]
-    prompt_tokens = result.prompt_tokens
-    for (i, kept, _), task in zip(todo, tasks, strict=True):
-        extra = task.result()
-        prompt_tokens += extra.prompt_tokens
-        tail = extra.completions[0]
-        cut = completions[i]
-        completions[i] = Completion(kept + tail.text, tail.finish_reason, cut.num_tokens + tail.num_tokens)
-        continued[i] = True
-    return Generated(completions, continued, prompt_tokens)
-
-
-def _parses(text: str, n_responses: int) -> bool:
-    try:
-        parse_sample(text, n_responses)
-    except ParseError:
-        return False
-    return True
-
-
-class Rater(Protocol):
-    """What the pipeline needs of a meta RM: a rating per trajectory (see :class:`meta_rm.base.MetaRM`)."""
-
-    async def score(self, trajectories: Sequence[Trajectory]) -> list[float]: ...
 
 
 class Scorer:
@@ -193,7 +103,7 @@ class Scorer:
                     temperature=spec.temperature,
                     top_p=spec.top_p,
                     max_tokens=guidance.max_tokens if guidance else spec.max_tokens,
-                    seed=rng.getrandbits(_SEED_BITS) if spec.seed is not None else None,
+                    seed=rng.getrandbits(SEED_BITS) if spec.seed is not None else None,
                     guide_regex=guidance.regex if guidance else None,
                     tenant=spec.tenant,
                 )
@@ -207,6 +117,9 @@ class Scorer:
             server.engines.EngineError: if the engine fails (not for unparseable samples).
             meta_rm.base.MetaRMError: if the meta RM fails.
         """
+        if spec.adaptive.rule != "off":
+            (result,) = await self._score_adaptive([spec], request_id or uuid.uuid4().hex, None)
+            return result
         plan = self.plan(spec, request_id or uuid.uuid4().hex)
         if log.isEnabledFor(logging.DEBUG):  # prompts are caller text: never logged above DEBUG
             for p in plan:
@@ -215,15 +128,15 @@ class Scorer:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(generate_planned(self.generate, p)) for p in plan]
         generated = time.perf_counter()
-        samples, prompt_tokens, generation_tokens = _samples_of(plan, [t.result() for t in tasks])
-        groups = _groups_of(plan)
+        samples, prompt_tokens, generation_tokens = samples_of(plan, [t.result() for t in tasks])
+        groups = groups_of(plan)
         k_meta = None
         if self.meta_rm is not None:
             k_meta = spec.k_meta if spec.k_meta is not None else default_k_meta(spec.k)
             samples = await self._guide(spec, samples, groups, k_meta)
         else:
             samples = [dataclasses.replace(s, kept=s.status is SampleStatus.PARSED) for s in samples]
-        result = _vote(spec, samples, groups)
+        result = vote_groups(spec, samples, groups, full_votes=k_meta if k_meta is not None else spec.k)
         result.prompt_tokens, result.generation_tokens, result.k_meta = prompt_tokens, generation_tokens, k_meta
         result.generate_seconds = generated - started
         result.meta_rm_seconds = time.perf_counter() - generated if self.meta_rm is not None else 0.0
@@ -235,7 +148,7 @@ class Scorer:
         """Rate the parsed samples with the meta RM and mark the ``k_meta`` best of each group as kept."""
         assert self.meta_rm is not None
         rated = [i for i, s in enumerate(samples) if s.status is SampleStatus.PARSED]
-        trajectories = [_trajectory(spec, samples[i], groups[samples[i].group]) for i in rated]
+        trajectories = [trajectory_of(spec, samples[i], groups[samples[i].group]) for i in rated]
         ratings = await self.meta_rm.score(trajectories) if trajectories else []
         meta: list[float | None] = [None] * len(samples)
         for i, r in zip(rated, ratings, strict=True):
@@ -255,77 +168,37 @@ class Scorer:
             tasks = [tg.create_task(self.score(s, f"{base}-i{i}")) for i, s in enumerate(specs)]
         return [t.result() for t in tasks]
 
+    async def score_linked(
+        self, specs: Sequence[ScoreSpec], linked: Linked, request_id: str | None = None
+    ) -> list[ItemResult]:
+        """Score items whose responses are ranked together (a rerank's groups, ``linked``): adaptive
+        items stop together, once the ranking over all of them is decided; others as :meth:`score_many`.
 
-def _to_sample(planned: Planned, completion: Completion, continued: bool) -> Sample:
-    n = len(planned.members)
-    text, finish_reason, tokens = completion.text, completion.finish_reason, completion.num_tokens
-    try:
-        parsed = parse_sample(text, n)
-    except ParseError:
-        status = SampleStatus.UNPARSEABLE
-        return Sample(planned.group, planned.permutation, text, finish_reason, tokens, status, continued=continued)
-    return Sample(
-        group=planned.group,
-        permutation=planned.permutation,
-        text=text,
-        finish_reason=finish_reason,
-        generation_tokens=tokens,
-        status=SampleStatus.PARSED,
-        continued=continued,
-        principles=parsed.principles,
-        critique=parsed.critique,
-        scores=unpermute_scores(parsed.scores, planned.permutation),
-    )
+        Every spec must share one :class:`AdaptiveOptions`.
 
+        Raises:
+            ValueError: if the specs' adaptive options differ, or ``linked`` does not match them.
+        """
+        if len({s.adaptive for s in specs}) > 1:
+            raise ValueError("linked items must share their adaptive options")
+        if len(linked.documents) != len(specs) or any(
+            len(d) != len(s.responses) for d, s in zip(linked.documents, specs, strict=True)
+        ):
+            raise ValueError("linked documents do not match the items' responses")
+        if not specs or specs[0].adaptive.rule == "off":
+            return await self.score_many(specs, request_id)
+        return await self._score_adaptive(specs, request_id or uuid.uuid4().hex, linked)
 
-def _trajectory(spec: ScoreSpec, sample: Sample, members: tuple[int, ...]) -> Trajectory:
-    """What the meta RM sees: the responses in the order this sample saw them, and its output."""
-    assert sample.scores is not None
-    shown = [members[p] for p in sample.permutation]
-    local = {caller: j for j, caller in enumerate(members)}
-    return Trajectory(
-        messages=spec.messages,
-        responses=tuple(spec.responses[c] for c in shown),
-        output=sample.text,
-        scores=tuple(sample.scores[local[c]] for c in shown),
-        reference=spec.reference,
-    )
-
-
-def _samples_of(plan: list[Planned], results: list[Generated]) -> tuple[list[Sample], int, int]:
-    samples: list[Sample] = []
-    prompt_tokens = generation_tokens = 0
-    for planned, result in zip(plan, results, strict=True):
-        prompt_tokens += result.prompt_tokens
-        for c, continued in zip(result.completions, result.continued, strict=True):
-            generation_tokens += c.num_tokens
-            samples.append(_to_sample(planned, c, continued))
-    return samples, prompt_tokens, generation_tokens
-
-
-def _vote(spec: ScoreSpec, samples: list[Sample], groups: list[tuple[int, ...]]) -> ItemResult:
-    scores: list[ResponseScore | None] = [None] * len(spec.responses)
-    for g, members in enumerate(groups):
-        parsed = [s for s in samples if s.group == g and s.status is SampleStatus.PARSED]
-        voters = [s.scores for s in parsed if s.kept and s.scores is not None]
-        voted = vote(voters, len(members), len(parsed))
-        for local, caller in enumerate(members):
-            scores[caller] = voted[local]
-    sizes = [0] * len(spec.responses)
-    for members in groups:
-        for caller in members:
-            sizes[caller] = len(members)
-    return ItemResult(
-        responses=[s for s in scores if s is not None],
-        samples=samples,
-        k=spec.k,
-        groups=[list(m) for m in groups],
-        group_sizes=sizes,
-    )
-
-
-def _groups_of(plan: list[Planned]) -> list[tuple[int, ...]]:
-    groups: dict[int, tuple[int, ...]] = {}
-    for p in plan:
-        groups.setdefault(p.group, p.members)
-    return [groups[g] for g in sorted(groups)]
+    async def _score_adaptive(
+        self, specs: Sequence[ScoreSpec], request_id: str, linked: Linked | None
+    ) -> list[ItemResult]:
+        return await score_in_rounds(
+            specs,
+            request_id,
+            linked,
+            template=self.template,
+            generate=self.generate,
+            max_group_size=self.max_group_size,
+            format_guidance=self.format_guidance,
+            meta_rm=self.meta_rm,
+        )

@@ -281,6 +281,10 @@ def share_of(combined: ItemResult, offset: int, count: int, tokens: tuple[int, i
         generate_seconds=combined.generate_seconds,
         meta_rm_seconds=combined.meta_rm_seconds,
         group_sizes=combined.group_sizes[offset : offset + count],
+        k_used=combined.k_used,
+        adaptive=combined.adaptive,
+        stop_reason=combined.stop_reason,
+        rounds=combined.rounds,
     )
 
 

@@ -93,9 +93,14 @@ def _order(d: RankedDocument) -> tuple[bool, float, int]:
     return (False, -round(d.mean_score, 9), d.index)
 
 
+def anchored(groups: Sequence[Sequence[int]]) -> bool:
+    """Whether the anchor calibrates these groups: there are several, and it is in each."""
+    return len(groups) >= 2 and all(ANCHOR in g for g in groups)
+
+
 def _anchor_shifts(groups: Sequence[Sequence[int]], results: Sequence[ItemResult]) -> list[float]:
     """Per group: what to add to its means so the anchor reads the same everywhere (0 without one)."""
-    if len(groups) < 2 or not all(ANCHOR in g for g in groups):
+    if not anchored(groups):
         return [0.0] * len(groups)
     anchor_means = [r.responses[list(g).index(ANCHOR)].mean_score for g, r in zip(groups, results, strict=True)]
     known = [m for m in anchor_means if m is not None]

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 
 from server.pipeline.domain import ItemResult
-from server.pipeline.scoring import ScoreSpec
+from server.pipeline.scoring import Linked, ScoreSpec
 from server.serving.context import CallContext, cancel_on_disconnect
 from server.serving.dedup import Dedup
 from server.serving.errors import ClientClosedError, to_api_error
@@ -88,14 +88,27 @@ class ScoringService:
         self.state.metrics.observe_items([result])
         return result
 
+    async def _score_linked(self, specs: Sequence[ScoreSpec], linked: Linked, request_id: str) -> list[ItemResult]:
+        """Items ranked together (a rerank's groups): adaptive ones stop together (never grouped)."""
+        results = await self.state.scorer.score_linked(specs, linked, request_id)
+        self.state.metrics.observe_items(results)
+        return results
+
     async def score(
-        self, call: CallContext, specs: Sequence[ScoreSpec], groupable: Sequence[bool] | bool = False
+        self,
+        call: CallContext,
+        specs: Sequence[ScoreSpec],
+        groupable: Sequence[bool] | bool = False,
+        *,
+        linked: Linked | None = None,
     ) -> list[ItemResult]:
         """Run one call's resolved items through the pipeline.
 
         ``groupable`` (per item, or for all) lets an item that leaves room in a GRM group wait up to
         ``--group-window-s`` for same-prompt rows of other calls of the same tenant
-        (:mod:`server.serving.grouping`); items with a seed never wait.
+        (:mod:`server.serving.grouping`); items with a seed never wait. ``linked`` says the items'
+        responses are ranked together (a rerank): adaptive k then decides for all of them at once, and
+        no item is grouped.
 
         Each call waits for its job until its own deadline. A job shared by several calls (dedup)
         runs while any of them still waits, and lingers ``--idempotency-linger-s`` after the last one
@@ -110,7 +123,7 @@ class ScoringService:
         state = self.state
         if not state.ready.is_set():
             raise to_api_error(state.unavailable_error())
-        flags = [groupable] * len(specs) if isinstance(groupable, bool) else list(groupable)
+        flags = [groupable and linked is None] * len(specs) if isinstance(groupable, bool) else list(groupable)
         # Whose work it is: grouping never mixes tenants, and the work gate serves them fairly.
         specs = [dataclasses.replace(spec, tenant=call.tenant) for spec in specs]
 
@@ -118,12 +131,15 @@ class ScoringService:
             work = sum(self.work_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
             with state.admission.admit(call.tenant, work, call.deadline_s):
                 try:
-                    async with asyncio.TaskGroup() as tg:
-                        tasks = [
-                            tg.create_task(self._score_item(spec, flag, f"{call.request_id}-i{i}"))
-                            for i, (spec, flag) in enumerate(zip(specs, flags, strict=True))
-                        ]
-                    results = [t.result() for t in tasks]
+                    if linked is not None:
+                        results = await self._score_linked(specs, linked, call.request_id)
+                    else:
+                        async with asyncio.TaskGroup() as tg:
+                            tasks = [
+                                tg.create_task(self._score_item(spec, flag, f"{call.request_id}-i{i}"))
+                                for i, (spec, flag) in enumerate(zip(specs, flags, strict=True))
+                            ]
+                        results = [t.result() for t in tasks]
                 except* Exception as group:
                     cause = _first(group)
                     error = to_api_error(cause)

@@ -11,7 +11,7 @@ AReaL (``/v1/reward``) send one rollout's prompt and response. Either way:
 * rows of the same conversation and label form one item, so they are judged together (and with other
   calls' rows of that item, :mod:`server.serving.grouping`);
 * a row's reward is on ``--openrlhf-reward``'s scale; a row none of whose samples parsed gets 0.0 and
-  is reported unscored.
+  is reported unscored. With adaptive k, ``raw`` is the k-normalised sum (items stop at different k).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class RowRewards:
     rewards: list[float]
     unscored: list[bool]
     group_sizes: list[int]
+    k_used: list[int]  # samples its GRM group drew (adaptive k may stop before k)
 
 
 def split_rows(queries: Sequence[str], prompts: Sequence[str]) -> list[str]:
@@ -100,14 +101,20 @@ def rollout_item(
     return ItemOptions(messages=messages, responses=(text,), reference=reference)
 
 
+def is_adaptive(result: ItemResult) -> bool:
+    """Whether adaptive k drew the item (its ``raw`` rewards are then k-normalised sums)."""
+    return result.adaptive != "off"
+
+
 def row_rewards(rows_of_items: Sequence[list[int]], results: Sequence[ItemResult], mode: RewardMode) -> RowRewards:
     """The items' results scattered back to their rows, on ``mode``'s scale (0.0 for an unscored row)."""
     count = sum(len(rows) for rows in rows_of_items)
-    out = RowRewards(rewards=[0.0] * count, unscored=[False] * count, group_sizes=[0] * count)
+    out = RowRewards(rewards=[0.0] * count, unscored=[False] * count, group_sizes=[0] * count, k_used=[0] * count)
     for rows, result in zip(rows_of_items, results, strict=True):
         for row, score, size in zip(rows, result.responses, result.group_sizes, strict=True):
-            value = to_reward(score, mode)
+            value = to_reward(score, mode, normalized=is_adaptive(result))
             out.rewards[row] = 0.0 if value is None else value
             out.unscored[row] = value is None
             out.group_sizes[row] = size
+            out.k_used[row] = result.k_used
     return out

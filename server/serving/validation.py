@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from server.config import Settings
+from server.pipeline.adaptive import AdaptiveOptions, StopRule
 from server.pipeline.domain import Message
 from server.pipeline.scoring import ScoreSpec
 from server.serving.errors import invalid_request
@@ -30,6 +31,9 @@ class ItemOptions:
     seed: int | None = None
     principles: Sequence[str] | str | None = None  # a user rubric: a list of criteria, or one text
     reference: str | None = None  # a reference answer (OpenRLHF's label, verl's ground_truth)
+    adaptive: StopRule | None = None  # adaptive k's stopping rule
+    adaptive_epsilon: float | None = None  # the stderr rule's bound
+    k_min: int | None = None  # fewest samples per group before an adaptive stop
 
 
 class Validator:
@@ -67,6 +71,7 @@ class Validator:
                 raise invalid_request(f"k_meta = {item.k_meta} exceeds k = {k}")
             if self.refuse_k_meta():
                 raise invalid_request("k_meta was given but the server has no meta RM (start it with --meta-rm)")
+        adaptive = self._adaptive(item, k)
         principles = (item.principles,) if isinstance(item.principles, str) else item.principles
         if principles is not None and not any(p.strip() for p in principles):
             raise invalid_request("principles must hold at least one non-blank criterion")
@@ -100,7 +105,28 @@ class Validator:
             k_meta=item.k_meta if item.k_meta is not None else s.k_meta,
             principles=tuple(p for p in principles if p.strip()) if principles is not None else None,
             reference=item.reference,
+            adaptive=adaptive,
         )
+
+    def _adaptive(self, item: ItemOptions, k: int) -> AdaptiveOptions:
+        """The item's adaptive options: its own, else the server's (``k_min`` capped at ``k``).
+
+        Raises:
+            APIError: 400 for ``k_min`` above ``k``, or an option its rule does not use.
+        """
+        s = self.settings
+        rule = item.adaptive if item.adaptive is not None else s.adaptive
+        if item.k_min is not None and item.k_min > k:
+            raise invalid_request(f"k_min = {item.k_min} exceeds k = {k}")
+        if rule == "off" and item.k_min is not None:
+            raise invalid_request("k_min applies only to adaptive k; set adaptive to 'rank' or 'stderr'")
+        if rule != "stderr" and item.adaptive_epsilon is not None:
+            raise invalid_request(f"adaptive_epsilon applies only to adaptive 'stderr', not {rule!r}")
+        if rule == "off":
+            return AdaptiveOptions()
+        epsilon = item.adaptive_epsilon if item.adaptive_epsilon is not None else s.adaptive_epsilon
+        k_min = item.k_min if item.k_min is not None else min(s.adaptive_k_min, k)
+        return AdaptiveOptions(rule, epsilon if rule == "stderr" else AdaptiveOptions.epsilon, k_min)
 
 
 def reference_of_label(label: object, what: str = "label") -> str | None:

@@ -3,7 +3,7 @@
 ``tests/data/adaptive_off_golden.json`` holds the answers of the tree before adaptive k (commit
 1d0a192) to a fixed set of seeded calls on a seeded fake judge (votes and parse failures drawn from
 each sample's seed, a meta RM on some calls). Today's answers must match them field for field; only
-the fields added with adaptive k (``k_used``, ``stop_reason``, ``normalized_score``, the rerank's
+the fields added with adaptive k (``k_used``, ``stop_reason``, ``rounds``, ``normalized_score``, the rerank's
 ``meta.grm`` and ``/get_reward``'s ``grm_k_used``) may be new. Regenerate only on purpose:
 ``GRM_WRITE_GOLDEN=1 pytest tests/api/test_adaptive_off.py``.
 """
@@ -24,7 +24,7 @@ from tests.api.conftest import running_app
 
 GOLDEN = Path(__file__).resolve().parent.parent / "data" / "adaptive_off_golden.json"
 # Fields that adaptive k added to the answers: not in the golden file, ignored when comparing.
-NEW_FIELDS = {"k_used", "stop_reason", "normalized_score", "grm", "grm_k_used"}
+NEW_FIELDS = {"k_used", "stop_reason", "rounds", "normalized_score", "grm", "grm_k_used"}
 
 
 def _draw(*parts: object) -> int:
@@ -42,7 +42,9 @@ def seeded_judge(request: GenerationRequest) -> list[str | Completion]:
             out.append(Completion("Specific Criteria: rambling without scores", "length", 40))
             continue
         votes = [1 + _draw(seed, r, len(r)) % 10 for r in shown]
-        out.append(f"Specific Criteria: seeded.\nAnalysis: seed {seed}.\nScores: \\boxed{{{', '.join(map(str, votes))}}}")
+        out.append(
+            f"Specific Criteria: seeded.\nAnalysis: seed {seed}.\nScores: \\boxed{{{', '.join(map(str, votes))}}}"
+        )
     return out
 
 

@@ -17,7 +17,7 @@ async def test_a_rollout_gets_the_reward_score_gives_its_conversation():
         score = await client.post("/v1/score", json={"query": QUESTION, "responses": ["Blue."], "k": 2})
     assert slime.status_code == 200, slime.text
     expected = (score.json()["responses"][0]["mean_score"] - 1) / 9
-    assert slime.json() == {"reward": expected, "score": expected, "unscored": False, "group_size": 1}
+    assert slime.json() == {"reward": expected, "score": expected, "unscored": False, "group_size": 1, "k_used": 2}
 
 
 async def test_a_prompt_given_as_messages_and_a_label_reach_the_grm():

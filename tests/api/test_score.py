@@ -17,11 +17,13 @@ async def test_single_item_scores_every_response():
         "index": 0,
         "score": 12.0,
         "mean_score": 3.0,
+        "normalized_score": 12.0,
         "votes": 4,
         "valid_samples": 4,
         "status": "ok",
         "group_size": 2,
     }
+    assert (body["k_used"], body["stop_reason"], body["rounds"]) == (4, "off", 1)
     assert body["samples"] is None
     assert body["usage"]["generation_tokens"] > 0
 

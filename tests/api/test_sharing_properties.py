@@ -88,6 +88,8 @@ def bodies(draw: st.DrawFn, tenant: str) -> tuple[str, bytes]:
     elif route == "/v1/rerank":
         docs = draw(st.lists(st.sampled_from(texts), min_size=2, max_size=5))
         body = {"query": query, "documents": docs, "k": draw(st.sampled_from([1, 2]))}
+        if draw(st.integers(0, 3)) == 0:
+            body["adaptive"] = draw(st.sampled_from(["rank", "stderr", "off"]))
     else:
         body = {
             "query": query,
@@ -98,6 +100,8 @@ def bodies(draw: st.DrawFn, tenant: str) -> tuple[str, bytes]:
             body["return_samples"] = True
         if draw(st.integers(0, 5)) == 0:
             body["seed"] = 7
+        if draw(st.integers(0, 3)) == 0:
+            body["adaptive"] = draw(st.sampled_from(["rank", "stderr", "off"]))
     return route, json.dumps(body).encode()
 
 
@@ -151,6 +155,7 @@ class Server:
     context: int | None  # characters of a GRM prompt the fake engine accepts
     cache_entries: int
     cache_mib: float
+    adaptive: str  # the server's default rule of adaptive k
 
     def settings(self, sharing: bool = True) -> Settings:
         return Settings(
@@ -163,6 +168,8 @@ class Server:
             idempotency_cache_size=self.cache_entries,
             idempotency_cache_mib=self.cache_mib,
             idempotency_linger_s=LINGER_S,
+            adaptive=self.adaptive,
+            adaptive_k_min=1,
         )
 
 
@@ -178,6 +185,7 @@ servers = st.builds(
     context=st.sampled_from([None, None, prompt_chars(3)]),
     cache_entries=st.sampled_from([1, 3, 64]),
     cache_mib=st.sampled_from([0.02, 64.0]),  # 0.02 MiB holds only a few results
+    adaptive=st.sampled_from(["off", "off", "rank", "stderr"]),
 )
 
 
@@ -226,14 +234,25 @@ async def asgi_call(app: Any, call: Call, deadline: str | None) -> tuple[int, by
 
 
 def essence(route: str, status: int, body: bytes) -> Any:
-    """What a call's answer must share with its body's answer alone: status and scores, not usage or timing."""
+    """What a call's answer must share with its body's answer alone: status and scores, not usage or timing.
+
+    With adaptive k, how many samples a GRM prompt draws depends on every response in it, other calls'
+    grouped rows included; so for adaptive answers only what does not count samples is compared (the
+    means, relevance, unit rewards), which the judge's fixed votes make equal. The rule's promise for the
+    call's own responses (their order, their means' precision) then holds as it does alone.
+    """
     data = json.loads(body)
     if status != 200:
         return status, data["error"]["type"]
     if route == "/get_reward":
         return status, data["rewards"], data["extra_logs"]["grm_unscored"]
     if route == "/v1/rerank":
-        return status, [(r["index"], r["relevance_score"], r.get("mean_score"), r["votes"]) for r in data["results"]]
+        adaptive = any(g["stop_reason"] != "off" for g in data["meta"]["grm"]["groups"])
+        return status, [(r["index"], r["relevance_score"], r.get("mean_score"), None if adaptive else r["votes"])
+                        for r in data["results"]]  # fmt: skip
+    if data["stop_reason"] != "off":
+        rows = [(r["index"], r["mean_score"], r["normalized_score"], r["status"]) for r in data["responses"]]
+        return status, rows, data["k"]
     rows = [(r["index"], r["score"], r["mean_score"], r["votes"], r["status"]) for r in data["responses"]]
     return status, rows, data["k"], data["valid_samples"], data["total_samples"]
 
@@ -285,8 +304,9 @@ async def run_scenario(server: Server, scenario: list[Call]) -> None:
             continue  # hung up: nobody hears the answer
         status, body = answer
         event(f"call: {status}")
-        other_tenant = next(t for t in KEYS if t != call.tenant)
-        assert f"[{other_tenant}]".encode() not in body, (call, body)
+        other_mark = f"[{next(t for t in KEYS if t != call.tenant)}]".encode()
+        if other_mark not in call.body:  # a repeat of the other tenant's body carries its texts itself
+            assert other_mark not in body, (call, body)
         got = essence(call.route, status, body)
         if status == 504 or (status == 429 and got[1] == "overloaded"):
             # Its own short deadline: passed (504), or too short for the engine's queue (429 at once).

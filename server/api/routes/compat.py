@@ -9,7 +9,8 @@ markup) and reads ``rewards`` (and ``scores``, ``extra_logs`` when present) from
   conversation and label judged together, with other calls' rows too);
 * each row gets its reward in the configured scale (``--openrlhf-reward``: unit, mean or raw). A row none
   of whose samples parsed gets 0.0 and is counted in ``extra_logs.grm_unscored``;
-  ``extra_logs.grm_group_size`` says how many responses shared each row's GRM prompt.
+  ``extra_logs.grm_group_size`` says how many responses shared each row's GRM prompt, and
+  ``extra_logs.grm_k_used`` how many samples that prompt drew (fewer than k when adaptive k stopped early).
 """
 
 from __future__ import annotations
@@ -62,5 +63,6 @@ async def get_reward(body: GetRewardRequest, request: Request) -> GetRewardRespo
     extra_logs = {
         "grm_unscored": [float(u) for u in out.unscored],
         "grm_group_size": [float(g) for g in out.group_sizes],
+        "grm_k_used": [float(k) for k in out.k_used],
     }
     return GetRewardResponse(rewards=out.rewards, scores=out.rewards, extra_logs=extra_logs)

@@ -44,6 +44,10 @@ async def info(request: Request) -> InfoResponse:
     defaults["max_tokens"] = s.max_tokens
     if state.meta_rm is not None:
         defaults["k_meta"] = s.k_meta if s.k_meta is not None else default_k_meta(s.k)
+    if s.adaptive != "off":
+        defaults["k_min"] = s.adaptive_k_min
+    if s.adaptive == "stderr":
+        defaults["adaptive_epsilon"] = s.adaptive_epsilon
     return InfoResponse(
         version=__version__,
         model=engine_info.model if engine_info else s.model,
@@ -52,6 +56,7 @@ async def info(request: Request) -> InfoResponse:
         max_model_len=engine_info.max_model_len if engine_info else None,
         template=state.template.name,
         format_guidance=s.format_guidance,
+        adaptive=s.adaptive,
         meta_rm=MetaRMOut(**dataclasses.asdict(state.meta_rm.info)) if state.meta_rm is not None else None,
         defaults=defaults,
         limits={

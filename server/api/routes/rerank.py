@@ -23,7 +23,8 @@ from server.api.protocol import (
     TextDocument,
 )
 from server.pipeline.domain import Message
-from server.serving.reranking import plan_groups, rank
+from server.pipeline.scoring import Linked
+from server.serving.reranking import anchored, plan_groups, rank
 from server.serving.service import ScoringService
 
 router = APIRouter(tags=["rerank"])
@@ -43,7 +44,9 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
     spec = app.validator.resolve(body.item((Message("user", body.query),), tuple(documents)))
     groups = plan_groups(len(documents), service.max_group_size, anchor=body.anchor)
     specs = [dataclasses.replace(spec, responses=tuple(documents[i] for i in g)) for g in groups]
-    results = await service.score(await call_context(request, app.grm), specs)
+    # Adaptive k decides over all groups at once: the top_n set (or the whole order) must be final.
+    linked = Linked(tuple(tuple(g) for g in groups), len(documents), anchored(groups), body.top_n)
+    results = await service.score(await call_context(request, app.grm), specs, linked=linked)
     ranked = rank(groups, results, len(documents))[: body.top_n]
     prompt_tokens = sum(r.prompt_tokens for r in results)
     generation_tokens = sum(r.generation_tokens for r in results)
@@ -65,7 +68,16 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
             generation_tokens=generation_tokens,
             total_tokens=prompt_tokens + generation_tokens,
         ),
-        meta={"api_version": {"version": "2"}, "billed_units": {"search_units": len(groups)}},
+        meta={
+            "api_version": {"version": "2"},
+            "billed_units": {"search_units": len(groups)},
+            "grm": {
+                "groups": [
+                    {"documents": list(g), "k_used": r.k_used, "stop_reason": r.stop_reason}
+                    for g, r in zip(groups, results, strict=True)
+                ]
+            },
+        },
     )
 
 

@@ -25,7 +25,7 @@ from server.api.context import call_context
 from server.api.protocol import SCORING_ERRORS, ChatMessage
 from server.pipeline.aggregation import to_reward
 from server.pipeline.domain import Message
-from server.serving.trainer_rows import rollout_item
+from server.serving.trainer_rows import is_adaptive, rollout_item
 
 router = APIRouter(tags=["compat"])
 
@@ -46,6 +46,7 @@ class RewardResponse(BaseModel):
     score: float = Field(description="The reward on [0, 1]: (mean vote - 1) / 9; 0 when unscored.")
     unscored: bool = Field(description="No sample parsed: the reward is 0.0 and says nothing.")
     group_size: int = Field(description="Responses judged together in this rollout's GRM prompt.")
+    k_used: int = Field(description="Samples that GRM prompt drew (fewer than k when adaptive k stopped early).")
 
 
 @router.post("/v1/reward", response_model=RewardResponse, responses=SCORING_ERRORS)
@@ -58,10 +59,11 @@ async def reward(body: RewardRequest, request: Request) -> RewardResponse:
     spec = app.validator.resolve(rollout_item(app.markup, prompt, body.response, body.label, use_labels=use_labels))
     (result,) = await app.service.score(await call_context(request, app.grm), [spec], groupable=True)
     (scored,) = result.responses
-    value, unit = to_reward(scored, settings.openrlhf_reward), to_reward(scored, "unit")
+    value, unit = to_reward(scored, settings.openrlhf_reward, normalized=is_adaptive(result)), to_reward(scored, "unit")
     return RewardResponse(
         reward=0.0 if value is None else value,
         score=0.0 if unit is None else unit,
         unscored=value is None,
         group_size=result.group_sizes[0],
+        k_used=result.k_used,
     )

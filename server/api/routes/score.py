@@ -55,6 +55,7 @@ def to_output(result: ItemResult, return_samples: bool) -> ItemScoreOut:
                 index=i,
                 score=r.score,
                 mean_score=r.mean_score,
+                normalized_score=r.normalized_score,
                 votes=r.votes,
                 valid_samples=r.valid_samples,
                 status=r.status.value,
@@ -63,6 +64,9 @@ def to_output(result: ItemResult, return_samples: bool) -> ItemScoreOut:
             for i, (r, size) in enumerate(zip(result.responses, result.group_sizes, strict=True))
         ],
         k=result.k,
+        k_used=result.k_used,
+        stop_reason=result.stop_reason,
+        rounds=result.rounds,
         k_meta=result.k_meta,
         valid_samples=sum(s.status is SampleStatus.PARSED for s in result.samples),
         total_samples=len(result.samples),

@@ -1,0 +1,272 @@
+"""Adaptive k's rounds: an item's samples drawn a round at a time until its rule is satisfied.
+
+Each group of an adaptive item (:class:`~server.pipeline.sampling.ScoreSpec` ``adaptive``) has the orders
+and seeds the plain plan would give it (:meth:`server.pipeline.scoring.Scorer.plan`). A round draws
+the next whole rotations of them: one engine request per distinct order, ``n`` its count, seeded to
+continue that order's samples (vLLM samples child ``i`` of seed ``s`` with seed ``s + i``), so the
+same prompts come back round after round and the engine's prefix cache keeps them. After each round
+the new parsed samples are rated (with a meta RM) and the rule (:mod:`server.pipeline.adaptive`) says
+which groups must draw more; the rest stop. Several items can decide together (a rerank's groups,
+:class:`~server.pipeline.sampling.Linked`).
+
+A deadline or a caller leaving cancels the current round's requests (aborting them in the engine),
+as on the plain path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from collections.abc import Sequence
+
+from meta_rm.base import Trajectory
+from meta_rm.selection import default_k_meta
+from server.engines.base import GenerationRequest
+from server.pipeline.adaptive import (
+    AdaptiveOptions,
+    StopReason,
+    Tally,
+    first_round,
+    kept_count,
+    next_round,
+    rank_undecided,
+    stderr_undecided,
+)
+from server.pipeline.domain import ItemResult, Sample, SampleStatus
+from server.pipeline.parsing import plan_guidance
+from server.pipeline.prompts import Template
+from server.pipeline.sampling import (
+    SEED_BITS,
+    Generate,
+    Generated,
+    Linked,
+    Planned,
+    Rater,
+    ScoreSpec,
+    generate_planned,
+    to_sample,
+    trajectory_of,
+    vote_groups,
+)
+from server.pipeline.shuffling import (
+    Permutation,
+    apply_permutation,
+    balanced_permutations,
+    group_permutations,
+    split_groups,
+)
+
+
+async def score_in_rounds(
+    specs: Sequence[ScoreSpec],
+    request_id: str,
+    linked: Linked | None,
+    *,
+    template: Template,
+    generate: Generate,
+    max_group_size: int,
+    format_guidance: bool,
+    meta_rm: Rater | None,
+) -> list[ItemResult]:
+    """Draw every group's samples in rounds until the rule is satisfied (or k is drawn), then vote.
+
+    ``specs`` share one :class:`~server.pipeline.adaptive.AdaptiveOptions`; with ``linked`` they decide
+    together (the ``rank`` rule over all their documents), else ``specs`` is one item. The other
+    arguments are the :class:`~server.pipeline.scoring.Scorer`'s.
+
+    Raises:
+        server.engines.EngineError: if the engine fails.
+        meta_rm.base.MetaRMError: if the meta RM fails.
+    """
+    runs = [
+        run
+        for i, spec in enumerate(specs)
+        for run in _runs(i, spec, request_id, linked, template, format_guidance, max_group_size, meta_rm is not None)
+    ]
+    options = specs[0].adaptive
+    for run in runs:
+        run.target = first_round(options, run.size, run.spec.k, run.k_meta)
+    rounds, gen_seconds, meta_seconds = 0, 0.0, 0.0
+    while True:
+        todo = [run for run in runs if run.target > run.drawn]
+        if not todo:
+            break
+        rounds += 1
+        planned = [(run, p) for run in todo for p in run.next_requests(rounds)]
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(generate_planned(generate, p)) for _, p in planned]
+        gen_seconds += time.perf_counter() - started
+        fresh: list[tuple[_GroupRun, int]] = []  # (run, index of a new parsed sample)
+        for (run, p), task in zip(planned, tasks, strict=True):
+            fresh += run.add(p, task.result())
+        for run in todo:
+            run.drawn = run.target
+        if meta_rm is not None and fresh:
+            started = time.perf_counter()
+            ratings = await meta_rm.score([run.trajectory(i) for run, i in fresh])
+            meta_seconds += time.perf_counter() - started
+            for (run, i), rating in zip(fresh, ratings, strict=True):
+                run.samples[i] = dataclasses.replace(run.samples[i], meta_score=rating)
+        for g in _undecided(runs, options, linked, specs):
+            runs[g].target = next_round(runs[g].drawn, runs[g].size, runs[g].spec.k)
+    results = []
+    for i, spec in enumerate(specs):
+        result = _adaptive_result(spec, [run for run in runs if run.item == i], options)
+        result.rounds, result.generate_seconds, result.meta_rm_seconds = rounds, gen_seconds, meta_seconds
+        results.append(result)
+    return results
+
+
+def _runs(
+    item: int,
+    spec: ScoreSpec,
+    request_id: str,
+    linked: Linked | None,
+    template: Template,
+    format_guidance: bool,
+    max_group_size: int,
+    rated: bool,
+) -> list[_GroupRun]:
+    """One run per GRM group of ``spec``, with the orders and seeds the plain plan would give it
+    (the same draws from the same seeded generator)."""
+    rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
+    prefix = request_id if linked is None else f"{request_id}-i{item}"
+    k_meta = (spec.k_meta if spec.k_meta is not None else default_k_meta(spec.k)) if rated else None
+    runs = []
+    for g, members in enumerate(split_groups(len(spec.responses), max_group_size)):
+        perms = balanced_permutations(len(members), spec.k, rng)
+        orders = [perm for perm, _ in group_permutations(perms)]
+        seeds = [rng.getrandbits(SEED_BITS) for _ in orders] if spec.seed is not None else None
+        documents = tuple(members) if linked is None else tuple(linked.documents[item][c] for c in members)
+        runs.append(_GroupRun(template, format_guidance, spec, item, g, tuple(members), documents, perms, orders,
+                              seeds, k_meta, f"{prefix}-g{g}"))  # fmt: skip
+    return runs
+
+
+class _GroupRun:
+    """One group of an adaptive item: its orders (those of the plain plan), and what it drew so far."""
+
+    def __init__(
+        self,
+        template: Template,
+        format_guidance: bool,
+        spec: ScoreSpec,
+        item: int,
+        group: int,
+        members: tuple[int, ...],
+        documents: tuple[int, ...],
+        perms: list[Permutation],
+        orders: list[Permutation],
+        seeds: list[int] | None,
+        k_meta: int | None,
+        request_id: str,
+    ) -> None:
+        self.template, self.spec, self.item, self.group = template, spec, item, group
+        self.members, self.documents, self.perms, self.orders, self.seeds = members, documents, perms, orders, seeds
+        self.k_meta, self.request_id = k_meta, request_id
+        self.size = len(members)
+        self.drawn = 0
+        self.target = 0
+        self.samples: list[Sample] = []  # in the order drawn
+        self.keys: list[tuple[int, int]] = []  # per sample: (its order, which sample of that order)
+        self._starts: dict[str, tuple[int, int]] = {}  # per request id: its order and first sample
+        self.prompt_tokens = 0
+        self.generation_tokens = 0
+        self.guidance = plan_guidance(self.size, spec.max_tokens) if format_guidance else None
+
+    def next_requests(self, round_no: int) -> list[Planned]:
+        """The engine requests for samples ``drawn .. target``: one per distinct order, ``n`` its count,
+        seeded to continue the order's samples where the previous rounds left them."""
+        spec, texts = self.spec, [self.spec.responses[i] for i in self.members]
+        before = self.perms[: self.drawn]
+        planned = []
+        for perm, count in group_permutations(self.perms[self.drawn : self.target]):
+            j = self.orders.index(perm)
+            request = GenerationRequest(
+                request_id=f"{self.request_id}-p{j}-r{round_no}",
+                prompt=self.template.render(
+                    spec.messages, apply_permutation(texts, perm), spec.principles, spec.reference
+                ),
+                n=count,
+                temperature=spec.temperature,
+                top_p=spec.top_p,
+                max_tokens=self.guidance.max_tokens if self.guidance else spec.max_tokens,
+                seed=None if self.seeds is None else self.seeds[j] + before.count(perm),
+                guide_regex=self.guidance.regex if self.guidance else None,
+                tenant=spec.tenant,
+            )
+            continue_cut = bool(self.guidance and self.guidance.continue_cut)
+            planned.append(Planned(self.group, self.members, perm, request, continue_cut))
+            self._starts[request.request_id] = (j, before.count(perm))
+        return planned
+
+    def add(self, planned: Planned, generated: Generated) -> list[tuple[_GroupRun, int]]:
+        """Keep a request's samples; returns the new parsed ones (for the meta RM to rate)."""
+        self.prompt_tokens += generated.prompt_tokens
+        order, first = self._starts.pop(planned.request.request_id)
+        fresh = []
+        for i, (c, continued) in enumerate(zip(generated.completions, generated.continued, strict=True)):
+            self.generation_tokens += c.num_tokens
+            sample = to_sample(planned, c, continued)
+            if sample.status is SampleStatus.PARSED:
+                fresh.append((self, len(self.samples)))
+            self.samples.append(sample)
+            self.keys.append((order, first + i))
+        return fresh
+
+    def in_plan_order(self) -> list[Sample]:
+        """The samples in the order the plain path lists them (by order, then sample of that order), so
+        meta RM ties break as they would at full k."""
+        return [self.samples[i] for i in sorted(range(len(self.samples)), key=self.keys.__getitem__)]
+
+    def trajectory(self, i: int) -> Trajectory:
+        return trajectory_of(self.spec, self.samples[i], self.members)
+
+    def tally(self) -> Tally:
+        """What the rules see: the parsed samples' scores (in the group's order) and ratings."""
+        parsed = [s for s in self.in_plan_order() if s.status is SampleStatus.PARSED and s.scores is not None]
+        ratings = None
+        if self.k_meta is not None:
+            ratings = tuple(s.meta_score if s.meta_score is not None else 0.0 for s in parsed)
+        votes = tuple(s.scores for s in parsed if s.scores is not None)
+        return Tally(self.spec.k, self.drawn, votes, self.size, ratings, self.k_meta)
+
+    def kept_samples(self) -> list[Sample]:
+        """The samples with ``kept`` set as the rules counted them (:meth:`Tally.kept`)."""
+        samples = self.in_plan_order()
+        parsed = [i for i, s in enumerate(samples) if s.status is SampleStatus.PARSED]
+        voting = {parsed[j] for j in self.tally().kept()}
+        return [dataclasses.replace(s, kept=i in voting) for i, s in enumerate(samples)]
+
+
+def _undecided(
+    runs: list[_GroupRun], options: AdaptiveOptions, linked: Linked | None, specs: Sequence[ScoreSpec]
+) -> set[int]:
+    """The runs (indices) that must draw another round under ``options.rule``."""
+    tallies = [run.tally() for run in runs]
+    if options.rule == "stderr":
+        return stderr_undecided(tallies, options.epsilon, options.k_min)
+    if linked is None:
+        return rank_undecided(tallies, [run.documents for run in runs], len(specs[0].responses))
+    return rank_undecided(
+        tallies, [run.documents for run in runs], linked.n_documents, anchored=linked.anchored, top_n=linked.top_n
+    )
+
+
+def _adaptive_result(spec: ScoreSpec, runs: list[_GroupRun], options: AdaptiveOptions) -> ItemResult:
+    """One adaptive item's result: its groups' samples, their votes, and how far it went."""
+    samples = [s for run in runs for s in run.kept_samples()]
+    groups = [run.members for run in runs]
+    k_meta = runs[0].k_meta
+    result = vote_groups(spec, samples, groups, full_votes=k_meta if k_meta is not None else spec.k)
+    result.prompt_tokens = sum(run.prompt_tokens for run in runs)
+    result.generation_tokens = sum(run.generation_tokens for run in runs)
+    result.k_used = max(run.drawn for run in runs)
+    if k_meta is not None:
+        result.k_meta = max(kept_count(run.drawn, spec.k, k_meta) for run in runs)
+    stopped: StopReason = "k" if all(run.drawn >= spec.k for run in runs) else options.rule
+    result.adaptive, result.stop_reason = options.rule, stopped
+    return result

@@ -1,0 +1,219 @@
+"""The pieces of the scoring pipeline one engine request at a time: items, requests, samples, votes.
+
+:mod:`server.pipeline.scoring` plans an item's requests and runs them all at once;
+:mod:`server.pipeline.rounds` runs the same requests in rounds (adaptive k). Both build on this:
+an item's resolved :class:`ScoreSpec`, a :class:`Planned` engine request and its :class:`Generated`
+samples (with two-pass guidance's continuations), parsing into :class:`Sample`, the meta RM's view of a
+sample, and the vote over a group's kept samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from meta_rm.base import Trajectory
+from server.engines.base import Completion, GenerationRequest, GenerationResult
+from server.pipeline.adaptive import AdaptiveOptions
+from server.pipeline.aggregation import vote
+from server.pipeline.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
+from server.pipeline.parsing import ParseError, continuation, continuation_reserve, parse_sample
+from server.pipeline.shuffling import Permutation, unpermute_scores
+
+SEED_BITS = 31
+NOT_ADAPTIVE = AdaptiveOptions()
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """One item to score, with every sampling choice already resolved."""
+
+    messages: tuple[Message, ...]
+    responses: tuple[str, ...]
+    k: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int | None = None
+    k_meta: int | None = None  # voting samples per group when a meta RM is set (default k // 2)
+    principles: tuple[str, ...] | None = None  # a user rubric: judge by these instead of the GRM's own
+    reference: str | None = None  # a reference answer: judge correctness against it
+    tenant: str = ""  # whose work it is (the engine's work gate serves tenants fairly)
+    adaptive: AdaptiveOptions = NOT_ADAPTIVE  # when the item may stop before k samples
+
+
+@dataclass(frozen=True)
+class Linked:
+    """How several items' responses form one ranking for the ``rank`` rule: a rerank's groups, whose
+    documents are ranked together (the set of the ``top_n`` best, or the whole order)."""
+
+    documents: tuple[tuple[int, ...], ...]  # per item, the document number of each of its responses
+    n_documents: int
+    anchored: bool = False  # document 0 is judged in every group and calibrates them
+    top_n: int | None = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One engine request of an item's plan (:meth:`Scorer.plan`) and what its samples judge."""
+
+    group: int
+    members: tuple[int, ...]  # caller indices of the group's responses
+    permutation: Permutation  # indices into ``members`` in shown order
+    request: GenerationRequest
+    continue_cut: bool = False  # complete samples the budget cut (two-pass guidance)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A planned request's samples, after any continuations."""
+
+    completions: list[Completion]
+    continued: list[bool]  # per completion: whether a continuation completed it
+    prompt_tokens: int  # the request's prompt plus every continuation's (mostly prefix-cached) prompt
+
+
+Generate = Callable[[GenerationRequest], Coroutine[object, object, GenerationResult]]
+
+
+async def generate_planned(generate: Generate, planned: Planned) -> Generated:
+    """Run one planned request; with two-pass guidance, complete every sample the budget cut.
+
+    The continuations of one request run concurrently as soon as it returns; each starts from the
+    same prompt plus the cut sample's kept text, so the engine's prefix cache holds most of it.
+    Benchmarks pass their own ``generate`` (straight on AsyncLLM) to run exactly this plan.
+    """
+    request = planned.request
+    result = await generate(request)
+    completions = list(result.completions)
+    continued = [False] * len(completions)
+    if not planned.continue_cut:
+        return Generated(completions, continued, result.prompt_tokens)
+    n = len(planned.members)
+    todo: list[tuple[int, str, GenerationRequest]] = []
+    for i, c in enumerate(completions):
+        if c.finish_reason != "length" or _parses(c.text, n):
+            continue
+        cont = continuation(c.text, n)
+        if cont is None:  # not a prefix of the guided format: left unparseable, never guessed
+            continue
+        kept, regex = cont
+        todo.append((i, kept, dataclasses.replace(
+            request,
+            request_id=f"{request.request_id}-c{i}",
+            n=1,
+            max_tokens=continuation_reserve(n),
+            seed=None if request.seed is None else (request.seed + i + 1) % (1 << SEED_BITS),
+            guide_regex=regex,
+            assistant_prefix=kept,
+        )))  # fmt: skip
+    if not todo:
+        return Generated(completions, continued, result.prompt_tokens)
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(generate(r)) for _, _, r in todo]
+    prompt_tokens = result.prompt_tokens
+    for (i, kept, _), task in zip(todo, tasks, strict=True):
+        extra = task.result()
+        prompt_tokens += extra.prompt_tokens
+        tail = extra.completions[0]
+        cut = completions[i]
+        completions[i] = Completion(kept + tail.text, tail.finish_reason, cut.num_tokens + tail.num_tokens)
+        continued[i] = True
+    return Generated(completions, continued, prompt_tokens)
+
+
+def _parses(text: str, n_responses: int) -> bool:
+    try:
+        parse_sample(text, n_responses)
+    except ParseError:
+        return False
+    return True
+
+
+class Rater(Protocol):
+    """What the pipeline needs of a meta RM: a rating per trajectory (see :class:`meta_rm.base.MetaRM`)."""
+
+    async def score(self, trajectories: Sequence[Trajectory]) -> list[float]: ...
+
+
+def to_sample(planned: Planned, completion: Completion, continued: bool) -> Sample:
+    n = len(planned.members)
+    text, finish_reason, tokens = completion.text, completion.finish_reason, completion.num_tokens
+    try:
+        parsed = parse_sample(text, n)
+    except ParseError:
+        status = SampleStatus.UNPARSEABLE
+        return Sample(planned.group, planned.permutation, text, finish_reason, tokens, status, continued=continued)
+    return Sample(
+        group=planned.group,
+        permutation=planned.permutation,
+        text=text,
+        finish_reason=finish_reason,
+        generation_tokens=tokens,
+        status=SampleStatus.PARSED,
+        continued=continued,
+        principles=parsed.principles,
+        critique=parsed.critique,
+        scores=unpermute_scores(parsed.scores, planned.permutation),
+    )
+
+
+def trajectory_of(spec: ScoreSpec, sample: Sample, members: tuple[int, ...]) -> Trajectory:
+    """What the meta RM sees: the responses in the order this sample saw them, and its output."""
+    assert sample.scores is not None
+    shown = [members[p] for p in sample.permutation]
+    local = {caller: j for j, caller in enumerate(members)}
+    return Trajectory(
+        messages=spec.messages,
+        responses=tuple(spec.responses[c] for c in shown),
+        output=sample.text,
+        scores=tuple(sample.scores[local[c]] for c in shown),
+        reference=spec.reference,
+    )
+
+
+def samples_of(plan: list[Planned], results: list[Generated]) -> tuple[list[Sample], int, int]:
+    samples: list[Sample] = []
+    prompt_tokens = generation_tokens = 0
+    for planned, result in zip(plan, results, strict=True):
+        prompt_tokens += result.prompt_tokens
+        for c, continued in zip(result.completions, result.continued, strict=True):
+            generation_tokens += c.num_tokens
+            samples.append(to_sample(planned, c, continued))
+    return samples, prompt_tokens, generation_tokens
+
+
+def vote_groups(
+    spec: ScoreSpec, samples: list[Sample], groups: list[tuple[int, ...]], *, full_votes: int
+) -> ItemResult:
+    """Sum each group's kept votes; ``full_votes`` is how many samples would vote per group at full k
+    (the k-normalised sum's scale)."""
+    scores: list[ResponseScore | None] = [None] * len(spec.responses)
+    for g, members in enumerate(groups):
+        parsed = [s for s in samples if s.group == g and s.status is SampleStatus.PARSED]
+        voters = [s.scores for s in parsed if s.kept and s.scores is not None]
+        voted = vote(voters, len(members), len(parsed), full_votes=full_votes)
+        for local, caller in enumerate(members):
+            scores[caller] = voted[local]
+    sizes = [0] * len(spec.responses)
+    for members in groups:
+        for caller in members:
+            sizes[caller] = len(members)
+    return ItemResult(
+        responses=[s for s in scores if s is not None],
+        samples=samples,
+        k=spec.k,
+        groups=[list(m) for m in groups],
+        group_sizes=sizes,
+        k_used=spec.k,
+    )
+
+
+def groups_of(plan: list[Planned]) -> list[tuple[int, ...]]:
+    groups: dict[int, tuple[int, ...]] = {}
+    for p in plan:
+        groups.setdefault(p.group, p.members)
+    return [groups[g] for g in sorted(groups)]
