@@ -8,7 +8,8 @@ from typing import Any, Literal
 RewardMode = Literal["raw", "mean", "unit"]
 """How a response's votes become one float.
 
-* ``raw``: the sum of the kept votes (``score``; k_meta votes span k_meta..10·k_meta);
+* ``raw``: the sum of the kept votes (``score``; k_meta votes span k_meta..10·k_meta); for an item
+  adaptive k stopped early, the k-normalised sum (``normalized_score``: the mean times the votes of full k);
 * ``mean``: the per-vote mean on the model's 1..10 scale (``mean_score``), comparable across k;
 * ``unit``: the mean mapped linearly to [0, 1] (``(mean - 1) / 9``).
 """
@@ -22,6 +23,8 @@ class ResponseScore:
     votes: int
     valid_samples: int
     status: str  # "ok" | "no_valid_samples"
+    normalized_score: float | None = None  # mean_score x the votes full k gives (None from older servers)
+    adaptive: bool = False  # its item was drawn by adaptive k (raw rewards are then k-normalised)
 
     def reward(self, mode: RewardMode = "mean") -> float | None:
         """This response's reward in ``mode``; None when no sample could be parsed.
@@ -32,7 +35,7 @@ class ResponseScore:
         if self.score is None or self.mean_score is None:
             return None
         if mode == "raw":
-            return self.score
+            return self.normalized_score if self.adaptive and self.normalized_score is not None else self.score
         if mode == "mean":
             return self.mean_score
         if mode == "unit":
@@ -52,6 +55,7 @@ class RolloutReward:
     score: float
     unscored: bool
     group_size: int
+    k_used: int | None = None  # samples its GRM prompt drew (fewer than k when adaptive k stopped early)
 
 
 def parse_rollout_reward(data: dict[str, Any]) -> RolloutReward:
@@ -60,6 +64,7 @@ def parse_rollout_reward(data: dict[str, Any]) -> RolloutReward:
         score=float(data["score"]),
         unscored=bool(data["unscored"]),
         group_size=int(data["group_size"]),
+        k_used=data.get("k_used"),
     )
 
 
@@ -92,6 +97,8 @@ class ScoreResult:
     usage: dict[str, int]
     model: str
     template: str
+    k_used: int | None = None  # samples drawn per group (fewer than k when adaptive k stopped early)
+    stop_reason: str | None = None  # off, rank, stderr or k (None from servers without adaptive k)
 
     def rewards(self, mode: RewardMode = "mean", *, missing: float | None = None) -> list[float | None]:
         """One reward per response, in request order; ``missing`` where no sample parsed."""
@@ -155,9 +162,10 @@ def parse_item(data: dict[str, Any], model: str, template: str) -> ScoreResult:
             )
             for s in data["samples"]
         ]
-    fields = ResponseScore.__dataclass_fields__
+    fields = [f for f in ResponseScore.__dataclass_fields__ if f != "adaptive"]
+    adaptive = data.get("stop_reason", "off") != "off"
     return ScoreResult(
-        responses=[ResponseScore(**{f: r.get(f) for f in fields}) for r in data["responses"]],
+        responses=[ResponseScore(**{f: r.get(f) for f in fields}, adaptive=adaptive) for r in data["responses"]],
         k=data["k"],
         k_meta=data.get("k_meta"),
         valid_samples=data["valid_samples"],
@@ -166,6 +174,8 @@ def parse_item(data: dict[str, Any], model: str, template: str) -> ScoreResult:
         usage=data.get("usage", {}),
         model=model,
         template=template,
+        k_used=data.get("k_used"),
+        stop_reason=data.get("stop_reason"),
     )
 
 

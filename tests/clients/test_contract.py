@@ -58,3 +58,15 @@ async def test_rerank_round_trip_best_first_with_top_n(app):
     assert [r.index for r in results] == [1, 2]
     assert results[0].relevance_score > results[1].relevance_score and results[0].document == docs[1]
     assert isinstance(results[0], g.RerankResult) and results[0].votes > 0
+
+
+async def test_adaptive_options_reach_the_server_and_raw_rewards_stay_on_full_ks_scale(app):
+    """With the meta RM, rank cannot stop a pair before 13 of k=16 samples (docs/adaptive.md): it draws 14."""
+    pair = ("Explain tides.", ["The Moon's gravity pulls the oceans into two bulges.", "No."])
+    async with client_for(app) as client:
+        full = await client.score(*pair, k=16, seed=2)
+        fast = await client.score(*pair, k=16, seed=2, adaptive="rank", k_min=2)
+    assert (full.k_used, full.stop_reason, fast.k_used, fast.stop_reason) == (16, "off", 14, "rank")
+    assert [r.votes for r in fast.responses] == [7, 7]  # the best half of the 14 drawn
+    assert fast.rewards("raw") == full.rewards("raw")  # 7 votes scaled to full k's 8: the same sums
+    assert fast.rewards("mean") == full.rewards("mean")
