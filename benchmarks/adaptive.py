@@ -15,8 +15,9 @@ Two parts, each printed as one table:
   ``full, other seeds`` against ``full`` is the noise floor: how often two full-k runs agree at all.
   ``full, same seeds again`` shows how far the engine reproduces its own samples (vLLM does not
   promise it when the batch differs); ``rank`` promises the full-k order on the same samples, so its
-  agreement is checked on the pairs whose samples came out the same. Adaptive modes run first, so
-  the prefix cache favours full k, not them. Dedup is off, so every mode really runs.
+  agreement is checked on the pairs whose samples came out the same. A full-k pass with seeds of its
+  own runs first and is not reported: it fills the prefix cache with every prompt, so no mode pays
+  prefill another skips. Dedup is off, so every mode really runs.
 * **simulation** (labelled so): a judge whose votes for a response are drawn from a normal
   distribution around its quality (sd ``--sim-sd``), rounded and clamped to 1..10, two responses
   ``separation`` apart, from indistinguishable (0) to clear; the pipeline is grm-serve's own
@@ -139,7 +140,9 @@ def run_model(args: argparse.Namespace) -> None:
           f"k={args.k}, max_tokens={args.max_tokens}, server args: {' '.join(server_args)}")  # fmt: skip
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp, launch(server_args, log=Path(tmp) / "server.log") as srv:
-        asyncio.run(score_all(srv.url, pairs[:1], {"k": 2}, 99, args.timeout))  # warm the engine up
+        # Warm up: one full-k pass with seeds of its own puts every prompt (every order) in the prefix
+        # cache, so no mode pays the prefill the others skip. Not reported.
+        asyncio.run(score_all(srv.url, pairs, {}, 2 * OTHER_SEEDS, args.timeout))
         info = httpx.get(f"{srv.url}/v1/info", timeout=30).json()
         print(f"meta RM: {(info['meta_rm'] or {}).get('name', 'none')}; defaults: {info['defaults']}")
         for name, options, seed0 in MODES:

@@ -7,7 +7,7 @@ vote is decided. ``k`` stays the most an item may spend. Rules:
 * ``off``: every item draws k samples (the pipeline's plain path, unchanged);
 * ``rank``: stop once no outcome of the samples still to come (each voting 1 or 10 on any response,
   or not parsing at all; with a meta RM, rated anywhere) could change the order of the responses (or,
-  for a rerank with ``top_n``, the set of the ``top_n`` best). The reported order is then provably the
+  for a rerank with ``top_n``, the ``top_n`` best and their order). The reported order is then provably the
   one the full k samples would give, continuing from the same samples;
 * ``stderr``: stop once every response's mean vote has a standard error at or below ``epsilon``
   (after at least ``k_min`` samples).
@@ -152,12 +152,13 @@ def rank_undecided(
         n_documents: documents in all.
         anchored: document 0 is in every group and calibrates them (:mod:`server.serving.reranking`):
             documents in different groups compare by their mean minus their group's anchor mean.
-        top_n: only the set of the ``top_n`` best must be decided (None: the whole order).
+        top_n: only the ``top_n`` best must be decided, in their order (None: the whole order).
 
     The order is by mean vote, best first; a document with no votes comes after every voted one.
     Two documents' relation (above, tied, below) is decided when every outcome of the remaining
-    samples (:meth:`Tally.outcomes`) gives the relation reported now. With ``top_n``, only the
-    relations between the reported top set and the rest must be decided.
+    samples (:meth:`Tally.outcomes`) gives the relation reported now. With ``top_n``, the relations
+    among the reported top ``top_n`` and between them and the rest must be decided, not those among
+    the rest.
     """
     where: dict[int, list[_Doc]] = {}
     for g, docs in enumerate(documents):
@@ -187,8 +188,9 @@ def rank_undecided(
     values = [reported_value(doc) for doc in range(n_documents)]
     order = sorted(range(n_documents), key=lambda d: (values[d] is None, -(values[d] or 0), d))
     if top_n is not None and top_n < n_documents:
+        # The top_n come back best first: their order among themselves, and against the rest.
         top = set(order[:top_n])
-        pairs = [(a, b) for a in top for b in range(n_documents) if b not in top]
+        pairs = [(a, b) for a in top for b in range(n_documents) if b not in top or a < b]
     else:
         pairs = [(a, b) for a in range(n_documents) for b in range(a + 1, n_documents)]
     must_draw: set[int] = set()
@@ -262,12 +264,34 @@ def _value_range(tally: Tally, i: int, base: int | None) -> tuple[Fraction, Frac
 @lru_cache(maxsize=256)
 def earliest_rank_stop(k: int, k_meta: int | None) -> int:
     """The fewest samples after which ``rank`` could stop a pair at all: every sample so far voting
-    10 for one response and 1 for the other. Rounds of ``rank`` start there, not earlier."""
-    for drawn in range(1, k + 1):
+    10 for one response and 1 for the other. Rounds of ``rank`` start there, not earlier.
+
+    Found by bisection: a lead that is decided stays decided with more samples of the same lead.
+    """
+
+    def decided(drawn: int) -> bool:
         tally = Tally(k, drawn, ((10, 1),) * drawn, 2, (0.0,) * drawn if k_meta else None, k_meta)
-        if not rank_undecided([tally], [(0, 1)], 2):
-            return drawn
-    return k
+        return not rank_undecided([tally], [(0, 1)], 2)
+
+    low, high = 1, k  # decided(k) always holds: nothing remains
+    while low < high:
+        middle = (low + high) // 2
+        if decided(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def earliest_stderr_stop(k: int, k_meta: int | None) -> int:
+    """The fewest samples after which ``stderr`` could stop: two votes per response. With a meta RM
+    only ``drawn * k_meta // k`` of them vote, so that is ``2k / k_meta`` samples (k when ``k_meta``
+    is 1: one vote has no standard error)."""
+    if k_meta is None:
+        return min(k, 2)
+    if k_meta < 2:
+        return k
+    return min(k, -(-2 * k // k_meta))
 
 
 # ---- stderr: is every mean precise enough? ----
@@ -297,11 +321,14 @@ def stderr_undecided(tallies: Sequence[Tally], epsilon: float, k_min: int) -> se
 
 
 def first_round(options: AdaptiveOptions, size: int, k: int, k_meta: int | None) -> int:
-    """Samples a group of ``size`` responses draws in its first round: ``k_min`` (for ``rank`` on two
-    or more responses, no fewer than :func:`earliest_rank_stop`), in whole rotations, at most ``k``."""
+    """Samples a group of ``size`` responses draws in its first round: ``k_min``, and no fewer than the
+    rule could stop at (:func:`earliest_rank_stop` for ``rank`` on two or more responses,
+    :func:`earliest_stderr_stop` for ``stderr``), in whole rotations, at most ``k``."""
     target = options.k_min
     if options.rule == "rank" and size >= 2:
         target = max(target, earliest_rank_stop(k, k_meta))
+    if options.rule == "stderr":
+        target = max(target, earliest_stderr_stop(k, k_meta))
     return min(k, _whole_rotations(target, size))
 
 

@@ -48,7 +48,7 @@ class ScoreSpec:
 @dataclass(frozen=True)
 class Linked:
     """How several items' responses form one ranking for the ``rank`` rule: a rerank's groups, whose
-    documents are ranked together (the set of the ``top_n`` best, or the whole order)."""
+    documents are ranked together (the ``top_n`` best in order, or the whole order)."""
 
     documents: tuple[tuple[int, ...], ...]  # per item, the document number of each of its responses
     n_documents: int

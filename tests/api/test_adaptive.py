@@ -93,8 +93,8 @@ async def test_trainer_routes_report_k_used_and_raw_rewards_are_k_normalised():
     assert slime["k_used"] == 4  # one response: its order is final at once, so k_min samples
 
 
-async def test_a_rerank_stops_once_its_top_n_is_decided():
-    documents = ["x" * 95, "y", "z" * 2, "w" * 3, "v" * 90, "u"]  # two clear winners among six
+async def test_a_rerank_stops_once_its_top_n_and_their_order_are_decided():
+    documents = ["x" * 95, "y", "z" * 2, "w" * 3, "v" * 75, "u"]  # two clear winners (votes 10 and 8) among six
     body = {"query": "Best?", "documents": documents, "top_n": 2, "k": 16, "seed": 3}
     async with running_app(FakeEngine(), max_group_size=3) as client:
         full = (await client.post("/v1/rerank", json=body)).json()

@@ -9,7 +9,8 @@ adaptive rule on the same seeds.
 
 Invariants:
 * ``rank``: every pair of responses keeps its relation (above, tied, below by mean vote, unvoted
-  last), so the order is the full k's; a rerank keeps its ``top_n`` set (or its whole order);
+  last), so the order is the full k's; a rerank returns the ``top_n`` best, in order, that full k
+  returns (or its whole order);
 * every sample an adaptive item drew is one the full k drew (same order shown, same text): stopping
   keeps a prefix of the same samples;
 * ``rank`` stops as soon as the textbook condition allows, for one group without a meta RM: at
@@ -260,14 +261,11 @@ async def _rerank(grm: Scorer, case: dict, options: AdaptiveOptions) -> list[int
 
 @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=reranks())
-def test_rank_keeps_a_reranks_top_n_set_or_whole_order(case: dict) -> None:
+def test_rank_keeps_a_reranks_top_n_in_order_or_its_whole_order(case: dict) -> None:
     grm, _ = scorer(case["max_group_size"], case["meta"])
     full, full_results = asyncio.run(_rerank(grm, case, AdaptiveOptions()))
     fast, fast_results = asyncio.run(_rerank(grm, case, AdaptiveOptions("rank", k_min=case["k_min"])))
-    if case["top_n"] is None:
-        assert fast == full
-    else:
-        assert set(fast) == set(full)
+    assert fast == full  # the top_n best in their order (all of them without top_n), as full k returns them
     for f, a in zip(full_results, fast_results, strict=True):
         assert not drawn(a) - drawn(f)
     event(f"saved={any(r.k_used < case['k'] for r in fast_results)}")
@@ -304,3 +302,13 @@ def test_a_clear_vote_stops_early_with_and_without_a_meta_rm() -> None:
         single = dataclasses.replace(spec_of(case, case["responses"][:1], AdaptiveOptions("rank", k_min=2)))
         alone = asyncio.run(grm.score(single))
         assert (alone.k_used, alone.stop_reason) == (2, "rank")  # one response: its order is trivially final
+
+
+def test_stderr_with_too_few_meta_rm_votes_for_a_standard_error_draws_k_in_one_round() -> None:
+    """k_meta 2 of k=16 keeps two votes only at full k: stderr cannot stop early, so it does not try."""
+    case = {"k": 16, "seed": 1, "responses": (response_text(0, 6, 0, 0), response_text(1, 2, 0, 0))}
+    grm, _ = scorer(4, meta=True)
+    for k_meta, expected in ((2, (16, "k", 1)), (8, (4, "stderr", 1))):
+        spec = dataclasses.replace(spec_of(case, case["responses"], AdaptiveOptions("stderr", k_min=2)), k_meta=k_meta)
+        result = asyncio.run(grm.score(spec))
+        assert (result.k_used, result.stop_reason, result.rounds) == expected

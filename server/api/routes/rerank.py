@@ -44,7 +44,7 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
     spec = app.validator.resolve(body.item((Message("user", body.query),), tuple(documents)))
     groups = plan_groups(len(documents), service.max_group_size, anchor=body.anchor)
     specs = [dataclasses.replace(spec, responses=tuple(documents[i] for i in g)) for g in groups]
-    # Adaptive k decides over all groups at once: the top_n set (or the whole order) must be final.
+    # Adaptive k decides over all groups at once: the top_n in order (or the whole order) must be final.
     linked = Linked(tuple(tuple(g) for g in groups), len(documents), anchored(groups), body.top_n)
     results = await service.score(await call_context(request, app.grm), specs, linked=linked)
     ranked = rank(groups, results, len(documents))[: body.top_n]
