@@ -43,6 +43,25 @@ def post_scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict:
     }
 
 
+def start_call(app, path: str, body: bytes) -> tuple[asyncio.Task, asyncio.Event]:
+    """POST ``body`` to ``path`` over raw ASGI (inside the app's lifespan); setting the returned event
+    makes the client hang up. Returns the running call and that event."""
+    gone = asyncio.Event()
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        pass
+
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return asyncio.create_task(app(post_scope(path, headers), receive, send)), gone
+
+
 def item(seed: int, **changes: object) -> dict:
     """``ITEM`` with another seed (a distinct request body, so it is not deduplicated) and changes."""
     return {**ITEM, "seed": seed, **changes}

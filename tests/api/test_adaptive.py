@@ -11,7 +11,7 @@ import pytest
 from server.app import build_app
 from server.config import Settings
 from server.engines.fake import FakeEngine
-from tests.api.conftest import post_scope, running_app, wait_until
+from tests.api.conftest import running_app, start_call, wait_until
 
 CLEAR = {"query": "Explain tides.", "responses": ["The Moon's gravity pulls the oceans into two bulges.", "No."]}
 TIED = {"query": "Pick one.", "responses": ["aaaa", "bbbb"]}  # the length judge votes them equal: never decided
@@ -135,23 +135,9 @@ async def test_a_deadline_in_the_second_round_answers_504_and_aborts_the_round()
 async def test_a_client_that_hangs_up_mid_round_leaves_no_engine_work():
     engine = FakeEngine(delay=0.2)
     app = build_app(Settings(engine="fake", idempotency_linger_s=0, group_window_s=0), engine=engine)
-    body = json.dumps({**TIED, "k": 8, "adaptive": "rank"}).encode()
-    gone = asyncio.Event()
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive():
-        if messages:
-            return messages.pop(0)
-        await gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        pass
-
-    scope = post_scope("/v1/score", [(b"content-type", b"application/json")])
     async with app.router.lifespan_context(app):
         await app.state.grm.wait_ready(timeout=10)
-        call = asyncio.create_task(app(scope, receive, send))
+        call, gone = start_call(app, "/v1/score", json.dumps({**TIED, "k": 8, "adaptive": "rank"}).encode())
         await wait_until(lambda: any(q.request_id.endswith("-r2") for q in engine.requests), what="round 2")
         gone.set()
         await asyncio.wait_for(call, timeout=5)

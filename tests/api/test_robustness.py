@@ -6,7 +6,7 @@ import json
 from server.app import build_app
 from server.config import Settings
 from server.engines.fake import FakeEngine
-from tests.api.conftest import ITEM, item, post_scope, running_app, wait_until
+from tests.api.conftest import ITEM, item, running_app, start_call, wait_until
 from tests.api.test_errors import assert_error
 
 
@@ -80,26 +80,9 @@ async def test_a_client_that_disconnects_leaves_no_engine_work_running():
     engine = FakeEngine(delay=30)
     # No linger: the job of a request nobody waits for is aborted at once (see test_dedup.py for retries).
     app = build_app(Settings(engine="fake", idempotency_linger_s=0), engine=engine)
-    body = json.dumps(ITEM).encode()
-    gone = asyncio.Event()
-    sent: list[dict] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive():
-        if messages:
-            return messages.pop(0)
-        await gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = post_scope(
-        "/v1/score", [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    )
     async with app.router.lifespan_context(app):
         await app.state.grm.wait_ready(timeout=10)
-        call = asyncio.create_task(app(scope, receive, send))
+        call, gone = start_call(app, "/v1/score", json.dumps(ITEM).encode())
         await wait_until(lambda: len(engine.running) == 2, what="both response orders to generate")
         gone.set()  # the client hangs up
         await asyncio.wait_for(call, timeout=5)
