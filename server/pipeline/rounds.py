@@ -23,7 +23,6 @@ from collections.abc import Sequence
 
 from meta_rm.base import Trajectory
 from meta_rm.selection import default_k_meta
-from server.engines.base import GenerationRequest
 from server.pipeline.adaptive import (
     AdaptiveOptions,
     StopReason,
@@ -46,13 +45,13 @@ from server.pipeline.sampling import (
     Rater,
     ScoreSpec,
     generate_planned,
+    plan_request,
     to_sample,
     trajectory_of,
     vote_groups,
 )
 from server.pipeline.shuffling import (
     Permutation,
-    apply_permutation,
     balanced_permutations,
     group_permutations,
     split_groups,
@@ -180,27 +179,15 @@ class _GroupRun:
     def next_requests(self, round_no: int) -> list[Planned]:
         """The engine requests for samples ``drawn .. target``: one per distinct order, ``n`` its count,
         seeded to continue the order's samples where the previous rounds left them."""
-        spec, texts = self.spec, [self.spec.responses[i] for i in self.members]
         before = self.perms[: self.drawn]
         planned = []
         for perm, count in group_permutations(self.perms[self.drawn : self.target]):
-            j = self.orders.index(perm)
-            request = GenerationRequest(
-                request_id=f"{self.request_id}-p{j}-r{round_no}",
-                prompt=self.template.render(
-                    spec.messages, apply_permutation(texts, perm), spec.principles, spec.reference
-                ),
-                n=count,
-                temperature=spec.temperature,
-                top_p=spec.top_p,
-                max_tokens=self.guidance.max_tokens if self.guidance else spec.max_tokens,
-                seed=None if self.seeds is None else self.seeds[j] + before.count(perm),
-                guide_regex=self.guidance.regex if self.guidance else None,
-                tenant=spec.tenant,
-            )
-            continue_cut = bool(self.guidance and self.guidance.continue_cut)
-            planned.append(Planned(self.group, self.members, perm, request, continue_cut))
-            self._starts[request.request_id] = (j, before.count(perm))
+            j, first = self.orders.index(perm), before.count(perm)
+            request_id = f"{self.request_id}-p{j}-r{round_no}"
+            seed = None if self.seeds is None else self.seeds[j] + first
+            planned.append(plan_request(self.template, self.spec, self.group, self.members, perm, self.guidance,
+                                        request_id=request_id, n=count, seed=seed))  # fmt: skip
+            self._starts[request_id] = (j, first)
         return planned
 
     def add(self, planned: Planned, generated: Generated) -> list[tuple[_GroupRun, int]]:

@@ -20,8 +20,9 @@ from server.engines.base import Completion, GenerationRequest, GenerationResult
 from server.pipeline.adaptive import AdaptiveOptions
 from server.pipeline.aggregation import vote
 from server.pipeline.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
-from server.pipeline.parsing import ParseError, continuation, continuation_reserve, parse_sample
-from server.pipeline.shuffling import Permutation, unpermute_scores
+from server.pipeline.parsing import GuidancePlan, ParseError, continuation, continuation_reserve, parse_sample
+from server.pipeline.prompts import Template
+from server.pipeline.shuffling import Permutation, apply_permutation, unpermute_scores
 
 SEED_BITS = 31
 NOT_ADAPTIVE = AdaptiveOptions()
@@ -74,6 +75,35 @@ class Generated:
     completions: list[Completion]
     continued: list[bool]  # per completion: whether a continuation completed it
     prompt_tokens: int  # the request's prompt plus every continuation's (mostly prefix-cached) prompt
+
+
+def plan_request(
+    template: Template,
+    spec: ScoreSpec,
+    group: int,
+    members: Sequence[int],
+    perm: Permutation,
+    guidance: GuidancePlan | None,
+    *,
+    request_id: str,
+    n: int,
+    seed: int | None,
+) -> Planned:
+    """One engine request: ``n`` samples of the group ``members`` shown in order ``perm``, under the
+    item's sampling choices and, when given, format guidance."""
+    texts = apply_permutation([spec.responses[i] for i in members], perm)
+    request = GenerationRequest(
+        request_id=request_id,
+        prompt=template.render(spec.messages, texts, spec.principles, spec.reference),
+        n=n,
+        temperature=spec.temperature,
+        top_p=spec.top_p,
+        max_tokens=guidance.max_tokens if guidance else spec.max_tokens,
+        seed=seed,
+        guide_regex=guidance.regex if guidance else None,
+        tenant=spec.tenant,
+    )
+    return Planned(group, tuple(members), perm, request, bool(guidance and guidance.continue_cut))
 
 
 Generate = Callable[[GenerationRequest], Coroutine[object, object, GenerationResult]]

@@ -31,7 +31,6 @@ import uuid
 from collections.abc import Sequence
 
 from meta_rm.selection import default_k_meta, select_top_k
-from server.engines.base import GenerationRequest
 from server.pipeline.domain import ItemResult, Sample, SampleStatus
 from server.pipeline.parsing import plan_guidance
 from server.pipeline.prompts import Template
@@ -46,11 +45,12 @@ from server.pipeline.sampling import (
     ScoreSpec,
     generate_planned,
     groups_of,
+    plan_request,
     samples_of,
     trajectory_of,
     vote_groups,
 )
-from server.pipeline.shuffling import apply_permutation, balanced_permutations, group_permutations, split_groups
+from server.pipeline.shuffling import balanced_permutations, group_permutations, split_groups
 
 # Names other modules import from here, where the scorer used to hold them.
 __all__ = ["Generate", "Generated", "Linked", "Planned", "Rater", "ScoreSpec", "Scorer", "generate_planned"]
@@ -90,24 +90,12 @@ class Scorer:
         rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
         planned = []
         for g, members in enumerate(split_groups(len(spec.responses), self.max_group_size)):
-            texts = [spec.responses[i] for i in members]
             perms = balanced_permutations(len(members), spec.k, rng)
             guidance = plan_guidance(len(members), spec.max_tokens) if self.format_guidance else None
             for j, (perm, count) in enumerate(group_permutations(perms)):
-                request = GenerationRequest(
-                    request_id=f"{request_id}-g{g}-p{j}",
-                    prompt=self.template.render(
-                        spec.messages, apply_permutation(texts, perm), spec.principles, spec.reference
-                    ),
-                    n=count,
-                    temperature=spec.temperature,
-                    top_p=spec.top_p,
-                    max_tokens=guidance.max_tokens if guidance else spec.max_tokens,
-                    seed=rng.getrandbits(SEED_BITS) if spec.seed is not None else None,
-                    guide_regex=guidance.regex if guidance else None,
-                    tenant=spec.tenant,
-                )
-                planned.append(Planned(g, tuple(members), perm, request, bool(guidance and guidance.continue_cut)))
+                seed = rng.getrandbits(SEED_BITS) if spec.seed is not None else None
+                planned.append(plan_request(self.template, spec, g, members, perm, guidance,
+                                            request_id=f"{request_id}-g{g}-p{j}", n=count, seed=seed))  # fmt: skip
         return planned
 
     async def score(self, spec: ScoreSpec, request_id: str | None = None) -> ItemResult:
