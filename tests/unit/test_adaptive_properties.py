@@ -312,3 +312,20 @@ def test_stderr_with_too_few_meta_rm_votes_for_a_standard_error_draws_k_in_one_r
         spec = dataclasses.replace(spec_of(case, case["responses"], AdaptiveOptions("stderr", k_min=2)), k_meta=k_meta)
         result = asyncio.run(grm.score(spec))
         assert (result.k_used, result.stop_reason, result.rounds) == expected
+
+
+def test_rounds_halve_what_is_left_so_an_undecided_item_takes_about_log2_k_rounds() -> None:
+    def schedule(rule: str, size: int, k: int) -> list[int]:
+        drawn = first_round(AdaptiveOptions(rule), size, k, None)  # type: ignore[arg-type]
+        rounds = [drawn]
+        while drawn < k:
+            drawn = next_round(drawn, size, k)
+            rounds.append(drawn)
+        return rounds
+
+    assert schedule("stderr", 2, 8) == [4, 6, 8]
+    assert schedule("rank", 2, 8) == [6, 8]
+    assert schedule("stderr", 2, 16) == [4, 10, 14, 16]
+    assert schedule("rank", 2, 32) == [18, 26, 30, 32]
+    assert schedule("stderr", 1, 16) == [4, 10, 13, 15, 16]  # a lone response: at least two samples a round
+    assert schedule("stderr", 3, 8) == [6, 8]  # whole rotations of three
