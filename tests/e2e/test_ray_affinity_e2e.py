@@ -9,73 +9,39 @@ retry after a client timeout attaches to the job already running, and what a rep
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.ray_affinity import CHATML, burst, one_row
-from tests.deploy.conftest import DEPLOY
-from tests.launcher import free_port
+from tests.e2e.conftest import RayCluster, ray_serve_app
 
 pytestmark = pytest.mark.e2e
 
-RAY_APP = DEPLOY / "ray"
 REPLICAS = 8
 DELAY_S = 1.0
 
 
-@dataclass(frozen=True)
-class RayApp:
-    url: str
-    metrics_url: str
-
-
 @pytest.fixture(scope="module")
-def ray_app() -> Iterator[RayApp]:
-    import ray
-    from ray import serve
-
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(RAY_APP), os.environ.get("PYTHONPATH", "")])
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    sys.path.insert(0, str(RAY_APP))
-    import grm_ray_app
-
-    metrics_port = free_port()
+def ray_app() -> Iterator[RayCluster]:
+    # A 250 ms grouping window (50 ms by default): 8 replicas, Ray's proxy and the front share this
+    # machine's 2 cores, and under a CI run's load a prompt's rows reach their replica further apart
+    # than 50 ms. The test is about where rows go; the window only keeps CPU jitter out of it.
+    args = {
+        "replicas": str(REPLICAS),
+        "engine": "fake",
+        "k": "2",
+        "group_window_s": "0.25",
+        "extra_engine_args": {"delay": DELAY_S},
+    }
     # Logical CPUs: the fake engines need no cores of their own.
-    ray.init(
-        num_cpus=REPLICAS + 2,
-        include_dashboard=False,
-        object_store_memory=200 * 1024**2,
-        log_to_driver=False,
-        _metrics_export_port=metrics_port,
-    )
-    port = free_port()
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        # A 250 ms grouping window (50 ms by default): 8 replicas, Ray's proxy and the front share this
-        # machine's 2 cores, and under a CI run's load a prompt's rows reach their replica further apart
-        # than 50 ms. The test is about where rows go; the window only keeps CPU jitter out of it.
-        args = {
-            "replicas": str(REPLICAS),
-            "engine": "fake",
-            "k": "2",
-            "group_window_s": "0.25",
-            "extra_engine_args": {"delay": DELAY_S},
-        }
-        serve.run(grm_ray_app.build(args), name="grm", route_prefix="/")
-        yield RayApp(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics")
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-        sys.path.remove(str(RAY_APP))
+    with ray_serve_app(args, num_cpus=REPLICAS + 2) as cluster:
+        yield cluster
 
 
 def ray_counter(metrics_url: str, name: str, **only: tuple[str, ...]) -> float:

@@ -4,64 +4,29 @@ default, requests through Ray's HTTP proxy, and both replicas serving some of th
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.deploy.conftest import DEPLOY
-from tests.launcher import free_port
+from tests.e2e.conftest import RayCluster, ray_serve_app
 
 pytestmark = pytest.mark.e2e
 
-RAY_APP = DEPLOY / "ray"
 ITEM = {"query": "Name a primary colour.", "responses": ["Red.", "Purple."], "k": 1, "max_tokens": 64}
-
-
-@dataclass(frozen=True)
-class RayCluster:
-    url: str  # Ray's HTTP proxy
-    metrics_url: str  # the node's metrics agent, what Prometheus scrapes on a Ray cluster
 
 
 @pytest.fixture(scope="module")
 def ray_serve() -> Iterator[RayCluster]:
-    ray = pytest.importorskip("ray", reason="ray[serve] is part of the dev extra")
-    from ray import serve
-
-    # The local cluster's raylet (and so every replica) inherits this process's environment.
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(RAY_APP), os.environ.get("PYTHONPATH", "")])
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    sys.path.insert(0, str(RAY_APP))
-    import grm_ray_app
-
-    metrics_port = free_port()
-    ray.init(
-        num_cpus=4,
-        include_dashboard=False,
-        object_store_memory=200 * 1024**2,
-        log_to_driver=False,
-        _metrics_export_port=metrics_port,
-    )
-    port = free_port()
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        # Two engines share this machine's cores: no OpenMP pinning, a small KV cache each.
-        # Pinned to the real engine on the embedded model, whatever GRM_* the environment holds.
-        env = "VLLM_CPU_OMP_THREADS_BIND=nobind,VLLM_CPU_KVCACHE_SPACE=1"
-        app = grm_ray_app.build({"replicas": "2", "env": env, "engine": "vllm", "model": "embedded"})
-        serve.run(app, name="grm", route_prefix="/")  # returns once both replicas' engines are ready
-        yield RayCluster(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics")
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-        sys.path.remove(str(RAY_APP))
+    pytest.importorskip("ray", reason="ray[serve] is part of the dev extra")
+    # Two engines share this machine's cores: no OpenMP pinning, a small KV cache each.
+    # Pinned to the real engine on the embedded model, whatever GRM_* the environment holds.
+    env = "VLLM_CPU_OMP_THREADS_BIND=nobind,VLLM_CPU_KVCACHE_SPACE=1"
+    with ray_serve_app({"replicas": "2", "env": env, "engine": "vllm", "model": "embedded"}, num_cpus=4) as cluster:
+        yield cluster
 
 
 def scored_ok_per_replica(metrics_url: str) -> dict[str, float]:
