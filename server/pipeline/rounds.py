@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import time
 from collections.abc import Sequence
 
@@ -37,24 +36,22 @@ from server.pipeline.domain import ItemResult, Sample, SampleStatus
 from server.pipeline.parsing import plan_guidance
 from server.pipeline.prompts import Template
 from server.pipeline.sampling import (
-    SEED_BITS,
     Generate,
     Generated,
+    GroupOrders,
     Linked,
     Planned,
     Rater,
     ScoreSpec,
     generate_planned,
+    group_orders,
     plan_request,
     to_sample,
     trajectory_of,
     vote_groups,
 )
 from server.pipeline.shuffling import (
-    Permutation,
-    balanced_permutations,
     group_permutations,
-    split_groups,
 )
 
 
@@ -129,19 +126,16 @@ def _runs(
     max_group_size: int,
     rated: bool,
 ) -> list[_GroupRun]:
-    """One run per GRM group of ``spec``, with the orders and seeds the plain plan would give it
-    (the same draws from the same seeded generator)."""
-    rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
+    """One run per GRM group of ``spec``, with the orders and seeds the plain plan gives it
+    (:func:`~server.pipeline.sampling.group_orders`)."""
     prefix = request_id if linked is None else f"{request_id}-i{item}"
     k_meta = (spec.k_meta if spec.k_meta is not None else default_k_meta(spec.k)) if rated else None
     runs = []
-    for g, members in enumerate(split_groups(len(spec.responses), max_group_size)):
-        perms = balanced_permutations(len(members), spec.k, rng)
-        orders = [perm for perm, _ in group_permutations(perms)]
-        seeds = [rng.getrandbits(SEED_BITS) for _ in orders] if spec.seed is not None else None
-        documents = tuple(members) if linked is None else tuple(linked.documents[item][c] for c in members)
-        runs.append(_GroupRun(template, format_guidance, spec, item, g, tuple(members), documents, perms, orders,
-                              seeds, k_meta, f"{prefix}-g{g}"))  # fmt: skip
+    for group in group_orders(spec, max_group_size):
+        members = group.members
+        documents = members if linked is None else tuple(linked.documents[item][c] for c in members)
+        runs.append(_GroupRun(template, format_guidance, spec, item, group, documents, k_meta,
+                              f"{prefix}-g{group.group}"))  # fmt: skip
     return runs
 
 
@@ -154,19 +148,16 @@ class _GroupRun:
         format_guidance: bool,
         spec: ScoreSpec,
         item: int,
-        group: int,
-        members: tuple[int, ...],
+        group: GroupOrders,
         documents: tuple[int, ...],
-        perms: list[Permutation],
-        orders: list[Permutation],
-        seeds: list[int] | None,
         k_meta: int | None,
         request_id: str,
     ) -> None:
-        self.template, self.spec, self.item, self.group = template, spec, item, group
-        self.members, self.documents, self.perms, self.orders, self.seeds = members, documents, perms, orders, seeds
+        self.template, self.spec, self.item, self.group = template, spec, item, group.group
+        self.members, self.documents, self.perms, self.seeds = group.members, documents, group.perms, group.seeds
+        self.orders = [perm for perm, _ in group.orders]
         self.k_meta, self.request_id = k_meta, request_id
-        self.size = len(members)
+        self.size = len(self.members)
         self.drawn = 0
         self.target = 0
         self.samples: list[Sample] = []  # in the order drawn

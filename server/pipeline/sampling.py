@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,7 +23,14 @@ from server.pipeline.aggregation import vote
 from server.pipeline.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
 from server.pipeline.parsing import GuidancePlan, ParseError, continuation, continuation_reserve, parse_sample
 from server.pipeline.prompts import Template
-from server.pipeline.shuffling import Permutation, apply_permutation, unpermute_scores
+from server.pipeline.shuffling import (
+    Permutation,
+    apply_permutation,
+    balanced_permutations,
+    group_permutations,
+    split_groups,
+    unpermute_scores,
+)
 
 SEED_BITS = 31
 NOT_ADAPTIVE = AdaptiveOptions()
@@ -75,6 +83,31 @@ class Generated:
     completions: list[Completion]
     continued: list[bool]  # per completion: whether a continuation completed it
     prompt_tokens: int  # the request's prompt plus every continuation's (mostly prefix-cached) prompt
+
+
+@dataclass(frozen=True)
+class GroupOrders:
+    """One GRM group of an item and the response orders its k samples see (:func:`group_orders`)."""
+
+    group: int
+    members: tuple[int, ...]  # caller indices of the group's responses
+    perms: list[Permutation]  # the k orders, in draw order (whole rotations)
+    orders: list[tuple[Permutation, int]]  # the distinct orders and their counts, first seen first
+    seeds: list[int] | None  # per distinct order, its engine request's seed (None without a spec seed)
+
+
+def group_orders(spec: ScoreSpec, max_group_size: int) -> list[GroupOrders]:
+    """Every group of ``spec`` with its balanced orders and per-order seeds, drawn from one generator
+    seeded by ``spec.seed``: what the plain plan sends at once and adaptive rounds send in parts, so
+    both ask for the same samples."""
+    rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
+    out = []
+    for g, members in enumerate(split_groups(len(spec.responses), max_group_size)):
+        perms = balanced_permutations(len(members), spec.k, rng)
+        orders = group_permutations(perms)
+        seeds = [rng.getrandbits(SEED_BITS) for _ in orders] if spec.seed is not None else None
+        out.append(GroupOrders(g, tuple(members), perms, orders, seeds))
+    return out
 
 
 def plan_request(

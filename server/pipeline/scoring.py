@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import random
 import time
 import uuid
 from collections.abc import Sequence
@@ -36,7 +35,6 @@ from server.pipeline.parsing import plan_guidance
 from server.pipeline.prompts import Template
 from server.pipeline.rounds import score_in_rounds
 from server.pipeline.sampling import (
-    SEED_BITS,
     Generate,
     Generated,
     Linked,
@@ -44,13 +42,13 @@ from server.pipeline.sampling import (
     Rater,
     ScoreSpec,
     generate_planned,
+    group_orders,
     groups_of,
     plan_request,
     samples_of,
     trajectory_of,
     vote_groups,
 )
-from server.pipeline.shuffling import balanced_permutations, group_permutations, split_groups
 
 # Names other modules import from here, where the scorer used to hold them.
 __all__ = ["Generate", "Generated", "Linked", "Planned", "Rater", "ScoreSpec", "Scorer", "generate_planned"]
@@ -87,13 +85,12 @@ class Scorer:
 
     def plan(self, spec: ScoreSpec, request_id: str) -> list[Planned]:
         """The engine requests for one item (pure apart from the seeded RNG)."""
-        rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
         planned = []
-        for g, members in enumerate(split_groups(len(spec.responses), self.max_group_size)):
-            perms = balanced_permutations(len(members), spec.k, rng)
+        for group in group_orders(spec, self.max_group_size):
+            g, members = group.group, group.members
             guidance = plan_guidance(len(members), spec.max_tokens) if self.format_guidance else None
-            for j, (perm, count) in enumerate(group_permutations(perms)):
-                seed = rng.getrandbits(SEED_BITS) if spec.seed is not None else None
+            for j, (perm, count) in enumerate(group.orders):
+                seed = group.seeds[j] if group.seeds is not None else None
                 planned.append(plan_request(self.template, spec, g, members, perm, guidance,
                                             request_id=f"{request_id}-g{g}-p{j}", n=count, seed=seed))  # fmt: skip
         return planned
