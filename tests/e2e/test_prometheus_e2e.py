@@ -49,6 +49,8 @@ def prometheus(grm_server: RunningServer, tmp_path_factory: pytest.TempPathFacto
     )
     url = f"http://127.0.0.1:{port}"
     try:
+        # Prometheus answers 503 "Service Unavailable" (plain text) until its storage is open.
+        wait_for(lambda: httpx.get(f"{url}/-/ready", timeout=5).status_code == 200, "Prometheus to be ready", 60)
         wait_for(lambda: query(url, 'up{job="grm-serve"}') == [1.0], "Prometheus to scrape the server", 60)
         yield url
     finally:
@@ -59,8 +61,9 @@ def prometheus(grm_server: RunningServer, tmp_path_factory: pytest.TempPathFacto
 
 def query(prometheus: str, expr: str) -> list[float]:
     r = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
+    assert r.status_code == 200, f"{expr}: HTTP {r.status_code} {r.text[:200]}"
     body = r.json()
-    assert r.status_code == 200 and body["status"] == "success", f"{expr}: {body}"
+    assert body["status"] == "success", f"{expr}: {body}"
     return [float(x["value"][1]) for x in body["data"]["result"]]
 
 
