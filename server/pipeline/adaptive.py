@@ -33,6 +33,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Literal
 
+from meta_rm.selection import select_top_k
+
 StopRule = Literal["off", "rank", "stderr"]
 STOP_RULES: tuple[StopRule, ...] = ("off", "rank", "stderr")
 # Why an item stopped: "off" (not adaptive, k drawn), the rule that decided early, or "k" (the whole
@@ -79,11 +81,10 @@ class Tally:
 
     def kept(self) -> list[int]:
         """Indices (into ``votes``) of the samples that vote now: all of them without a meta RM, else
-        the best-rated :func:`kept_count` (ties keep the earlier sample, as at full k)."""
+        the best-rated :func:`kept_count`, chosen as at full k (:func:`~meta_rm.selection.select_top_k`)."""
         if self.k_meta is None or self.ratings is None:
             return list(range(len(self.votes)))
-        order = _by_rating(self.ratings)
-        return sorted(order[: kept_count(self.drawn, self.k, self.k_meta)])
+        return select_top_k([True] * len(self.votes), self.ratings, kept_count(self.drawn, self.k, self.k_meta))
 
     def sums(self, indices: Sequence[int]) -> tuple[int, ...]:
         return tuple(sum(self.votes[i][j] for i in indices) for j in range(self.size))
