@@ -46,7 +46,7 @@ from server.pipeline.sampling import (
     generate_planned,
     group_orders,
     plan_request,
-    to_sample,
+    samples_of,
     trajectory_of,
     vote_groups,
 )
@@ -183,12 +183,12 @@ class _GroupRun:
 
     def add(self, planned: Planned, generated: Generated) -> list[tuple[_GroupRun, int]]:
         """Keep a request's samples; returns the new parsed ones (for the meta RM to rate)."""
-        self.prompt_tokens += generated.prompt_tokens
+        samples, prompt_tokens, generation_tokens = samples_of([planned], [generated])
+        self.prompt_tokens += prompt_tokens
+        self.generation_tokens += generation_tokens
         order, first = self._starts.pop(planned.request.request_id)
         fresh = []
-        for i, (c, continued) in enumerate(zip(generated.completions, generated.continued, strict=True)):
-            self.generation_tokens += c.num_tokens
-            sample = to_sample(planned, c, continued)
+        for i, sample in enumerate(samples):
             if sample.status is SampleStatus.PARSED:
                 fresh.append((self, len(self.samples)))
             self.samples.append(sample)
