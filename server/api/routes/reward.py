@@ -23,9 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.api.context import call_context
 from server.api.protocol import SCORING_ERRORS, ChatMessage
-from server.pipeline.aggregation import to_reward
 from server.pipeline.domain import Message
-from server.serving.trainer_rows import is_adaptive, rollout_item
+from server.serving.trainer_rows import rollout_item, row_rewards
 
 router = APIRouter(tags=["compat"])
 
@@ -58,12 +57,12 @@ async def reward(body: RewardRequest, request: Request) -> RewardResponse:
     use_labels = settings.openrlhf_labels == "reference"
     spec = app.validator.resolve(rollout_item(app.markup, prompt, body.response, body.label, use_labels=use_labels))
     (result,) = await app.service.score(await call_context(request, app.grm), [spec], groupable=True)
-    (scored,) = result.responses
-    value, unit = to_reward(scored, settings.openrlhf_reward, normalized=is_adaptive(result)), to_reward(scored, "unit")
+    out = row_rewards([[0]], [result], settings.openrlhf_reward)
+    unit = row_rewards([[0]], [result], "unit")
     return RewardResponse(
-        reward=0.0 if value is None else value,
-        score=0.0 if unit is None else unit,
-        unscored=value is None,
-        group_size=result.group_sizes[0],
-        k_used=result.k_used,
+        reward=out.rewards[0],
+        score=unit.rewards[0],
+        unscored=out.unscored[0],
+        group_size=out.group_sizes[0],
+        k_used=out.k_used[0],
     )
