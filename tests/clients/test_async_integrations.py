@@ -315,6 +315,8 @@ def test_reference_answers_from_dataset_values():
     for bad in (True, np.bool_(False), [1], {"a": 1}):
         with pytest.raises(ValueError, match="must be a string or a number"):
             _common.as_reference(bad)
+    with pytest.raises(ValueError, match="must be a finite number"):
+        _common.as_reference(-math.inf)
 
 
 def test_calls_that_can_share_a_grm_prompt_carry_one_affinity_header_for_load_balancers():

@@ -61,6 +61,14 @@ def test_score_items_key_by_conversation_and_options_and_slime_by_prompt_and_lab
     assert key(routing, "/v1/reward", slime) != key(routing, "/v1/reward", {**slime, "label": "5"})
 
 
+def test_labels_key_by_the_servers_label_rule(routing):
+    slime = {"prompt": CHATML.format(q="2+2?"), "response": "4"}
+    as_python_writes = lambda label: json.dumps({**slime, "label": label}).encode()  # noqa: E731 (NaN as a bare token)
+    three = {routing.routing_key("POST", "/v1/reward", {}, "", as_python_writes(v)) for v in (3, 3.0, "3")}
+    none = {routing.routing_key("POST", "/v1/reward", {}, "", as_python_writes(v)) for v in (None, float("nan"), " ")}
+    assert len(three) == 1 and len(none) == 1 and three != none
+
+
 def test_retries_share_a_key_and_unroutable_calls_have_none(routing):
     rerank = {"query": "q", "documents": ["a", "b"]}
     assert key(routing, "/v2/rerank", rerank) == key(routing, "/v2/rerank", dict(rerank))

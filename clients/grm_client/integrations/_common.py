@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
-import numbers
 import os
 import threading
 from collections.abc import Sequence
@@ -14,6 +12,7 @@ from grm_client._async_client import AsyncGRMClient
 from grm_client._base import build_item
 from grm_client._client import GRMClient
 from grm_client._models import RewardMode, ScoreResult
+from grm_client.labels import reference_of_label
 
 Prompt = str | list[dict[str, Any]]
 
@@ -30,36 +29,14 @@ def group_by_prompt(prompts: Sequence[Any], references: Sequence[str | None] | N
 
 
 def as_reference(value: Any) -> str | None:
-    """A reference answer from a dataset value: text or a number; None, blank or NaN for none.
-
-    Numbers include numpy's scalars; a float that holds an integer is written as one (``3.0`` is
-    ``"3"``: pandas stores an integer column with a gap as floats), and NaN is pandas' missing value.
+    """A reference answer from a dataset value, by the rule the server reads labels with
+    (:func:`grm_client.labels.reference_of_label`): None, blank or NaN for none, ``3.0`` as ``"3"``.
 
     Raises:
-        ValueError: for other types (a list or dict is no single answer; a bool is no answer).
+        ValueError: for other types (a list or dict is no single answer; a bool is no answer), or an
+            infinite number.
     """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value if value.strip() else None
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np_bool()):
-        return str(int(value))
-    if isinstance(value, numbers.Real) and not isinstance(value, bool | np_bool()):
-        number = float(value)
-        if math.isnan(number):
-            return None
-        return str(int(number)) if number.is_integer() else repr(number)
-    raise ValueError(f"a reference answer must be a string or a number, got {type(value).__name__}: {value!r}")
-
-
-def np_bool() -> type:
-    """numpy's bool type, or bool when numpy is not installed (grm-client does not depend on it)."""
-    try:
-        import numpy
-
-        return numpy.bool_  # type: ignore[no-any-return]
-    except ImportError:
-        return bool
+    return reference_of_label(value)
 
 
 def as_query(prompt: Prompt) -> str | list[dict[str, str]]:
