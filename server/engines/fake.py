@@ -158,6 +158,8 @@ class FakeEngine:
             raise PromptTooLongError(
                 f"prompt of {len(request.prompt)} tokens exceeds the context of {self.max_model_len}"
             )
+        if request.request_id in self.running:  # as vLLM's engine refuses a request id it is running
+            raise ValueError(f"Request id {request.request_id} already running.")
         self.requests.append(request)
         self.requests_total += 1
         self.running.add(request.request_id)

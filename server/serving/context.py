@@ -32,7 +32,8 @@ class CallContext:
         fingerprint: a digest of the call's body; a key reused with another fingerprint is refused.
         tenant: the caller's scope (a digest of its API key, "" without keys): grouping never mixes
             tenants, and the work gate serves them fairly.
-        request_id: the base of the call's engine request ids (and the id in the logs).
+        request_id: the call's id in the logs (the caller's ``X-Request-ID`` when safe); engine request
+            ids are the server's own, unique per engine request.
         disconnected: completes when the client hangs up (default: never), which cancels the call.
     """
 

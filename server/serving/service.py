@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import uuid
 from collections.abc import Sequence
 
 from server.pipeline.domain import ItemResult
@@ -128,15 +129,20 @@ class ScoringService:
         specs = [dataclasses.replace(spec, tenant=call.tenant) for spec in specs]
 
         async def job() -> list[ItemResult]:
+            # Engine request ids are the server's own, unique per job: callers reuse their X-Request-ID
+            # (a whole training step under one id, a retry with a new body), and the engine aborts or
+            # refuses requests by id. The caller's id stays in the logs, with this one beside it.
+            engine_id = uuid.uuid4().hex
+            log.debug("engine requests of this call: %s-*", engine_id)
             work = sum(self.work_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
             with state.admission.admit(call.tenant, work, call.deadline_s):
                 try:
                     if linked is not None:
-                        results = await self._score_linked(specs, linked, call.request_id)
+                        results = await self._score_linked(specs, linked, engine_id)
                     else:
                         async with asyncio.TaskGroup() as tg:
                             tasks = [
-                                tg.create_task(self._score_item(spec, flag, f"{call.request_id}-i{i}"))
+                                tg.create_task(self._score_item(spec, flag, f"{engine_id}-i{i}"))
                                 for i, (spec, flag) in enumerate(zip(specs, flags, strict=True))
                             ]
                         results = [t.result() for t in tasks]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -46,7 +47,8 @@ async def test_a_validated_item_is_scored_without_http():
         (result,) = await service.score(call(), [spec])
     assert [r.votes for r in result.responses] == [4, 4]
     assert result.responses[0].mean_score > result.responses[1].mean_score  # the fake judge prefers length
-    assert engine.requests and all(r.request_id.startswith("r-i0-") for r in engine.requests)
+    # Engine request ids are the server's own (the caller's id "r" is for logs): item 0's, unique per call.
+    assert engine.requests and all(re.fullmatch(r"[0-9a-f]{32}-i0-g0-p\d+", r.request_id) for r in engine.requests)
 
 
 async def test_validation_is_apart_from_execution():
