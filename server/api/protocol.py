@@ -22,7 +22,7 @@ class GRMOptions(BaseModel):
     """grm-serve's scoring options, shared by ``/v1/score`` items and the rerank routes (server
     defaults when unset); :meth:`item` is their one conversion to the serving layer's item."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)  # NaN and Infinity are JSON to Python
 
     k: int | None = Field(None, ge=1, description="Samples per response group (server default if unset).")
     temperature: float | None = Field(None, ge=0)

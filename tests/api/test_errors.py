@@ -1,10 +1,11 @@
 import asyncio
+import math
 
 import pytest
 
 from server.engines.base import EngineDeadError
 from server.engines.fake import FakeEngine
-from tests.api.conftest import ITEM, running_app, wait_until
+from tests.api.conftest import ITEM, as_python_json, running_app, wait_until
 
 
 def assert_error(r, status, type_):
@@ -186,3 +187,22 @@ async def test_v1_reward_judges_the_prompt_before_the_label():
         r = await client.post("/v1/reward", json=body)
     assert_error(r, 400, "invalid_request")
     assert "ending with the user's turn" in r.json()["error"]["message"]
+
+
+async def test_nan_and_infinite_options_are_422_naming_the_field():
+    # Python's json writes float('nan') and float('inf') as the bare tokens NaN and Infinity.
+    async with running_app(FakeEngine(), k=2) as client:
+        answers = [
+            await client.post("/v1/score", **as_python_json({"query": "q", "responses": ["a"], **option}))
+            for option in (
+                {"temperature": math.nan},
+                {"temperature": math.inf},
+                {"adaptive": "stderr", "adaptive_epsilon": math.inf},
+            )
+        ]
+    assert [a.status_code for a in answers] == [422, 422, 422]
+    assert [a.json()["error"]["message"].split(":")[0] for a in answers] == [
+        "temperature",
+        "temperature",
+        "adaptive_epsilon",
+    ]
