@@ -15,13 +15,8 @@ import dataclasses
 from fastapi import APIRouter, Request
 
 from server.api.context import call_context
-from server.api.protocol import (
-    SCORING_ERRORS,
-    RerankRequest,
-    RerankResponse,
-    RerankResultOut,
-    RerankUsage,
-)
+from server.api.protocol import SCORING_ERRORS
+from server.api.rerank_protocol import RerankRequest, RerankResponse, RerankResultOut, RerankUsage
 from server.pipeline.domain import Message
 from server.pipeline.scoring import Linked
 from server.serving.rerank_documents import judged_texts
