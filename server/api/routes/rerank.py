@@ -3,7 +3,9 @@
 The documents are the responses to judge and the query is the user's turn. More documents than fit
 one GRM prompt are split into groups that share an anchor document (:mod:`server.serving.reranking`), each
 group is judged with k samples like a ``/v1/score`` item, and the documents come back best first with
-a ``relevance_score`` in [0, 1].
+a ``relevance_score`` in [0, 1]. Object documents (Cohere v1) are judged on their ``rank_fields``
+(:mod:`server.serving.rerank_documents`); Cohere v2's ``relevant_spans`` is accepted, but the GRM finds
+no spans, and ``meta.warnings`` says so.
 """
 
 from __future__ import annotations
@@ -13,33 +15,33 @@ import dataclasses
 from fastapi import APIRouter, Request
 
 from server.api.context import call_context
-from server.api.protocol import (
-    SCORING_ERRORS,
-    RerankDocumentOut,
-    RerankRequest,
-    RerankResponse,
-    RerankResultOut,
-    RerankUsage,
-    TextDocument,
-)
+from server.api.protocol import SCORING_ERRORS
+from server.api.rerank_protocol import RerankRequest, RerankResponse, RerankResultOut, RerankUsage
 from server.pipeline.domain import Message
 from server.pipeline.scoring import Linked
+from server.serving.rerank_documents import judged_texts
 from server.serving.reranking import anchored, plan_groups, rank
 from server.serving.service import ScoringService
 
 router = APIRouter(tags=["rerank"])
 _ERRORS = SCORING_ERRORS
+# Cohere's SDKs surface meta.warnings; the GRM judges whole documents, so it has no spans to give.
+NO_SPANS = (
+    "relevant_spans: grm-serve does not compute spans (the GRM judges each document whole), so no result "
+    "carries relevant_spans; relevance_score is the whole document's"
+)
 
 
-def _text(document: str | TextDocument) -> str:
-    return document if isinstance(document, str) else document.text
+def _returned(document: str | dict[str, str]) -> dict[str, str]:
+    """A document as Cohere returns it: a string as {'text': ...}, an object with all its fields."""
+    return {"text": document} if isinstance(document, str) else document
 
 
 async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
     """Rank the documents by how well each answers the query, best first."""
     app = request.app.state
     service: ScoringService = app.service
-    documents = [_text(d) for d in body.documents]
+    documents = judged_texts(body.documents, body.rank_fields)
     # One resolve over all documents checks every limit (count, sizes, k, ...) before any work.
     spec = app.validator.resolve(body.item((Message("user", body.query),), tuple(documents)))
     groups = plan_groups(len(documents), service.max_group_size, anchor=body.anchor)
@@ -57,7 +59,7 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
             RerankResultOut(
                 index=d.index,
                 relevance_score=round(d.relevance, 6),
-                document=RerankDocumentOut(text=documents[d.index]) if body.return_documents else None,
+                document=_returned(body.documents[d.index]) if body.return_documents else None,
                 mean_score=None if d.mean_score is None else round(d.mean_score, 4),
                 votes=d.votes,
             )
@@ -71,6 +73,7 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
         meta={
             "api_version": {"version": "2"},
             "billed_units": {"search_units": len(groups)},
+            **({"warnings": [NO_SPANS]} if body.relevant_spans and body.relevant_spans.mode == "enabled" else {}),
             "grm": {
                 "groups": [
                     {"documents": list(g), "k_used": r.k_used, "stop_reason": r.stop_reason}
