@@ -53,6 +53,7 @@ from server.engines.base import Completion, GenerationRequest, GenerationResult 
 from server.engines.fake import shown_responses  # noqa: E402
 from server.pipeline.adaptive import AdaptiveOptions  # noqa: E402
 from server.pipeline.domain import Message  # noqa: E402
+from server.pipeline.judges import DeepSeekGRM  # noqa: E402
 from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template  # noqa: E402
 from server.pipeline.scoring import Scorer, ScoreSpec  # noqa: E402
 from tests.launcher import launch  # noqa: E402
@@ -202,8 +203,8 @@ def simulated_judge(sd: float):
 
 
 async def simulate(args: argparse.Namespace) -> None:
-    scorer = Scorer(get_template(DEFAULT_TEMPLATE), generate=simulated_judge(args.sim_sd), max_group_size=4,
-                    format_guidance=False)  # fmt: skip
+    judge = DeepSeekGRM(template=get_template(DEFAULT_TEMPLATE))
+    scorer = Scorer(judge, generate=simulated_judge(args.sim_sd), max_group_size=4, format_guidance=False)
     modes: list[tuple[str, AdaptiveOptions, int]] = [
         ("full", AdaptiveOptions(), 0),
         ("full, other seeds", AdaptiveOptions(), OTHER_SEEDS),

@@ -45,7 +45,7 @@ def direct_generate(llm: Any, tokenizer: Any) -> Callable[[GenerationRequest], C
     from server.engines.vllm import encode_chat, generate_ids
 
     async def generate(request: GenerationRequest) -> GenerationResult:
-        return await generate_ids(llm, encode_chat(tokenizer, request.prompt, request.assistant_prefix), request)
+        return await generate_ids(llm, encode_chat(tokenizer, request), request)
 
     return generate
 

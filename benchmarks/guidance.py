@@ -32,6 +32,7 @@ from benchmarks.common import count_votes, direct_generate, load_pairs, pair_spe
 from server.config import Settings  # noqa: E402
 from server.engines import create_engine  # noqa: E402
 from server.engines.vllm import VLLMEngine, set_cpu_environment  # noqa: E402
+from server.pipeline.judges import DeepSeekGRM  # noqa: E402
 from server.pipeline.parsing import guidance_regex  # noqa: E402
 from server.pipeline.prompts import get_template  # noqa: E402
 from server.pipeline.scoring import Planned, Scorer, ScoreSpec, generate_planned  # noqa: E402
@@ -66,7 +67,13 @@ async def run_backend(
     assert isinstance(wrapper, VLLMEngine)
     llm = AsyncLLM.from_engine_args(wrapper._engine_args(on_cpu))
     tokenizer = llm.get_tokenizer()
-    scorer = Scorer(get_template(settings.template), generate=wrapper.generate, max_group_size=4, format_guidance=True)
+    judge = DeepSeekGRM(template=get_template(settings.template))
+    scorer = Scorer(
+        judge,
+        generate=wrapper.generate,
+        max_group_size=4,
+        format_guidance=True,
+    )
     plan = [p for i, s in enumerate(specs) for p in scorer.plan(s, f"i{i}")]
 
     generate = direct_generate(llm, tokenizer)

@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from server.config import Settings  # noqa: E402
 from server.engines import create_engine  # noqa: E402
 from server.pipeline.domain import Message  # noqa: E402
+from server.pipeline.judges import DeepSeekGRM  # noqa: E402
 from server.pipeline.prompts import get_template  # noqa: E402
 from server.pipeline.scoring import Scorer, ScoreSpec  # noqa: E402
 
@@ -44,7 +45,13 @@ async def main(args: argparse.Namespace) -> None:
         "vllm", model=settings.model, cache_dir=settings.cache_dir, engine_kwargs=settings.engine_kwargs()
     )
     await engine.start()
-    scorer = Scorer(get_template(settings.template), generate=engine.generate, max_group_size=4, format_guidance=True)
+    judge = DeepSeekGRM(template=get_template(settings.template))
+    scorer = Scorer(
+        judge,
+        generate=engine.generate,
+        max_group_size=4,
+        format_guidance=True,
+    )
     rows = []
     started = time.perf_counter()
     try:

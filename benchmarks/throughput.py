@@ -30,6 +30,7 @@ from benchmarks.common import direct_generate, load_pairs, pair_specs  # noqa: E
 from server.config import Settings  # noqa: E402
 from server.engines import create_engine  # noqa: E402
 from server.engines.vllm import VLLMEngine, set_cpu_environment  # noqa: E402
+from server.pipeline.judges import DeepSeekGRM  # noqa: E402
 from server.pipeline.prompts import get_template  # noqa: E402
 from server.pipeline.scoring import Scorer, generate_planned  # noqa: E402
 
@@ -48,7 +49,7 @@ async def direct(items: list[dict], args: argparse.Namespace, settings: Settings
     llm = AsyncLLM.from_engine_args(wrapper._engine_args(current_platform.is_cpu()))
     tokenizer = llm.get_tokenizer()
     scorer = Scorer(
-        get_template(settings.template),
+        DeepSeekGRM(template=get_template(settings.template)),
         generate=wrapper.generate,
         max_group_size=settings.max_group_size,
         format_guidance=settings.format_guidance,

@@ -34,7 +34,7 @@ class Trajectory:
     messages: tuple[Turn, ...]
     responses: tuple[str, ...]
     output: str
-    scores: tuple[int, ...]
+    scores: tuple[float, ...]
     reference: str | None = None
 
 

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.engines.model_files import EMBEDDED, default_cache_dir
+from server.pipeline.judges import DEFAULT_JUDGE, JUDGES, get_judge
 from server.pipeline.prompts import DEFAULT_TEMPLATE, TEMPLATES
 
 
@@ -41,15 +42,28 @@ class Settings(BaseSettings):
         default_factory=dict, description="more AsyncEngineArgs fields (on the command line: any unknown --flag)"
     )
 
-    # GRM sampling
-    template: str = Field(DEFAULT_TEMPLATE, description="GRM prompt template")
+    # The judge and its sampling (server/pipeline/judges, docs/judges.md)
+    judge: str = Field(DEFAULT_JUDGE, description=f"judge profile: {', '.join(sorted(JUDGES))}")
+    pairing: Literal["circular", "all_pairs"] = Field(
+        "circular", description="pairwise judges: which pairs of a pool are judged (circular: each with the next)"
+    )
+    aggregation: Literal["mean", "win_rate", "tiebreaker"] = Field(
+        "mean",
+        description="pairwise judges: a response's vote from a verdict: the judge's own scores (mean), 1/0 by "
+        "who won (win_rate), or NeMo Gym's tie-breaker on graded preferences (tiebreaker)",
+    )
+    template: str = Field(DEFAULT_TEMPLATE, description="DeepSeek-GRM prompt template")
     format_guidance: bool = Field(True, description="force the three-line output format (structured outputs)")
     k: int = Field(8, ge=1, description="default samples per request")
     max_k: int = Field(32, ge=1, description="largest k a request may ask for")
-    temperature: float = Field(0.5, ge=0, description="default sampling temperature (the paper's)")
+    temperature: float = Field(
+        0.5, ge=0, description="sampling temperature (unset: the judge's own; deepseek-grm: 0.5)"
+    )
     max_temperature: float = Field(2.0, ge=0, description="largest temperature a request may ask for")
-    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
-    max_tokens: int = Field(1024, ge=64, description="default generation budget per sample")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling (unset: the judge's own; deepseek-grm: 1)")
+    max_tokens: int = Field(
+        1024, ge=64, description="generation budget per sample (unset: the judge's own; deepseek-grm: 1024)"
+    )
     max_tokens_limit: int = Field(4096, ge=64, description="largest max_tokens a request may ask for")
     max_group_size: int = Field(4, ge=1, description="responses judged together in one GRM prompt")
     group_window_s: float = Field(
@@ -140,6 +154,25 @@ class Settings(BaseSettings):
     idempotency_linger_s: float = Field(
         10.0, ge=0, description="how long a job whose client hung up keeps running for a retry to attach"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_defaults(cls, data: Any) -> Any:
+        """Sampling left unset takes the judge's own defaults (what its authors publish)."""
+        if not isinstance(data, dict):
+            return data
+        name = data.get("judge", DEFAULT_JUDGE)
+        if name not in JUDGES:
+            raise ValueError(f"unknown judge {name!r}; known: {', '.join(sorted(JUDGES))}")
+        sampling = get_judge(name).sampling
+        data = dict(data)
+        data.setdefault("temperature", sampling.temperature)
+        data.setdefault("top_p", sampling.top_p)
+        if "max_tokens" not in data:
+            data["max_tokens"] = sampling.max_tokens
+            limit = int(data.get("max_tokens_limit", 4096))
+            data["max_tokens_limit"] = max(limit, sampling.max_tokens)
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

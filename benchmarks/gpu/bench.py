@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import count_votes, direct_generate, load_pairs, pair_specs  # noqa: E402
 from server.pipeline.domain import Message  # noqa: E402
+from server.pipeline.judges import DeepSeekGRM  # noqa: E402
 from server.pipeline.parsing import guidance_regex  # noqa: E402
 from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template  # noqa: E402
 from server.pipeline.scoring import Planned, Scorer, generate_planned  # noqa: E402
@@ -179,7 +180,13 @@ async def direct(model: str, pairs: list[dict], args: argparse.Namespace) -> Row
     engine_args: AsyncEngineArgs = wrapper._engine_args(on_cpu)
     llm = AsyncLLM.from_engine_args(engine_args)
     tokenizer = llm.get_tokenizer()
-    scorer = Scorer(get_template(DEFAULT_TEMPLATE), generate=wrapper.generate, max_group_size=4, format_guidance=True)
+    judge = DeepSeekGRM(template=get_template(DEFAULT_TEMPLATE))
+    scorer = Scorer(
+        judge,
+        generate=wrapper.generate,
+        max_group_size=4,
+        format_guidance=True,
+    )
     specs = pair_specs(pairs, args.k, args.temperature, args.max_tokens)
     plan = [pl for i, s in enumerate(specs) for pl in scorer.plan(s, f"direct-{i}")]
     generate = direct_generate(llm, tokenizer)

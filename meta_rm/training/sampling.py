@@ -181,6 +181,7 @@ async def run_sampling(run: SamplingRun, items: Sequence[PreferenceItem]) -> lis
 
     from server.engines import create_engine
     from server.engines.model_files import default_cache_dir
+    from server.pipeline.judges import DeepSeekGRM
     from server.pipeline.prompts import get_template
 
     config = run.config
@@ -193,7 +194,7 @@ async def run_sampling(run: SamplingRun, items: Sequence[PreferenceItem]) -> lis
     )
     await engine.start()
     scorer = Scorer(
-        get_template(config.template),
+        DeepSeekGRM(template=get_template(config.template)),
         generate=engine.generate,
         max_group_size=run.max_group_size,
         format_guidance=config.format_guidance,

@@ -156,7 +156,7 @@ class ResponseScoreOut(BaseModel):
     )
     votes: int = Field(description="Samples whose scores were summed (the kept ones when a meta RM filters).")
     valid_samples: int = Field(description="Samples of this response's group that parsed.")
-    status: Literal["ok", "no_valid_samples"]
+    status: Literal["ok", "no_valid_samples", "unpaired"]
     group_size: int = Field(
         description="Responses judged together in this response's GRM prompt, other calls' included when "
         "rows of the same prompt were grouped across calls."
@@ -170,7 +170,9 @@ class SampleOut(BaseModel):
     status: Literal["parsed", "unparseable"]
     principles: str | None
     critique: str | None
-    scores: list[int] | None = Field(description="Scores aligned with 'responses' (request order).")
+    scores: list[int | float] | None = Field(
+        description="Votes aligned with 'responses' (request order): the judge's scores, or a pairwise verdict's votes."
+    )
     finish_reason: str | None
     generation_tokens: int
     meta_score: float | None = Field(None, description="The meta RM's rating of this sample (null without one).")
@@ -249,6 +251,20 @@ class MetaRMOut(BaseModel):
     details: dict[str, str]
 
 
+class JudgeOut(BaseModel):
+    """The judge profile the server runs (``--judge``, docs/judges.md)."""
+
+    name: str
+    mode: Literal["group", "single", "pairwise"]
+    scale: tuple[float, float] = Field(description="The range of one vote on one response (low, high).")
+    takes_reference: bool
+    takes_principles: bool
+    pairing: Literal["circular", "all_pairs"] | None = Field(None, description="Pairwise judges: which pairs.")
+    aggregation: Literal["mean", "win_rate", "tiebreaker"] | None = Field(
+        None, description="Pairwise judges: how a verdict becomes votes."
+    )
+
+
 class InfoResponse(BaseModel):
     version: str
     model: str
@@ -256,6 +272,7 @@ class InfoResponse(BaseModel):
     engine_version: str
     max_model_len: int | None
     template: str
+    judge: JudgeOut
     format_guidance: bool
     adaptive: Literal["off", "rank", "stderr"] = Field(description="The default rule of adaptive k (--adaptive).")
     meta_rm: MetaRMOut | None

@@ -33,9 +33,17 @@ class PromptTooLongError(EngineError):
 class GenerationRequest:
     """k samples for one prompt.
 
-    ``prompt`` is the text of one user turn; the engine renders it with the model's chat template.
+    The prompt takes one of three shapes, as the judge asks (:mod:`server.pipeline.judges`):
+
+    * ``prompt`` alone: the text of one user turn, rendered with the model's chat template;
+    * ``system`` too: a system turn before it, rendered the same way;
+    * ``messages``: a whole chat (roles may be the model's own, e.g. Nemotron GenRM's ``response_1``),
+      rendered with the model's chat template; ``prompt`` then holds the chat's text for logs;
+    * ``raw``: ``prompt`` is the whole text the model reads, already in its own format (tokenized as
+      is, with the tokenizer's special tokens; no chat template).
+
     ``assistant_prefix`` is text the answer already starts with: the engine appends its tokens after
-    the chat template's generation prompt and generates what follows (a continuation of a sample).
+    the generation prompt and generates what follows (a continuation of a sample).
     """
 
     request_id: str
@@ -48,6 +56,16 @@ class GenerationRequest:
     guide_regex: str | None = None
     assistant_prefix: str = ""
     tenant: str = ""  # whose work this is: the server's work gate serves tenants fairly; engines ignore it
+    system: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None  # (role, content) of a whole chat
+    raw: bool = False
+
+    def chat(self) -> list[dict[str, str]]:
+        """The chat the model's template renders (not for ``raw`` requests)."""
+        if self.messages is not None:
+            return [{"role": role, "content": content} for role, content in self.messages]
+        turns = [{"role": "system", "content": self.system}] if self.system is not None else []
+        return [*turns, {"role": "user", "content": self.prompt}]
 
 
 @dataclass(frozen=True)

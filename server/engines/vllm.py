@@ -57,15 +57,17 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def encode_chat(tokenizer: Any, prompt: str, assistant_prefix: str = "") -> list[int]:
-    """Token ids of ``prompt`` as one user turn, rendered with the model's chat template, followed
-    by the tokens of ``assistant_prefix`` (the start of the answer) when there is one."""
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-    )
-    ids = list(tokenizer.encode(text, add_special_tokens=False))
-    if assistant_prefix:
-        ids += tokenizer.encode(assistant_prefix, add_special_tokens=False)
+def encode_chat(tokenizer: Any, request: GenerationRequest) -> list[int]:
+    """Token ids of ``request``'s prompt: its chat rendered with the model's chat template and its
+    generation prompt (or, for a ``raw`` request, its text as is), followed by the tokens of
+    ``assistant_prefix`` (the start of the answer) when there is one."""
+    if request.raw:
+        ids = list(tokenizer.encode(request.prompt, add_special_tokens=True))
+    else:
+        text = tokenizer.apply_chat_template(request.chat(), add_generation_prompt=True, tokenize=False)
+        ids = list(tokenizer.encode(text, add_special_tokens=False))
+    if request.assistant_prefix:
+        ids += tokenizer.encode(request.assistant_prefix, add_special_tokens=False)
     return ids
 
 
@@ -175,7 +177,7 @@ class VLLMEngine:
         await self.check_health()
         from vllm.v1.engine.exceptions import EngineDeadError as VLLMDeadError
 
-        ids = await asyncio.to_thread(encode_chat, self._tokenizer, request.prompt, request.assistant_prefix)
+        ids = await asyncio.to_thread(encode_chat, self._tokenizer, request)
         if self._max_model_len is not None and len(ids) + request.max_tokens > self._max_model_len:
             raise PromptTooLongError(
                 f"prompt of {len(ids)} tokens plus max_tokens={request.max_tokens} exceeds the "

@@ -70,7 +70,7 @@ class Tally:
 
     k: int
     drawn: int
-    votes: tuple[tuple[int, ...], ...]
+    votes: tuple[tuple[float, ...], ...]
     size: int
     ratings: tuple[float, ...] | None = None
     k_meta: int | None = None
@@ -86,10 +86,10 @@ class Tally:
             return list(range(len(self.votes)))
         return select_top_k([True] * len(self.votes), self.ratings, kept_count(self.drawn, self.k, self.k_meta))
 
-    def sums(self, indices: Sequence[int]) -> tuple[int, ...]:
+    def sums(self, indices: Sequence[int]) -> tuple[float, ...]:
         return tuple(sum(self.votes[i][j] for i in indices) for j in range(self.size))
 
-    def outcomes(self) -> Iterator[tuple[tuple[int, ...], int, int]]:
+    def outcomes(self) -> Iterator[tuple[tuple[float, ...], int, int]]:
         """Every way the full k could end, as ``(sums of the current samples that vote, their count,
         new votes)``: each of the ``new`` votes adds 1..10 to every response.
 
@@ -103,7 +103,7 @@ class Tally:
                 yield current, len(self.votes), p
             return
         order = _by_rating(self.ratings)
-        prefix = [tuple([0] * self.size)]
+        prefix: list[tuple[float, ...]] = [tuple([0] * self.size)]
         for i in order:
             prefix.append(tuple(a + b for a, b in zip(prefix[-1], self.votes[i], strict=True)))
         parsed = len(self.votes)
@@ -184,7 +184,7 @@ def rank_undecided(
             return None
         sums = tallies[d.group].sums(kept)
         base = anchor_in(d.group)
-        return Fraction(sums[d.local] - (0 if base is None else sums[base]), len(kept))
+        return Fraction(sums[d.local] - (0 if base is None else sums[base])) / len(kept)
 
     values = [reported_value(doc) for doc in range(n_documents)]
     order = sorted(range(n_documents), key=lambda d: (values[d] is None, -(values[d] or 0), d))
@@ -240,7 +240,7 @@ def _within(tally: Tally, i: int, j: int) -> frozenset[int]:
     out: set[int] = set()
     for sums, _count, new in tally.outcomes():
         diff = sums[i] - sums[j]
-        out |= _relations(Fraction(diff - _SPREAD * new), Fraction(diff + _SPREAD * new))
+        out |= _relations(Fraction(diff) - _SPREAD * new, Fraction(diff) + _SPREAD * new)
     return frozenset(out)
 
 
@@ -252,10 +252,10 @@ def _value_range(tally: Tally, i: int, base: int | None) -> tuple[Fraction, Frac
     for sums, count, new in tally.outcomes():
         voters = count + new
         if base is None:
-            low, high = Fraction(sums[i] + new, voters), Fraction(sums[i] + 10 * new, voters)
+            low, high = (Fraction(sums[i]) + new) / voters, (Fraction(sums[i]) + 10 * new) / voters
         else:
             diff = sums[i] - sums[base]
-            low, high = Fraction(diff - _SPREAD * new, voters), Fraction(diff + _SPREAD * new, voters)
+            low, high = (Fraction(diff) - _SPREAD * new) / voters, (Fraction(diff) + _SPREAD * new) / voters
         lo = low if lo is None else min(lo, low)
         hi = high if hi is None else max(hi, high)
     assert lo is not None and hi is not None

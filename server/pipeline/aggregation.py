@@ -59,3 +59,22 @@ def vote(
         normalized = mean * (full_votes if full_votes is not None else votes)
         results.append(ResponseScore(total, mean, votes, valid_samples, ResponseStatus.OK, normalized))
     return results
+
+
+def vote_response(
+    values: Sequence[float], valid_samples: int, *, full_votes: int | None = None, judged: bool = True
+) -> ResponseScore:
+    """One response's vote from every kept vote it received (in any set that judged it).
+
+    ``valid_samples`` counts the parsed samples of those sets; ``full_votes`` is how many votes it gets
+    at full k (the scale of the k-normalised sum, ``mean * full_votes``; None: the votes given). A
+    response no set judged (``judged`` false: a pairwise judge's pool of one) is ``unpaired``.
+    """
+    if not judged:
+        return ResponseScore(None, None, 0, 0, ResponseStatus.UNPAIRED)
+    if not values:
+        return ResponseScore(None, None, 0, valid_samples, ResponseStatus.NO_VALID_SAMPLES)
+    total = float(sum(values))
+    mean = total / len(values)
+    normalized = mean * (full_votes if full_votes is not None else len(values))
+    return ResponseScore(total, mean, len(values), valid_samples, ResponseStatus.OK, normalized)

@@ -56,10 +56,11 @@ class Sample:
     status: SampleStatus
     principles: str | None = None
     critique: str | None = None
-    scores: tuple[int, ...] | None = None
+    scores: tuple[float, ...] | None = None  # its votes (a pointwise judge's scores; pairwise: pairing.py)
     meta_score: float | None = None  # the meta RM's rating; None when no meta RM rated it
     kept: bool = False  # whether this sample voted
     continued: bool = False  # the budget cut it before its scores and a guided continuation completed it
+    preference: float | None = None  # a pairwise judge's graded preference, where it states one
 
 
 class ResponseStatus(StrEnum):
@@ -67,6 +68,7 @@ class ResponseStatus(StrEnum):
 
     OK = "ok"
     NO_VALID_SAMPLES = "no_valid_samples"
+    UNPAIRED = "unpaired"  # a pairwise judge had nothing to compare it with (a pool of one)
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,7 @@ from server.pipeline.adaptive import (
     stderr_undecided,
 )
 from server.pipeline.domain import ItemResult, Sample, SampleStatus
-from server.pipeline.parsing import plan_guidance
-from server.pipeline.prompts import Template
+from server.pipeline.judges import Judge
 from server.pipeline.sampling import (
     Generate,
     Generated,
@@ -46,6 +45,7 @@ from server.pipeline.sampling import (
     generate_planned,
     group_orders,
     plan_request,
+    pool_sizes,
     samples_of,
     trajectory_of,
     vote_groups,
@@ -60,7 +60,7 @@ async def score_in_rounds(
     request_id: str,
     linked: Linked | None,
     *,
-    template: Template,
+    judge: Judge,
     generate: Generate,
     max_group_size: int,
     format_guidance: bool,
@@ -79,7 +79,7 @@ async def score_in_rounds(
     runs = [
         run
         for i, spec in enumerate(specs)
-        for run in _runs(i, spec, request_id, linked, template, format_guidance, max_group_size, meta_rm is not None)
+        for run in _runs(i, spec, request_id, linked, judge, format_guidance, max_group_size, meta_rm is not None)
     ]
     options = specs[0].adaptive
     for run in runs:
@@ -110,7 +110,8 @@ async def score_in_rounds(
             runs[g].target = next_round(runs[g].drawn, runs[g].size, runs[g].spec.k)
     results = []
     for i, spec in enumerate(specs):
-        result = _adaptive_result(spec, [run for run in runs if run.item == i], options)
+        sizes = pool_sizes(spec, judge, max_group_size)
+        result = _adaptive_result(spec, [run for run in runs if run.item == i], options, sizes)
         result.rounds, result.generate_seconds, result.meta_rm_seconds = rounds, gen_seconds, meta_seconds
         results.append(result)
     return results
@@ -121,7 +122,7 @@ def _runs(
     spec: ScoreSpec,
     request_id: str,
     linked: Linked | None,
-    template: Template,
+    judge: Judge,
     format_guidance: bool,
     max_group_size: int,
     rated: bool,
@@ -131,10 +132,10 @@ def _runs(
     prefix = request_id if linked is None else f"{request_id}-i{item}"
     k_meta = (spec.k_meta if spec.k_meta is not None else default_k_meta(spec.k)) if rated else None
     runs = []
-    for group in group_orders(spec, max_group_size):
+    for group in group_orders(spec, judge, max_group_size):
         members = group.members
         documents = members if linked is None else tuple(linked.documents[item][c] for c in members)
-        runs.append(_GroupRun(template, format_guidance, spec, item, group, documents, k_meta,
+        runs.append(_GroupRun(judge, format_guidance, spec, item, group, documents, k_meta,
                               f"{prefix}-g{group.group}"))  # fmt: skip
     return runs
 
@@ -144,7 +145,7 @@ class _GroupRun:
 
     def __init__(
         self,
-        template: Template,
+        judge: Judge,
         format_guidance: bool,
         spec: ScoreSpec,
         item: int,
@@ -153,7 +154,7 @@ class _GroupRun:
         k_meta: int | None,
         request_id: str,
     ) -> None:
-        self.template, self.spec, self.item, self.group = template, spec, item, group.group
+        self.judge, self.spec, self.item, self.group = judge, spec, item, group.group
         self.members, self.documents, self.perms, self.seeds = group.members, documents, group.perms, group.seeds
         self.orders = [perm for perm, _ in group.orders]
         self.k_meta, self.request_id = k_meta, request_id
@@ -165,7 +166,7 @@ class _GroupRun:
         self._starts: dict[str, tuple[int, int]] = {}  # per request id: its order and first sample
         self.prompt_tokens = 0
         self.generation_tokens = 0
-        self.guidance = plan_guidance(self.size, spec.max_tokens) if format_guidance else None
+        self.guidance = judge.guidance(self.size, spec.max_tokens) if format_guidance else None
 
     def next_requests(self, round_no: int) -> list[Planned]:
         """The engine requests for samples ``drawn .. target``: one per distinct order, ``n`` its count,
@@ -176,7 +177,7 @@ class _GroupRun:
             j, first = self.orders.index(perm), before.count(perm)
             request_id = f"{self.request_id}-p{j}-r{round_no}"
             seed = None if self.seeds is None else self.seeds[j] + first
-            planned.append(plan_request(self.template, self.spec, self.group, self.members, perm, self.guidance,
+            planned.append(plan_request(self.judge, self.spec, self.group, self.members, perm, self.guidance,
                                         request_id=request_id, n=count, seed=seed))  # fmt: skip
             self._starts[request_id] = (j, first)
         return planned
@@ -234,12 +235,12 @@ def _undecided(
     )
 
 
-def _adaptive_result(spec: ScoreSpec, runs: list[_GroupRun], options: AdaptiveOptions) -> ItemResult:
+def _adaptive_result(spec: ScoreSpec, runs: list[_GroupRun], options: AdaptiveOptions, sizes: list[int]) -> ItemResult:
     """One adaptive item's result: its groups' samples, their votes, and how far it went."""
     samples = [s for run in runs for s in run.kept_samples()]
     groups = [run.members for run in runs]
     k_meta = runs[0].k_meta
-    result = vote_groups(spec, samples, groups, full_votes=k_meta if k_meta is not None else spec.k)
+    result = vote_groups(spec, samples, groups, full_votes=k_meta if k_meta is not None else spec.k, sizes=sizes)
     result.prompt_tokens = sum(run.prompt_tokens for run in runs)
     result.generation_tokens = sum(run.generation_tokens for run in runs)
     result.k_used = max(run.drawn for run in runs)

@@ -19,20 +19,20 @@ from typing import Protocol
 from meta_rm.base import Trajectory
 from server.engines.base import Completion, GenerationRequest, GenerationResult
 from server.pipeline.adaptive import AdaptiveOptions
-from server.pipeline.aggregation import vote
+from server.pipeline.aggregation import vote_response
 from server.pipeline.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
-from server.pipeline.parsing import GuidancePlan, ParseError, continuation, continuation_reserve, parse_sample
-from server.pipeline.prompts import Template
+from server.pipeline.judges import Aggregation, Guidance, Judge, Pairing, ParseError, judged_sets, pools, votes_of
+from server.pipeline.judges.deepseek import DeepSeekGRM
 from server.pipeline.shuffling import (
     Permutation,
     apply_permutation,
     balanced_permutations,
     group_permutations,
-    split_groups,
     unpermute_scores,
 )
 
 SEED_BITS = 31
+DEEPSEEK_GRM = DeepSeekGRM()
 NOT_ADAPTIVE = AdaptiveOptions()
 
 
@@ -52,6 +52,8 @@ class ScoreSpec:
     reference: str | None = None  # a reference answer: judge correctness against it
     tenant: str = ""  # whose work it is (the engine's work gate serves tenants fairly)
     adaptive: AdaptiveOptions = NOT_ADAPTIVE  # when the item may stop before k samples
+    pairing: Pairing = "circular"  # pairwise judges: which pairs of a pool are judged
+    aggregation: Aggregation = "mean"  # pairwise judges: how a verdict becomes votes
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class Planned:
     permutation: Permutation  # indices into ``members`` in shown order
     request: GenerationRequest
     continue_cut: bool = False  # complete samples the budget cut (two-pass guidance)
+    judge: Judge = DEEPSEEK_GRM  # whose prompt it is: it parses the samples
+    aggregation: Aggregation = "mean"  # how a pairwise verdict becomes votes
 
 
 @dataclass(frozen=True)
@@ -96,13 +100,14 @@ class GroupOrders:
     seeds: list[int] | None  # per distinct order, its engine request's seed (None without a spec seed)
 
 
-def group_orders(spec: ScoreSpec, max_group_size: int) -> list[GroupOrders]:
-    """Every group of ``spec`` with its balanced orders and per-order seeds, drawn from one generator
-    seeded by ``spec.seed``: what the plain plan sends at once and adaptive rounds send in parts, so
-    both ask for the same samples."""
+def group_orders(spec: ScoreSpec, judge: Judge, max_group_size: int) -> list[GroupOrders]:
+    """Every response set one of ``judge``'s prompts judges (:func:`~server.pipeline.judges.judged_sets`:
+    groups, single responses or pairs) with its balanced orders and per-order seeds, drawn from one
+    generator seeded by ``spec.seed``: what the plain plan sends at once and adaptive rounds send in
+    parts, so both ask for the same samples."""
     rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
     out = []
-    for g, members in enumerate(split_groups(len(spec.responses), max_group_size)):
+    for g, members in enumerate(judged_sets(len(spec.responses), max_group_size, judge, spec.pairing)):
         perms = balanced_permutations(len(members), spec.k, rng)
         orders = group_permutations(perms)
         seeds = [rng.getrandbits(SEED_BITS) for _ in orders] if spec.seed is not None else None
@@ -111,23 +116,27 @@ def group_orders(spec: ScoreSpec, max_group_size: int) -> list[GroupOrders]:
 
 
 def plan_request(
-    template: Template,
+    judge: Judge,
     spec: ScoreSpec,
     group: int,
     members: Sequence[int],
     perm: Permutation,
-    guidance: GuidancePlan | None,
+    guidance: Guidance | None,
     *,
     request_id: str,
     n: int,
     seed: int | None,
 ) -> Planned:
-    """One engine request: ``n`` samples of the group ``members`` shown in order ``perm``, under the
-    item's sampling choices and, when given, format guidance."""
+    """One engine request: ``n`` samples of the set ``members`` shown in order ``perm``, in ``judge``'s
+    prompt, under the item's sampling choices and, when given, format guidance."""
     texts = apply_permutation([spec.responses[i] for i in members], perm)
+    prompt = judge.render(spec.messages, texts, spec.principles, spec.reference)
     request = GenerationRequest(
         request_id=request_id,
-        prompt=template.render(spec.messages, texts, spec.principles, spec.reference),
+        prompt=prompt.user,
+        system=prompt.system,
+        messages=prompt.messages,
+        raw=prompt.raw,
         n=n,
         temperature=spec.temperature,
         top_p=spec.top_p,
@@ -136,7 +145,9 @@ def plan_request(
         guide_regex=guidance.regex if guidance else None,
         tenant=spec.tenant,
     )
-    return Planned(group, tuple(members), perm, request, bool(guidance and guidance.continue_cut))
+    return Planned(
+        group, tuple(members), perm, request, bool(guidance and guidance.continue_cut), judge, spec.aggregation
+    )
 
 
 Generate = Callable[[GenerationRequest], Coroutine[object, object, GenerationResult]]
@@ -155,12 +166,12 @@ async def generate_planned(generate: Generate, planned: Planned) -> Generated:
     continued = [False] * len(completions)
     if not planned.continue_cut:
         return Generated(completions, continued, result.prompt_tokens)
-    n = len(planned.members)
+    n, judge = len(planned.members), planned.judge
     todo: list[tuple[int, str, GenerationRequest]] = []
     for i, c in enumerate(completions):
-        if c.finish_reason != "length" or _parses(c.text, n):
+        if c.finish_reason != "length" or _parses(judge, c.text, n):
             continue
-        cont = continuation(c.text, n)
+        cont = judge.continuation(c.text, n)
         if cont is None:  # not a prefix of the guided format: left unparseable, never guessed
             continue
         kept, regex = cont
@@ -168,7 +179,7 @@ async def generate_planned(generate: Generate, planned: Planned) -> Generated:
             request,
             request_id=f"{request.request_id}-c{i}",
             n=1,
-            max_tokens=continuation_reserve(n),
+            max_tokens=judge.continuation_reserve(n),  # type: ignore[attr-defined]
             seed=None if request.seed is None else (request.seed + i + 1) % (1 << SEED_BITS),
             guide_regex=regex,
             assistant_prefix=kept,
@@ -188,9 +199,9 @@ async def generate_planned(generate: Generate, planned: Planned) -> Generated:
     return Generated(completions, continued, prompt_tokens)
 
 
-def _parses(text: str, n_responses: int) -> bool:
+def _parses(judge: Judge, text: str, n_responses: int) -> bool:
     try:
-        parse_sample(text, n_responses)
+        judge.parse(text, n_responses)
     except ParseError:
         return False
     return True
@@ -203,10 +214,12 @@ class Rater(Protocol):
 
 
 def to_sample(planned: Planned, completion: Completion, continued: bool) -> Sample:
+    """One completion parsed by its judge; its votes (:func:`~server.pipeline.judges.votes_of`) mapped
+    back to the caller's order."""
     n = len(planned.members)
     text, finish_reason, tokens = completion.text, completion.finish_reason, completion.num_tokens
     try:
-        parsed = parse_sample(text, n)
+        parsed = planned.judge.parse(text, n)
     except ParseError:
         status = SampleStatus.UNPARSEABLE
         return Sample(planned.group, planned.permutation, text, finish_reason, tokens, status, continued=continued)
@@ -220,7 +233,8 @@ def to_sample(planned: Planned, completion: Completion, continued: bool) -> Samp
         continued=continued,
         principles=parsed.principles,
         critique=parsed.critique,
-        scores=unpermute_scores(parsed.scores, planned.permutation),
+        scores=unpermute_scores(votes_of(parsed, planned.judge, planned.aggregation), planned.permutation),
+        preference=parsed.preference,
     )
 
 
@@ -250,29 +264,52 @@ def samples_of(plan: list[Planned], results: list[Generated]) -> tuple[list[Samp
 
 
 def vote_groups(
-    spec: ScoreSpec, samples: list[Sample], groups: list[tuple[int, ...]], *, full_votes: int
+    spec: ScoreSpec,
+    samples: list[Sample],
+    groups: list[tuple[int, ...]],
+    *,
+    full_votes: int,
+    sizes: Sequence[int] | None = None,
 ) -> ItemResult:
-    """Sum each group's kept votes; ``full_votes`` is how many samples would vote per group at full k
-    (the k-normalised sum's scale)."""
-    scores: list[ResponseScore | None] = [None] * len(spec.responses)
+    """Each response's vote: the kept votes it received in every set that judged it (its one group for
+    a pointwise judge, each of its pairs for a pairwise one). ``full_votes`` is how many samples vote
+    per set at full k (the k-normalised sum's scale: that times the sets judging the response);
+    ``sizes`` is each response's pool size (default: the size of its first set)."""
+    n = len(spec.responses)
+    values: list[list[float]] = [[] for _ in range(n)]
+    parsed_count, sets = [0] * n, [0] * n
     for g, members in enumerate(groups):
         parsed = [s for s in samples if s.group == g and s.status is SampleStatus.PARSED]
         voters = [s.scores for s in parsed if s.kept and s.scores is not None]
-        voted = vote(voters, len(members), len(parsed), full_votes=full_votes)
         for local, caller in enumerate(members):
-            scores[caller] = voted[local]
-    sizes = [0] * len(spec.responses)
-    for members in groups:
-        for caller in members:
-            sizes[caller] = len(members)
+            sets[caller] += 1
+            parsed_count[caller] += len(parsed)
+            values[caller].extend(v[local] for v in voters)
+    scores: list[ResponseScore] = [
+        vote_response(values[i], parsed_count[i], full_votes=full_votes * sets[i], judged=sets[i] > 0) for i in range(n)
+    ]
+    if sizes is None:
+        sizes = [0] * n
+        for members in reversed(groups):
+            for caller in members:
+                sizes[caller] = len(members)  # type: ignore[index]
     return ItemResult(
-        responses=[s for s in scores if s is not None],
+        responses=scores,
         samples=samples,
         k=spec.k,
         groups=[list(m) for m in groups],
-        group_sizes=sizes,
+        group_sizes=list(sizes),
         k_used=spec.k,
     )
+
+
+def pool_sizes(spec: ScoreSpec, judge: Judge, max_group_size: int) -> list[int]:
+    """Per response, how many responses its pool holds (judged together or against each other)."""
+    sizes = [0] * len(spec.responses)
+    for pool in pools(len(spec.responses), max_group_size, judge):
+        for caller in pool:
+            sizes[caller] = len(pool)
+    return sizes
 
 
 def groups_of(plan: list[Planned]) -> list[tuple[int, ...]]:

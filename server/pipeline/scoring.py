@@ -31,8 +31,7 @@ from collections.abc import Sequence
 
 from meta_rm.selection import default_k_meta, select_top_k
 from server.pipeline.domain import ItemResult, Sample, SampleStatus
-from server.pipeline.parsing import plan_guidance
-from server.pipeline.prompts import Template
+from server.pipeline.judges import Judge
 from server.pipeline.rounds import score_in_rounds
 from server.pipeline.sampling import (
     Generate,
@@ -45,6 +44,7 @@ from server.pipeline.sampling import (
     group_orders,
     groups_of,
     plan_request,
+    pool_sizes,
     samples_of,
     trajectory_of,
     vote_groups,
@@ -60,7 +60,7 @@ class Scorer:
     """Runs the GRM pipeline on an engine's ``generate``.
 
     Args:
-        template: the GRM prompt template.
+        judge: the judge profile (:mod:`server.pipeline.judges`): its prompts, parser and mode.
         generate: sends one engine request (an engine's ``generate``; the server passes it through its
             work gate).
         max_group_size: responses judged together in one prompt; larger items are split.
@@ -70,7 +70,7 @@ class Scorer:
 
     def __init__(
         self,
-        template: Template,
+        judge: Judge,
         *,
         generate: Generate,
         max_group_size: int,
@@ -78,7 +78,7 @@ class Scorer:
         meta_rm: Rater | None = None,
     ) -> None:
         self.generate = generate
-        self.template = template
+        self.judge = judge
         self.max_group_size = max_group_size
         self.format_guidance = format_guidance
         self.meta_rm = meta_rm
@@ -86,12 +86,12 @@ class Scorer:
     def plan(self, spec: ScoreSpec, request_id: str) -> list[Planned]:
         """The engine requests for one item (pure apart from the seeded RNG)."""
         planned = []
-        for group in group_orders(spec, self.max_group_size):
+        for group in group_orders(spec, self.judge, self.max_group_size):
             g, members = group.group, group.members
-            guidance = plan_guidance(len(members), spec.max_tokens) if self.format_guidance else None
+            guidance = self.judge.guidance(len(members), spec.max_tokens) if self.format_guidance else None
             for j, (perm, count) in enumerate(group.orders):
                 seed = group.seeds[j] if group.seeds is not None else None
-                planned.append(plan_request(self.template, spec, g, members, perm, guidance,
+                planned.append(plan_request(self.judge, spec, g, members, perm, guidance,
                                             request_id=f"{request_id}-g{g}-p{j}", n=count, seed=seed))  # fmt: skip
         return planned
 
@@ -121,7 +121,9 @@ class Scorer:
             samples = await self._guide(spec, samples, groups, k_meta)
         else:
             samples = [dataclasses.replace(s, kept=s.status is SampleStatus.PARSED) for s in samples]
-        result = vote_groups(spec, samples, groups, full_votes=k_meta if k_meta is not None else spec.k)
+        full_votes = k_meta if k_meta is not None else spec.k
+        sizes = pool_sizes(spec, self.judge, self.max_group_size)
+        result = vote_groups(spec, samples, groups, full_votes=full_votes, sizes=sizes)
         result.prompt_tokens, result.generation_tokens, result.k_meta = prompt_tokens, generation_tokens, k_meta
         result.generate_seconds = generated - started
         result.meta_rm_seconds = time.perf_counter() - generated if self.meta_rm is not None else 0.0
@@ -181,7 +183,7 @@ class Scorer:
             specs,
             request_id,
             linked,
-            template=self.template,
+            judge=self.judge,
             generate=self.generate,
             max_group_size=self.max_group_size,
             format_guidance=self.format_guidance,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import TypeVar
 
 Permutation = tuple[int, ...]
 
@@ -48,7 +49,10 @@ def apply_permutation(items: Sequence[str], perm: Permutation) -> list[str]:
     return [items[i] for i in perm]
 
 
-def unpermute_scores(shown_scores: Sequence[int], perm: Permutation) -> tuple[int, ...]:
+S = TypeVar("S", int, float)
+
+
+def unpermute_scores(shown_scores: Sequence[S], perm: Permutation) -> tuple[S, ...]:
     """Map scores given in shown order back to the caller's order.
 
     Raises:
@@ -56,7 +60,7 @@ def unpermute_scores(shown_scores: Sequence[int], perm: Permutation) -> tuple[in
     """
     if len(shown_scores) != len(perm):
         raise ValueError(f"{len(shown_scores)} scores for {len(perm)} responses")
-    out = [0] * len(perm)
+    out: list[S] = list(shown_scores)
     for position, original in enumerate(perm):
         out[original] = shown_scores[position]
     return tuple(out)

@@ -66,7 +66,7 @@ class ScoringService:
 
     @property
     def template_name(self) -> str:
-        return self.state.template.name
+        return self.state.judge.template_name(principles=False, reference=False)
 
     def work_of(self, spec: ScoreSpec, groupable: bool) -> float:
         """The engine work an item brings, in samples (what admission counts against the engine's

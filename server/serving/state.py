@@ -19,6 +19,8 @@ from server.config import Settings
 from server.engines import Engine, EngineDeadError, EngineNotReadyError, create_engine
 from server.engines.base import GenerationRequest, GenerationResult
 from server.ops.metrics import Metrics
+from server.pipeline.judges import Judge, get_judge
+from server.pipeline.judges.deepseek import DeepSeekGRM
 from server.pipeline.prompts import Template, get_template
 from server.pipeline.scoring import Scorer
 from server.serving.admission import Admission, WorkGate
@@ -57,6 +59,7 @@ class AppState:
     on_fatal: Callable[[int], None] | None = None
     metrics: Metrics = field(default_factory=Metrics)
     template: Template = field(init=False)
+    judge: Judge = field(init=False)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     gate: WorkGate = field(init=False)
     admission: Admission = field(init=False)
@@ -69,6 +72,9 @@ class AppState:
 
     def __post_init__(self) -> None:
         self.template = get_template(self.settings.template)
+        self.judge = get_judge(self.settings.judge)
+        if isinstance(self.judge, DeepSeekGRM):  # --template picks DeepSeek-GRM's prompt version
+            self.judge = DeepSeekGRM(template=self.template)
         s = self.settings
         self.gate = WorkGate(
             s.max_inflight_samples or DEFAULT_INFLIGHT_SAMPLES, on_wait=self.metrics.queue_wait.observe
@@ -79,10 +85,14 @@ class AppState:
             max_wait_s=s.max_queue_wait_s,
             on_reject=lambda reason: self.metrics.rejected.labels(reason).inc(),
         )
-        self.metrics.set_build_info(model=self.settings.model, template=self.template.name, engine=self.settings.engine)
+        self.metrics.set_build_info(
+            model=self.settings.model,
+            template=self.judge.template_name(principles=False, reference=False),
+            engine=self.settings.engine,
+        )
         self._meta_rm = LoadingMetaRM()
         self.scorer = Scorer(
-            self.template,
+            self.judge,
             generate=self.gate.gated(self.generate),
             max_group_size=s.max_group_size,
             format_guidance=s.format_guidance,
@@ -157,7 +167,11 @@ class AppState:
         if self.settings.max_inflight_samples is None:
             self.gate.set_capacity(info.max_num_seqs or DEFAULT_INFLIGHT_SAMPLES)
         log.info("engine work gate: %d samples at once", self.gate.capacity)
-        self.metrics.set_build_info(model=info.model, template=self.template.name, engine=f"{info.name} {info.version}")
+        self.metrics.set_build_info(
+            model=info.model,
+            template=self.judge.template_name(principles=False, reference=False),
+            engine=f"{info.name} {info.version}",
+        )
         self.ready.set()
         self._tasks.append(asyncio.create_task(self._watchdog()))
 

@@ -11,6 +11,7 @@ from meta_rm.training.sampling import SamplingConfig, load_cache, sample_items
 from meta_rm.training.train import label_records
 from server.engines.base import GenerationRequest
 from server.engines.fake import FakeEngine, shown_responses
+from server.pipeline.judges import DeepSeekGRM
 from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template
 from server.pipeline.scoring import Scorer
 
@@ -59,7 +60,13 @@ def write_pairs(tmp_path, n=60):
 async def sample(items, cache):
     engine = FakeEngine(noisy_judge)
     await engine.start()
-    scorer = Scorer(get_template(DEFAULT_TEMPLATE), generate=engine.generate, max_group_size=8, format_guidance=True)
+    judge = DeepSeekGRM(template=get_template(DEFAULT_TEMPLATE))
+    scorer = Scorer(
+        judge,
+        generate=engine.generate,
+        max_group_size=8,
+        format_guidance=True,
+    )
     records, skipped = await sample_items(scorer, items, CONFIG, cache, concurrency=4)
     return engine, records, skipped
 

@@ -42,6 +42,7 @@ from server.engines.base import Completion, GenerationRequest
 from server.engines.fake import FakeEngine, shown_responses
 from server.pipeline.adaptive import AdaptiveOptions, first_round, next_round
 from server.pipeline.domain import ItemResult, Message
+from server.pipeline.judges import DeepSeekGRM
 from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template
 from server.pipeline.sampling import Linked, ScoreSpec
 from server.pipeline.scoring import Scorer
@@ -112,8 +113,8 @@ def scorer(max_group_size: int, meta: bool) -> tuple[Scorer, FakeEngine]:
     if meta:
         meta_rm = FakeMetaRM(meta_rule)
         asyncio.run(meta_rm.start())
-    template = get_template(DEFAULT_TEMPLATE)
-    return Scorer(template, generate=engine.generate, max_group_size=max_group_size, format_guidance=False,
+    profile = DeepSeekGRM(template=get_template(DEFAULT_TEMPLATE))
+    return Scorer(profile, generate=engine.generate, max_group_size=max_group_size, format_guidance=False,
                   meta_rm=meta_rm), engine  # fmt: skip
 
 

@@ -13,6 +13,7 @@ import pytest
 from server.engines.base import GenerationRequest
 from server.engines.fake import FakeEngine, shown_responses
 from server.pipeline.domain import Message
+from server.pipeline.judges import DeepSeekGRM
 from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template
 from server.pipeline.scoring import Scorer, ScoreSpec
 
@@ -37,8 +38,12 @@ def test_the_estimate_covers_the_memory_a_result_holds_and_is_at_most_twice_it(r
     async def measure() -> tuple[float, float]:
         engine = FakeEngine(varied_judge(responses * k), record_limit=1)  # keeps one prompt, not 20
         await engine.start()
+        judge = DeepSeekGRM(template=get_template(DEFAULT_TEMPLATE))
         scorer = Scorer(
-            get_template(DEFAULT_TEMPLATE), generate=engine.generate, max_group_size=4, format_guidance=True
+            judge,
+            generate=engine.generate,
+            max_group_size=4,
+            format_guidance=True,
         )
         spec = ScoreSpec(
             (Message("user", "q" * 100),),

@@ -6,6 +6,7 @@ import pytest
 from server.engines.base import Completion, GenerationRequest
 from server.engines.fake import CUT_CRITERIA, FakeEngine, budget_cut_script, shown_responses
 from server.pipeline.domain import Message, ResponseStatus, SampleStatus
+from server.pipeline.judges import DeepSeekGRM
 from server.pipeline.parsing import continuation, continuation_reserve, guidance_regex
 from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template
 from server.pipeline.scoring import Scorer, ScoreSpec
@@ -18,7 +19,7 @@ def spec(responses, k=8, seed=0):
 async def run(engine, s, **kw):
     await engine.start()
     scorer = Scorer(
-        get_template(DEFAULT_TEMPLATE),
+        DeepSeekGRM(template=get_template(DEFAULT_TEMPLATE)),
         generate=engine.generate,
         max_group_size=kw.get("group", 4),
         format_guidance=True,

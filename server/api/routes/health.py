@@ -8,7 +8,9 @@ from fastapi import APIRouter, Request
 
 from meta_rm.selection import default_k_meta
 from server import __version__
-from server.api.protocol import AUTH_ERRORS, InfoResponse, MetaRMOut, error_responses
+from server.api.protocol import AUTH_ERRORS, InfoResponse, JudgeOut, MetaRMOut, error_responses
+from server.config import Settings
+from server.pipeline.judges import Judge, vote_scale
 from server.serving.state import AppState
 
 router = APIRouter(tags=["health"])
@@ -54,7 +56,8 @@ async def info(request: Request) -> InfoResponse:
         engine=engine_info.name if engine_info else s.engine,
         engine_version=engine_info.version if engine_info else "not started",
         max_model_len=engine_info.max_model_len if engine_info else None,
-        template=state.template.name,
+        template=state.judge.template_name(principles=False, reference=False),
+        judge=_judge_out(state.judge, s),
         format_guidance=s.format_guidance,
         adaptive=s.adaptive,
         meta_rm=MetaRMOut(**dataclasses.asdict(state.meta_rm.info)) if state.meta_rm is not None else None,
@@ -74,4 +77,18 @@ async def info(request: Request) -> InfoResponse:
             "max_response_chars": s.max_response_chars,
             "max_conversation_chars": s.max_conversation_chars,
         },
+    )
+
+
+def _judge_out(judge: Judge, s: Settings) -> JudgeOut:
+    pairwise = judge.mode == "pairwise"
+    scale = vote_scale(judge, s.aggregation)
+    return JudgeOut(
+        name=judge.name,
+        mode=judge.mode,
+        scale=(scale.low, scale.high),
+        takes_reference=judge.takes_reference,
+        takes_principles=judge.takes_principles,
+        pairing=s.pairing if pairwise else None,
+        aggregation=s.aggregation if pairwise else None,
     )

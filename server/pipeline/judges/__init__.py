@@ -1,0 +1,71 @@
+"""Judge profiles: the generative judges grm-serve serves, each data behind one interface.
+
+``--judge NAME`` picks one (:func:`get_judge`); :mod:`server.pipeline.judges.base` says what a profile
+is and :mod:`server.pipeline.judges.pairing` how the pipeline turns any profile's verdicts into
+per-response votes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from server.pipeline.judges.base import (
+    AGGREGATIONS,
+    MODES,
+    Aggregation,
+    Guidance,
+    Judge,
+    JudgePrompt,
+    Mode,
+    ParseError,
+    Sampling,
+    Scale,
+    Verdict,
+    unsupported,
+)
+from server.pipeline.judges.deepseek import DeepSeekGRM
+from server.pipeline.judges.pairing import PAIRINGS, Pairing, judged_sets, pools, vote_scale, votes_of
+
+__all__ = [
+    "AGGREGATIONS",
+    "DEFAULT_JUDGE",
+    "JUDGES",
+    "MODES",
+    "PAIRINGS",
+    "Aggregation",
+    "DeepSeekGRM",
+    "Guidance",
+    "Judge",
+    "JudgePrompt",
+    "Mode",
+    "Pairing",
+    "ParseError",
+    "Sampling",
+    "Scale",
+    "Verdict",
+    "get_judge",
+    "judged_sets",
+    "pools",
+    "unsupported",
+    "vote_scale",
+    "votes_of",
+]
+
+DEFAULT_JUDGE = "deepseek-grm"
+
+# name -> a function building the profile (profiles are cheap, frozen dataclasses).
+JUDGES: dict[str, Callable[[], Judge]] = {
+    DEFAULT_JUDGE: DeepSeekGRM,
+}
+
+
+def get_judge(name: str) -> Judge:
+    """The judge profile called ``name``.
+
+    Raises:
+        KeyError: if no profile has that name; the message lists the known ones.
+    """
+    try:
+        return JUDGES[name]()
+    except KeyError:
+        raise KeyError(f"unknown judge {name!r}; known judges: {', '.join(sorted(JUDGES))}") from None
