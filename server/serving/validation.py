@@ -15,6 +15,7 @@ from grm_client import labels
 from server.config import Settings
 from server.pipeline.adaptive import AdaptiveOptions, StopRule
 from server.pipeline.domain import Message
+from server.pipeline.judges import get_judge, unsupported
 from server.pipeline.scoring import ScoreSpec
 from server.serving.errors import invalid_request
 
@@ -78,6 +79,11 @@ class Validator:
             raise invalid_request("principles must hold at least one non-blank criterion")
         if item.reference is not None and not item.reference.strip():
             raise invalid_request("reference must not be blank; leave it out to judge without one")
+        missing_slot = unsupported(
+            get_judge(s.judge), principles=principles is not None, reference=item.reference is not None
+        )
+        if missing_slot:
+            raise invalid_request(missing_slot)
         conversation_chars = (
             sum(len(m.content) for m in item.messages)
             + sum(len(p) for p in principles or ())
@@ -107,6 +113,8 @@ class Validator:
             principles=tuple(p for p in principles if p.strip()) if principles is not None else None,
             reference=item.reference,
             adaptive=adaptive,
+            pairing=s.pairing,  # --pairing and --aggregation apply to every item of a pairwise judge
+            aggregation=s.aggregation,
         )
 
     def _adaptive(self, item: ItemOptions, k: int) -> AdaptiveOptions:
