@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from server.engines.base import (
+    ChatTemplateError,
     Completion,
     Engine,
     EngineDeadError,
@@ -18,6 +19,7 @@ from server.engines.base import (
 )
 
 __all__ = [
+    "ChatTemplateError",
     "Completion",
     "Engine",
     "EngineDeadError",

@@ -29,6 +29,11 @@ class PromptTooLongError(EngineError):
     """A prompt plus its generation budget does not fit the model's context."""
 
 
+class ChatTemplateError(EngineError):
+    """The model's chat template cannot render a request's chat: it refuses a judge's custom role
+    (``response_1``, ``principle``) or drops that turn. The judge profile and the model do not match."""
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """k samples for one prompt.

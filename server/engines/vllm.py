@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client.core import Metric
 
 from server.engines.base import (
+    ChatTemplateError,
     Completion,
     EngineDeadError,
     EngineInfo,
@@ -57,15 +58,49 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+# Roles every chat template knows; any other (a judge's response_1, principle) is checked to be rendered.
+STANDARD_ROLES = frozenset({"system", "user", "assistant"})
+
+
+def render_chat(tokenizer: Any, request: GenerationRequest) -> str:
+    """``request``'s chat rendered by the model's chat template, with its generation prompt.
+
+    A judge's custom roles (Nemotron GenRM's ``response_1``, ``response_2``, ``principle``) need a
+    template that renders them: a template that refuses a role (``raise_exception``) or silently
+    drops the turn (as templates that only know the standard roles do) fails here, by name, instead
+    of sending the judge a prompt without the responses it is to judge.
+
+    Raises:
+        ChatTemplateError: if the template fails on the chat or leaves out a custom role's turn.
+    """
+    chat = request.chat()
+    try:
+        text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    except Exception as exc:  # jinja2's TemplateError from raise_exception, or a template bug
+        roles = ", ".join(dict.fromkeys(turn["role"] for turn in chat))
+        raise ChatTemplateError(f"the model's chat template cannot render this chat (roles: {roles}): {exc}") from exc
+    for turn in chat:
+        content = turn["content"].strip()
+        if turn["role"] not in STANDARD_ROLES and content and content not in text:
+            raise ChatTemplateError(
+                f"the model's chat template dropped the {turn['role']!r} turn; the judge needs a model whose "
+                "template renders its roles (e.g. Nemotron GenRM's own)"
+            )
+    return str(text)
+
+
 def encode_chat(tokenizer: Any, request: GenerationRequest) -> list[int]:
     """Token ids of ``request``'s prompt: its chat rendered with the model's chat template and its
-    generation prompt (or, for a ``raw`` request, its text as is), followed by the tokens of
-    ``assistant_prefix`` (the start of the answer) when there is one."""
+    generation prompt (:func:`render_chat`; or, for a ``raw`` request, its text as is), followed by
+    the tokens of ``assistant_prefix`` (the start of the answer) when there is one.
+
+    Raises:
+        ChatTemplateError: see :func:`render_chat`.
+    """
     if request.raw:
         ids = list(tokenizer.encode(request.prompt, add_special_tokens=True))
     else:
-        text = tokenizer.apply_chat_template(request.chat(), add_generation_prompt=True, tokenize=False)
-        ids = list(tokenizer.encode(text, add_special_tokens=False))
+        ids = list(tokenizer.encode(render_chat(tokenizer, request), add_special_tokens=False))
     if request.assistant_prefix:
         ids += tokenizer.encode(request.assistant_prefix, add_special_tokens=False)
     return ids

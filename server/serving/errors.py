@@ -6,7 +6,7 @@ Messages never carry paths or stack traces.
 
 from __future__ import annotations
 
-from server.engines.base import EngineDeadError, EngineNotReadyError, PromptTooLongError
+from server.engines.base import ChatTemplateError, EngineDeadError, EngineNotReadyError, PromptTooLongError
 from server.serving.dedup import JobCancelledError, KeyReusedError
 
 RETRY_AFTER_S = "5"
@@ -49,6 +49,8 @@ def to_api_error(exc: BaseException) -> APIError:
         return APIError(503, "not_ready", "the engine is starting or draining", retry_after=RETRY_AFTER_S)
     if isinstance(exc, EngineDeadError):
         return APIError(503, "engine_dead", "the engine failed; the server is restarting")
+    if isinstance(exc, ChatTemplateError):  # the judge and the model do not match: the operator's to fix
+        return APIError(500, "internal_error", f"the judge cannot run on this model: {exc}")
     if isinstance(exc, TimeoutError):
         return APIError(504, "timeout", "the request deadline passed before scoring finished")
     return APIError(500, "internal_error", "internal error")
