@@ -24,6 +24,7 @@ from server.pipeline.judges.base import (
     unsupported,
 )
 from server.pipeline.judges.deepseek import DeepSeekGRM
+from server.pipeline.judges.nemotron import NemotronGenRM, NemotronGenRM49B
 from server.pipeline.judges.pairing import PAIRINGS, Pairing, judged_sets, pools, vote_scale, votes_of
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "Judge",
     "JudgePrompt",
     "Mode",
+    "NemotronGenRM",
+    "NemotronGenRM49B",
     "Pairing",
     "ParseError",
     "Sampling",
@@ -56,6 +59,8 @@ DEFAULT_JUDGE = "deepseek-grm"
 # name -> a function building the profile (profiles are cheap, frozen dataclasses).
 JUDGES: dict[str, Callable[[], Judge]] = {
     DEFAULT_JUDGE: DeepSeekGRM,
+    "nemotron-genrm": NemotronGenRM,
+    "nemotron-genrm-49b": NemotronGenRM49B,
 }
 
 
