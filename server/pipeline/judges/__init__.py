@@ -25,6 +25,8 @@ from server.pipeline.judges.base import (
 )
 from server.pipeline.judges.deepseek import DeepSeekGRM
 from server.pipeline.judges.pairing import PAIRINGS, Pairing, judged_sets, pools, vote_scale, votes_of
+from server.pipeline.judges.rmr1 import RMR1Distilled, RMR1Instruct
+from server.pipeline.judges.skywork import SkyworkCritic
 
 __all__ = [
     "AGGREGATIONS",
@@ -56,6 +58,9 @@ DEFAULT_JUDGE = "deepseek-grm"
 # name -> a function building the profile (profiles are cheap, frozen dataclasses).
 JUDGES: dict[str, Callable[[], Judge]] = {
     DEFAULT_JUDGE: DeepSeekGRM,
+    "rm-r1-instruct": RMR1Instruct,
+    "rm-r1-distilled": RMR1Distilled,
+    "skywork-critic": SkyworkCritic,
 }
 
 
