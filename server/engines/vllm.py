@@ -13,6 +13,7 @@ the environment already says otherwise; float32 weights on CPUs without native b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable
@@ -34,6 +35,8 @@ from server.engines.base import (
 log = logging.getLogger(__name__)
 
 DEFAULT_CPU_KVCACHE_GIB = "2"
+# Below this temperature vLLM samples greedily (its ``_SAMPLING_EPS``) and refuses ``n > 1``.
+GREEDY_TEMPERATURE = 1e-5
 
 
 def set_cpu_environment() -> None:
@@ -129,15 +132,21 @@ async def generate_ids(llm: Any, ids: list[int], request: GenerationRequest) -> 
     Shared by :class:`VLLMEngine` and the benchmarks' direct path, so both drive vLLM identically.
     Cancelling the awaiting task makes ``AsyncLLM.generate`` abort the request in the engine core.
 
+    A greedy request (temperature 0, e.g. RM-R1's and Skywork-Critic's defaults) for ``n > 1`` samples is
+    sent as one sample, repeated ``n`` times: vLLM refuses ``n > 1`` when greedy ("n must be 1 when using
+    greedy sampling"), and greedy samples of one prompt are all the same text.
+
     Raises:
         EngineDeadError: if the engine returned no output.
     """
+    repeat = request.n if request.temperature < GREEDY_TEMPERATURE and request.n > 1 else 1
+    sent = dataclasses.replace(request, n=1) if repeat > 1 else request
     final = None
-    async for output in llm.generate({"prompt_token_ids": ids}, to_sampling_params(request), request.request_id):
+    async for output in llm.generate({"prompt_token_ids": ids}, to_sampling_params(sent), request.request_id):
         final = output
     if final is None:
         raise EngineDeadError(f"the vLLM engine returned no output for {request.request_id}")
-    completions = [Completion(o.text, o.finish_reason, len(o.token_ids)) for o in final.outputs]
+    completions = [Completion(o.text, o.finish_reason, len(o.token_ids)) for o in final.outputs] * repeat
     return GenerationResult(request.request_id, completions, len(ids))
 
 

@@ -42,7 +42,8 @@ class Validator:
     """Request -> :class:`ScoreSpec`, with the defaults and limits of ``settings``.
 
     Args:
-        settings: the server's defaults (k, temperature, max_tokens, k_meta) and limits.
+        settings: the server's defaults (k, temperature, max_tokens, k_meta), limits and judge (an item
+            whose principles or reference the judge has no slot for is refused, never judged without them).
         refuse_k_meta: whether a ``k_meta`` is refused now: the server is up and has no meta RM to
             filter votes with (until it is up, such a call gets the service's 503 instead).
     """
@@ -50,6 +51,7 @@ class Validator:
     def __init__(self, settings: Settings, *, refuse_k_meta: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
         self.refuse_k_meta = refuse_k_meta
+        self.judge = get_judge(settings.judge)
 
     def check_items(self, count: int) -> None:
         """Raises: APIError: 400 past ``max_items_per_batch``."""
@@ -62,7 +64,8 @@ class Validator:
         """Resolve an item's sampling choices against the server defaults and limits.
 
         Raises:
-            APIError: 400 when a value exceeds its configured maximum, or ``k_meta`` cannot apply.
+            APIError: 400 when a value exceeds its configured maximum, ``k_meta`` cannot apply, or the
+                judge has no slot for the item's principles or reference (the message names the judge).
         """
         s = self.settings
         k = item.k if item.k is not None else s.k
@@ -79,11 +82,9 @@ class Validator:
             raise invalid_request("principles must hold at least one non-blank criterion")
         if item.reference is not None and not item.reference.strip():
             raise invalid_request("reference must not be blank; leave it out to judge without one")
-        missing_slot = unsupported(
-            get_judge(s.judge), principles=principles is not None, reference=item.reference is not None
-        )
-        if missing_slot:
-            raise invalid_request(missing_slot)
+        refused = unsupported(self.judge, principles=principles is not None, reference=item.reference is not None)
+        if refused:
+            raise invalid_request(refused)
         conversation_chars = (
             sum(len(m.content) for m in item.messages)
             + sum(len(p) for p in principles or ())

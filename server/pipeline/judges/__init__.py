@@ -26,6 +26,8 @@ from server.pipeline.judges.base import (
 from server.pipeline.judges.deepseek import DeepSeekGRM
 from server.pipeline.judges.nemotron import NemotronGenRM, NemotronGenRM49B
 from server.pipeline.judges.pairing import PAIRINGS, Pairing, judged_sets, pools, vote_scale, votes_of
+from server.pipeline.judges.rmr1 import RMR1Distilled, RMR1Instruct
+from server.pipeline.judges.skywork import SkyworkCritic
 
 __all__ = [
     "AGGREGATIONS",
@@ -61,6 +63,9 @@ JUDGES: dict[str, Callable[[], Judge]] = {
     DEFAULT_JUDGE: DeepSeekGRM,
     "nemotron-genrm": NemotronGenRM,
     "nemotron-genrm-49b": NemotronGenRM49B,
+    "rm-r1-instruct": RMR1Instruct,
+    "rm-r1-distilled": RMR1Distilled,
+    "skywork-critic": SkyworkCritic,
 }
 
 
