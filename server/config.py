@@ -81,7 +81,10 @@ class Settings(BaseSettings):
         "provably final) or stderr (stop once every mean vote's standard error is at most --adaptive-epsilon)",
     )
     adaptive_epsilon: float = Field(
-        0.5, gt=0, description="stderr rule: default largest standard error of a mean vote (1..10 scale) to stop at"
+        0.5,
+        gt=0,
+        description="stderr rule: default largest standard error of a mean vote to stop at, in the judge's vote "
+        "units (/v1/info's vote scale; deepseek-grm: 1..10)",
     )
     adaptive_k_min: int = Field(4, ge=1, description="adaptive k: default fewest samples per group before a stop")
 

@@ -41,7 +41,10 @@ class GRMOptions(BaseModel):
         "adaptive_epsilon; off: always k (server default if unset, --adaptive).",
     )
     adaptive_epsilon: float | None = Field(
-        None, gt=0, description="stderr rule: the largest standard error of a mean vote (1..10) to stop at."
+        None,
+        gt=0,
+        description="stderr rule: the largest standard error of a mean vote to stop at, in the judge's vote units "
+        "(/v1/info's vote scale; deepseek-grm: 1..10).",
     )
     k_min: int | None = Field(None, ge=1, description="Adaptive k: fewest samples per group before a stop.")
 

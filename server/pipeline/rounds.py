@@ -33,7 +33,7 @@ from server.pipeline.adaptive import (
     stderr_undecided,
 )
 from server.pipeline.domain import ItemResult, Sample, SampleStatus
-from server.pipeline.judges import Judge
+from server.pipeline.judges import Judge, vote_scale
 from server.pipeline.sampling import (
     Generate,
     Generated,
@@ -83,7 +83,7 @@ async def score_in_rounds(
     ]
     options = specs[0].adaptive
     for run in runs:
-        run.target = first_round(options, run.size, run.spec.k, run.k_meta)
+        run.target = first_round(options, run.size, run.spec.k, run.k_meta, run.scale)
     rounds, gen_seconds, meta_seconds = 0, 0.0, 0.0
     while True:
         todo = [run for run in runs if run.target > run.drawn]
@@ -159,6 +159,8 @@ class _GroupRun:
         self.orders = [perm for perm, _ in group.orders]
         self.k_meta, self.request_id = k_meta, request_id
         self.size = len(self.members)
+        scale = vote_scale(judge, spec.aggregation)  # every vote lies in it: what the rules bound with
+        self.scale = (scale.low, scale.high)
         self.drawn = 0
         self.target = 0
         self.samples: list[Sample] = []  # in the order drawn
@@ -211,7 +213,7 @@ class _GroupRun:
         if self.k_meta is not None:
             ratings = tuple(s.meta_score if s.meta_score is not None else 0.0 for s in parsed)
         votes = tuple(s.scores for s in parsed if s.scores is not None)
-        return Tally(self.spec.k, self.drawn, votes, self.size, ratings, self.k_meta)
+        return Tally(self.spec.k, self.drawn, votes, self.size, self.scale, ratings, self.k_meta)
 
     def kept_samples(self) -> list[Sample]:
         """The samples with ``kept`` set as the rules counted them (:meth:`Tally.kept`)."""
@@ -224,14 +226,18 @@ class _GroupRun:
 def _undecided(
     runs: list[_GroupRun], options: AdaptiveOptions, linked: Linked | None, specs: Sequence[ScoreSpec]
 ) -> set[int]:
-    """The runs (indices) that must draw another round under ``options.rule``."""
+    """The runs (indices) that must draw another round under ``options.rule``. A response judged in
+    several sets (a pairwise judge's pairs) is one document: its votes pool over them."""
     tallies = [run.tally() for run in runs]
+    documents = [run.documents for run in runs]
     if options.rule == "stderr":
-        return stderr_undecided(tallies, options.epsilon, options.k_min)
+        names = [[(run.item, doc) for doc in run.documents] for run in runs]
+        return stderr_undecided(tallies, options.epsilon, options.k_min, names)
+    items = [run.item for run in runs]
     if linked is None:
-        return rank_undecided(tallies, [run.documents for run in runs], len(specs[0].responses))
+        return rank_undecided(tallies, documents, len(specs[0].responses), items=items)
     return rank_undecided(
-        tallies, [run.documents for run in runs], linked.n_documents, anchored=linked.anchored, top_n=linked.top_n
+        tallies, documents, linked.n_documents, anchored=linked.anchored, top_n=linked.top_n, items=items
     )
 
 
@@ -239,13 +245,13 @@ def _adaptive_result(spec: ScoreSpec, runs: list[_GroupRun], options: AdaptiveOp
     """One adaptive item's result: its groups' samples, their votes, and how far it went."""
     samples = [s for run in runs for s in run.kept_samples()]
     groups = [run.members for run in runs]
-    k_meta = runs[0].k_meta
+    k_meta = runs[0].k_meta if runs else None
     result = vote_groups(spec, samples, groups, full_votes=k_meta if k_meta is not None else spec.k, sizes=sizes)
     result.prompt_tokens = sum(run.prompt_tokens for run in runs)
     result.generation_tokens = sum(run.generation_tokens for run in runs)
-    result.k_used = max(run.drawn for run in runs)
+    result.k_used = max((run.drawn for run in runs), default=0)  # no runs: a pairwise judge's lone response
     if k_meta is not None:
         result.k_meta = max(kept_count(run.drawn, spec.k, k_meta) for run in runs)
-    stopped: StopReason = "k" if all(run.drawn >= spec.k for run in runs) else options.rule
+    stopped: StopReason = "k" if runs and all(run.drawn >= spec.k for run in runs) else options.rule
     result.adaptive, result.stop_reason = options.rule, stopped
     return result

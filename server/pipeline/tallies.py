@@ -1,0 +1,195 @@
+"""What a judged set drew so far, and where its votes can still end (pure, exact).
+
+A :class:`Tally` is one judged set's parsed samples (a *group*: one prompt's responses, a single
+response, or a pair) and the scale of one vote (:func:`~server.pipeline.judges.pairing.vote_scale`).
+Adaptive k's rules (:mod:`server.pipeline.adaptive`) ask it how the full k could end
+(:meth:`Tally.outcomes`) and bound, exactly, what a response's mean can end at:
+
+* :func:`within`: the relations two responses of one group may end in (they share every voter);
+* :func:`value_range`: the least and most one response's mean (minus another's of the same group:
+  a rerank's anchor) can end at;
+* :func:`pooled_range`: the least and most a response's *pooled* mean can end at, over every set it
+  is judged in (a pairwise judge's pairs): the sum of its votes in all of them over their count.
+  That is a ratio of sums with one outcome chosen per set; its minimum (maximum) is found exactly by
+  Dinkelbach's method, in :class:`~fractions.Fraction`.
+
+Arithmetic is exact: votes are floats (binary fractions), and ``Fraction(float)`` is their exact
+value, so every bound is the true bound of the outcomes described, not a rounded one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+from meta_rm.selection import select_top_k
+
+# The range of one vote, (low, high): a judge's vote scale under its aggregation
+# (:func:`server.pipeline.judges.pairing.vote_scale`), as a pair so that this module needs no judge.
+VoteScale = tuple[float, float]
+
+
+def kept_count(drawn: int, k: int, k_meta: int) -> int:
+    """How many of a group's ``drawn`` samples vote with a meta RM: ``k_meta`` at full ``k``, the same
+    share of fewer samples (``drawn * k_meta // k``, at least one) before it."""
+    if drawn >= k:
+        return k_meta
+    return max(1, drawn * k_meta // k)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What one group drew so far.
+
+    ``votes`` are the parsed samples' votes in the group's response order, in the plain path's sample
+    order; ``scale`` the range of one vote, ``(low, high)`` (every vote lies in it: the rules' bounds
+    rest on that);
+    ``ratings`` their meta RM ratings (None without a meta RM, when ``k_meta`` is None too).
+
+    Raises:
+        ValueError: if a vote lies outside ``scale`` or has the wrong length.
+    """
+
+    k: int
+    drawn: int
+    votes: tuple[tuple[float, ...], ...]
+    size: int
+    scale: VoteScale
+    ratings: tuple[float, ...] | None = None
+    k_meta: int | None = None
+
+    def __post_init__(self) -> None:
+        for vote in self.votes:
+            if len(vote) != self.size or not all(self.scale[0] <= v <= self.scale[1] for v in vote):
+                raise ValueError(f"vote {vote} is not {self.size} values within {self.scale}")
+
+    @property
+    def remaining(self) -> int:
+        return self.k - self.drawn
+
+    @property
+    def low(self) -> Fraction:
+        return Fraction(self.scale[0])
+
+    @property
+    def high(self) -> Fraction:
+        return Fraction(self.scale[1])
+
+    def kept(self) -> list[int]:
+        """Indices (into ``votes``) of the samples that vote now: all of them without a meta RM, else
+        the best-rated :func:`kept_count`, chosen as at full k (:func:`~meta_rm.selection.select_top_k`)."""
+        if self.k_meta is None or self.ratings is None:
+            return list(range(len(self.votes)))
+        return select_top_k([True] * len(self.votes), self.ratings, kept_count(self.drawn, self.k, self.k_meta))
+
+    def sums(self, indices: Sequence[int]) -> tuple[Fraction, ...]:
+        """Each response's exact sum of the votes of samples ``indices``."""
+        return tuple(sum((Fraction(self.votes[i][j]) for i in indices), Fraction(0)) for j in range(self.size))
+
+    def outcomes(self) -> Iterator[tuple[tuple[Fraction, ...], int, int]]:
+        """Every way the full k could end, as ``(sums of the current samples that vote, their count,
+        new votes)``: each of the ``new`` votes adds anything in ``scale`` to every response.
+
+        Without a meta RM, ``p`` of the remaining samples parse (0..remaining) and all vote. With one,
+        the full k keep the ``k_meta`` best-rated parsed samples; the new ones may be rated anywhere,
+        so any ``m`` of them (as many as fit) may displace the worst-rated current ones.
+        """
+        if self.k_meta is None or self.ratings is None:
+            current = self.sums(range(len(self.votes)))
+            for p in range(self.remaining + 1):
+                yield current, len(self.votes), p
+            return
+        order = sorted(range(len(self.ratings)), key=lambda i: (-self.ratings[i], i))  # type: ignore[index]
+        prefix: list[tuple[Fraction, ...]] = [tuple([Fraction(0)] * self.size)]
+        for i in order:
+            prefix.append(tuple(a + Fraction(b) for a, b in zip(prefix[-1], self.votes[i], strict=True)))
+        parsed = len(self.votes)
+        for p in range(self.remaining + 1):
+            voters = min(self.k_meta, parsed + p)
+            for m in range(max(0, voters - parsed), min(p, voters) + 1):
+                yield prefix[voters - m], voters - m, m
+
+
+def relations(lo: Fraction, hi: Fraction) -> frozenset[int]:
+    """The signs (1 above, 0 tied, -1 below) a difference in ``[lo, hi]`` may take."""
+    return frozenset(s for s, ok in ((1, hi > 0), (0, lo <= 0 <= hi), (-1, lo < 0)) if ok)
+
+
+@lru_cache(maxsize=4096)
+def within(tally: Tally, i: int, j: int) -> frozenset[int]:
+    """Relations responses ``i`` and ``j`` of one group (which has votes) may end in: their sums over
+    the same voters, each new vote moving them at most the scale's spread apart."""
+    spread = tally.high - tally.low
+    out: set[int] = set()
+    for sums, _count, new in tally.outcomes():
+        diff = sums[i] - sums[j]
+        out |= relations(diff - spread * new, diff + spread * new)
+    return frozenset(out)
+
+
+@lru_cache(maxsize=4096)
+def value_range(tally: Tally, i: int, base: int | None) -> tuple[Fraction, Fraction]:
+    """The least and most response ``i``'s mean (minus the mean of response ``base`` of the same
+    group, which shares its voters) can end at, in a group that has votes."""
+    spread = tally.high - tally.low
+    lo = hi = None
+    for sums, count, new in tally.outcomes():
+        voters = count + new
+        if base is None:
+            low, high = (sums[i] + tally.low * new) / voters, (sums[i] + tally.high * new) / voters
+        else:
+            diff = sums[i] - sums[base]
+            low, high = (diff - spread * new) / voters, (diff + spread * new) / voters
+        lo = low if lo is None else min(lo, low)
+        hi = high if hi is None else max(hi, high)
+    assert lo is not None and hi is not None
+    return lo, hi
+
+
+Option = tuple[Fraction, int]  # one way a set may end for one response: (sum of its votes, their count)
+
+
+def _options(tally: Tally, i: int, highest: bool) -> tuple[Option, ...]:
+    """Per outcome, response ``i``'s extreme (least, or with ``highest`` most) sum and its count."""
+    extreme = tally.high if highest else tally.low
+    return tuple(sorted({(sums[i] + extreme * new, count + new) for sums, count, new in tally.outcomes()}))
+
+
+@lru_cache(maxsize=4096)
+def pooled_range(placements: tuple[tuple[Tally, int], ...]) -> tuple[Fraction, Fraction]:
+    """The least and most a response's pooled mean can end at: the sum of its votes over their count
+    in every set it is judged in (``placements``: each set's tally and the response's position there;
+    each has votes now, so each keeps at least one voter).
+
+    The pooled mean is ``sum(s_g) / sum(c_g)`` for one outcome ``(s_g, c_g)`` of each set (sums at their
+    extreme: every new vote at the scale's low end for the least, high end for the most), and the
+    sets' outcomes are independent of each other. So it is a min- (max-) ratio problem over a product
+    of small option sets, solved exactly by :func:`_dinkelbach`. With one set it is
+    :func:`value_range`'s bound.
+    """
+    lo = _dinkelbach([_options(t, i, highest=False) for t, i in placements], minimise=True)
+    hi = _dinkelbach([_options(t, i, highest=True) for t, i in placements], minimise=False)
+    return lo, hi
+
+
+def _dinkelbach(options: Sequence[Sequence[Option]], *, minimise: bool) -> Fraction:
+    """The least (``minimise``) or most ``sum(s) / sum(c)`` over one option ``(s, c)`` per set, every
+    ``c >= 1``.
+
+    Dinkelbach's method: for a ratio ``r`` of some choice, ``F(r) = min over choices of
+    sum(s - r * c)`` is at most 0, and it is the sum of each set's own least ``s - r * c``, since the
+    sets choose independently. ``F(r) = 0`` means no choice has a smaller ratio (``sum(c) > 0``), so
+    ``r`` is the minimum; else the minimising choice has a strictly smaller ratio, and ``r`` moves to
+    it. The ratios strictly decrease over finitely many choices, so it ends, in exact arithmetic.
+    The maximum is the minimum with every sum negated.
+    """
+    sign = 1 if minimise else -1
+    choice = [opts[0] for opts in options]
+    ratio = Fraction(sum(sign * s for s, _ in choice)) / sum(c for _, c in choice)
+    while True:
+        choice = [min(opts, key=lambda o: sign * o[0] - ratio * o[1]) for opts in options]
+        if sum(sign * s - ratio * c for s, c in choice) == 0:
+            return sign * ratio
+        ratio = Fraction(sum(sign * s for s, _ in choice)) / sum(c for _, c in choice)
