@@ -9,12 +9,38 @@ dispatcher and the workflow executor replaced by recorders.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 from tests.trainer_docs import run_python_snippet
+
+
+@contextlib.contextmanager
+def process_state_kept_from_areal() -> Iterator[None]:
+    """Undo, when the block ends, what importing AReaL 1.0.4 does to the whole process: it installs
+    uvloop's event-loop policy (``areal/api/cli_args.py``), and its ``getLogger`` swaps in a new logging
+    root and manager and reconfigures logging with ``disable_existing_loggers`` (``areal/utils/logging.py``),
+    so the loggers the server created earlier log to a root nobody watches (pytest's caplog included)."""
+    policy = asyncio.get_event_loop_policy()
+    root, manager = logging.Logger.root, logging.Logger.manager
+    level, handlers = logging.root.level, list(logging.root.handlers)
+    disabled = {name: lg.disabled for name, lg in manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop_policy(policy)
+        logging.Logger.root, logging.Logger.manager = root, manager
+        logging.root.setLevel(level)
+        logging.root.handlers[:] = handlers
+        for name, was in disabled.items():
+            logger = manager.loggerDict.get(name)
+            if isinstance(logger, logging.Logger):
+                logger.disabled = was
 
 
 class RecordingTrainer:

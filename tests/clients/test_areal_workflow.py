@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.areal_single_controller import built_on_a_worker, documented_train_call
+from tests.areal_single_controller import built_on_a_worker, documented_train_call, process_state_kept_from_areal
 from tests.launcher import LaunchError, launch
 from tests.tiny_models import byte_chatml_tokenizer
 
@@ -29,12 +29,9 @@ DATA = {"messages": [{"role": "user", "content": QUESTION}], "answer": "Paris"}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def asyncios_event_loop_policy_after() -> Iterator[None]:
-    """Importing AReaL installs uvloop's event-loop policy process-wide (``areal/api/cli_args.py``);
-    the tests that run after these expect asyncio's."""
-    policy = asyncio.get_event_loop_policy()
-    yield
-    asyncio.set_event_loop_policy(policy)
+def _areals_process_state_undone() -> Iterator[None]:
+    with process_state_kept_from_areal():
+        yield
 
 
 @pytest.fixture(scope="module")
