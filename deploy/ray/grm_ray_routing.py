@@ -29,8 +29,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from ray.serve._private.request_router.pow_2_router import PowerOfTwoChoicesRequestRouter
@@ -95,16 +96,21 @@ def _prompt_of(path: str, body: Any) -> Any:
 
 def routing_key(method: str, path: str, headers: Mapping[str, str], query: str, body: bytes) -> str:
     """The replica affinity of a call: equal for calls that can share a GRM prompt (same caller, route
-    and conversation, reference and options) and for retries of one call; "" for no affinity."""
+    and conversation, reference and options) and for retries of one call; "" for no affinity.
+
+    Never raises: a body it cannot read (not JSON, nested past Python's recursion limit, an odd shape)
+    keys by its digest, so a retry still meets its call, and the replica answers it as grm-serve would
+    (400 ``invalid_request``)."""
     if method != "POST" or path not in SCORING_PATHS:
         return ""
+    tenant = tenant_of(headers, query)
     try:
-        parsed = json.loads(body)
-    except ValueError:
-        parsed = None
-    prompt = _prompt_of(path, parsed)
-    what = prompt if prompt is not None else hashlib.sha256(body).hexdigest()
-    return _digest(tenant_of(headers, query), path, what)
+        prompt = _prompt_of(path, json.loads(body))
+        if prompt is not None:
+            return _digest(tenant, path, prompt)
+    except Exception:  # e.g. b"[" * 100000 is a RecursionError in json.loads, not a ValueError
+        pass
+    return _digest(tenant, path, hashlib.sha256(body).hexdigest())
 
 
 def ranking(key: str, replicas: Sequence[str]) -> list[str]:
@@ -138,6 +144,9 @@ class PromptAffinityRouter(PowerOfTwoChoicesRequestRouter):
     """Ray Serve request router: consistent hashing with bounded load on a handle call's routing key
     (its multiplexed model id); the power of two choices for calls without one."""
 
+    # The routers of this process (one per handle to grm-serve), read by :func:`router_state`.
+    live: ClassVar[weakref.WeakSet[PromptAffinityRouter]] = weakref.WeakSet()
+
     def initialize_state(
         self, load_factor: float = DEFAULT_LOAD_FACTOR, headroom: int = DEFAULT_HEADROOM, **kwargs: Any
     ) -> None:
@@ -146,6 +155,7 @@ class PromptAffinityRouter(PowerOfTwoChoicesRequestRouter):
         self.headroom = headroom
         self._inflight: dict[ReplicaID, int] = {}
         self._owner: dict[str, ReplicaID] = {}  # internal request id -> the replica it was sent to
+        PromptAffinityRouter.live.add(self)
 
     @staticmethod
     def _key(pending_request: PendingRequest | None) -> str:
@@ -180,3 +190,19 @@ class PromptAffinityRouter(PowerOfTwoChoicesRequestRouter):
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
         self._inflight.pop(replica_id, None)
+
+
+def router_state() -> dict[str, Any]:
+    """What this process's affinity routers count: calls in flight per replica (``inflight``, by
+    replica id) and calls whose completion they still wait for (``tracked``). Both return to zero
+    once every call has ended, however it ended; tests read them through ``GRMFront.router_state``.
+
+    The routers run on Ray's router thread: each dict is copied whole (one C-level copy under the GIL).
+    """
+    inflight: dict[str, int] = {}
+    tracked = 0
+    for router in list(PromptAffinityRouter.live):
+        for replica, n in dict(router._inflight).items():
+            inflight[replica.unique_id] = inflight.get(replica.unique_id, 0) + n
+        tracked += len(dict(router._owner))
+    return {"routers": len(PromptAffinityRouter.live), "inflight": inflight, "tracked": tracked}

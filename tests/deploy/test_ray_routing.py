@@ -136,3 +136,35 @@ def test_a_full_replica_spills_its_keys_to_their_next_replica(routing):
     capacity = dict.fromkeys(REPLICAS, 2)
     assert routing.bounded_choice("hot", {**idle, first: 1}, capacity=capacity)[0] == first
     assert routing.bounded_choice("hot", {**idle, first: 2}, capacity=capacity)[0] == second
+
+
+@pytest.mark.parametrize("path", sorted(["/v1/score", "/get_reward", "/v1/reward", "/v2/rerank"]))
+def test_a_body_nested_past_the_parsers_limit_keys_by_its_digest(routing, path):
+    """json.loads raises RecursionError (not ValueError) on it: the front must not answer a bare 500."""
+    nested = b"[" * 100_000
+    k = routing.routing_key("POST", path, {}, "", nested)
+    assert k and k == routing.routing_key("POST", path, {}, "", nested)  # a retry meets its call
+    assert k != routing.routing_key("POST", path, {}, "", b"{" * 100_000)
+
+
+FIELDS = ["items", "query", "messages", "responses", "prompt", "prompts", "labels", "label", "k", "documents"]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=st.sampled_from(sorted(["/v1/score", "/get_reward", "/v1/reward", "/v2/rerank"])), body=JSON)
+def test_any_json_body_gets_a_key_and_never_raises(routing, path, body):
+    raw = json.dumps(body).encode()
+    assert routing.routing_key("POST", path, {}, "", raw) == routing.routing_key("POST", path, {}, "", raw) != ""
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=64))
+def test_any_bytes_get_a_key_and_never_raise(routing, body):
+    assert routing.routing_key("POST", "/v1/score", {"authorization": "Bearer x"}, "api_key=%ff", body) != ""
