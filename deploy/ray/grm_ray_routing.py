@@ -26,12 +26,15 @@ sends each key to its replica:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import itertools
 import json
 import math
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import parse_qs
 
 from ray.serve._private.request_router.pow_2_router import PowerOfTwoChoicesRequestRouter
@@ -140,12 +143,13 @@ def bounded_choice(
     return [r for r in order if not full(r)] + [r for r in order if full(r)]
 
 
+# The affinity routers of this process (one per handle to grm-serve), read by router_state.
+LIVE_ROUTERS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 class PromptAffinityRouter(PowerOfTwoChoicesRequestRouter):
     """Ray Serve request router: consistent hashing with bounded load on a handle call's routing key
     (its multiplexed model id); the power of two choices for calls without one."""
-
-    # The routers of this process (one per handle to grm-serve), read by :func:`router_state`.
-    live: ClassVar[weakref.WeakSet[PromptAffinityRouter]] = weakref.WeakSet()
 
     def initialize_state(
         self, load_factor: float = DEFAULT_LOAD_FACTOR, headroom: int = DEFAULT_HEADROOM, **kwargs: Any
@@ -154,8 +158,19 @@ class PromptAffinityRouter(PowerOfTwoChoicesRequestRouter):
         self.load_factor = load_factor
         self.headroom = headroom
         self._inflight: dict[ReplicaID, int] = {}
-        self._owner: dict[str, ReplicaID] = {}  # internal request id -> the replica it was sent to
-        PromptAffinityRouter.live.add(self)
+        self._owner: dict[int, ReplicaID] = {}  # each call in flight -> the replica it was sent to
+        self._calls = itertools.count()
+        self._register()
+
+    def _register(self) -> None:
+        """Join :data:`LIVE_ROUTERS` of the module this process imported: Ray ships this class by value
+        (with a copy of this module's globals), so the copy's own globals are not where
+        :func:`router_state` looks."""
+        try:
+            import grm_ray_routing
+        except ImportError:  # a process without deploy/ray on its path (a user's own handle): not read
+            return
+        grm_ray_routing.LIVE_ROUTERS.add(self)
 
     @staticmethod
     def _key(pending_request: PendingRequest | None) -> str:
@@ -179,13 +194,26 @@ class PromptAffinityRouter(PowerOfTwoChoicesRequestRouter):
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: ReplicaResult) -> None:
         super().on_request_routed(pending_request, replica_id, result)
         self._inflight[replica_id] = self._inflight.get(replica_id, 0) + 1
-        self._owner[pending_request.metadata.internal_request_id] = replica_id
+        call = next(self._calls)
+        self._owner[call] = replica_id
+        # Counted off by this result's own completion, not by Ray's on_request_completed: Ray calls
+        # that when the result completes, which for a call answered within milliseconds (a 4xx) can
+        # come before on_request_routed (Ray first awaits the replica's accept message), so such a
+        # call was never counted off, its replica looked busier with every burst, and the load bound
+        # moved keys off it (issue #30). A done callback fires once, even when added after the
+        # result completed.
+        loop = asyncio.get_running_loop()  # the router's loop; the callback comes on Ray's threads
 
-    def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
-        super().on_request_completed(replica_id, internal_request_id)
-        owner = self._owner.pop(internal_request_id, None)
-        if owner is not None and self._inflight.get(owner, 0) > 0:
-            self._inflight[owner] -= 1
+        def done(_: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the router is gone too
+                loop.call_soon_threadsafe(self._completed, call)
+
+        result.add_done_callback(done)
+
+    def _completed(self, call: int) -> None:
+        replica_id = self._owner.pop(call, None)
+        if replica_id is not None and self._inflight.get(replica_id, 0) > 0:
+            self._inflight[replica_id] -= 1
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
@@ -201,8 +229,9 @@ def router_state() -> dict[str, Any]:
     """
     inflight: dict[str, int] = {}
     tracked = 0
-    for router in list(PromptAffinityRouter.live):
+    routers = list(LIVE_ROUTERS)
+    for router in routers:
         for replica, n in dict(router._inflight).items():
             inflight[replica.unique_id] = inflight.get(replica.unique_id, 0) + n
         tracked += len(dict(router._owner))
-    return {"routers": len(PromptAffinityRouter.live), "inflight": inflight, "tracked": tracked}
+    return {"routers": len(routers), "inflight": inflight, "tracked": tracked}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from types import ModuleType
@@ -168,3 +169,56 @@ def test_any_json_body_gets_a_key_and_never_raises(routing, path, body):
 @given(body=st.binary(max_size=64))
 def test_any_bytes_get_a_key_and_never_raise(routing, body):
     assert routing.routing_key("POST", "/v1/score", {"authorization": "Bearer x"}, "api_key=%ff", body) != ""
+
+
+class ReplicaResultStub:
+    """A replica's result as Ray hands it to the router: done callbacks run on a thread of Ray's, at
+    once when the call has already completed."""
+
+    def __init__(self) -> None:
+        self.callbacks: list = []
+        self.done = False
+
+    def add_done_callback(self, callback) -> None:
+        if self.done:
+            threading.Thread(target=callback, args=(None,)).start()
+        else:
+            self.callbacks.append(callback)
+
+    def complete(self) -> None:
+        self.done = True
+        for callback in self.callbacks:
+            threading.Thread(target=callback, args=(None,)).start()
+
+
+def books(router) -> tuple[int, int]:
+    """(calls in flight over the replicas, calls the router still tracks)."""
+    return sum(dict(router._inflight).values()), len(dict(router._owner))
+
+
+async def test_a_call_answered_before_ray_reports_it_routed_is_still_counted_off(routing):
+    """Ray calls on_request_completed when the result completes, and on_request_routed only after the
+    replica's accept message: a call answered within milliseconds (a 422) arrives in that order.
+    Counted on anyway, it stayed in flight for ever (issue #30, finding 8)."""
+    from ray.serve._private.common import DeploymentHandleSource, DeploymentID, ReplicaID, RequestMetadata
+    from ray.serve._private.request_router.common import PendingRequest
+
+    from tests.api.conftest import wait_until
+
+    deployment = DeploymentID("grm-serve", "grm")
+    router = routing.PromptAffinityRouter(deployment_id=deployment, handle_source=DeploymentHandleSource.UNKNOWN)
+    router.initialize_state()
+    replica = ReplicaID("replica-a", deployment)
+
+    def pending(request_id: str) -> PendingRequest:
+        return PendingRequest(args=[], kwargs={}, metadata=RequestMetadata(request_id, request_id))
+
+    quick, slow = ReplicaResultStub(), ReplicaResultStub()
+    quick.complete()
+    router.on_request_completed(replica, "quick")  # Ray's order for a quick answer
+    router.on_request_routed(pending("quick"), replica, quick)
+    router.on_request_routed(pending("slow"), replica, slow)
+    await wait_until(lambda: books(router) == (1, 1), what="only the slow call in flight")
+    slow.complete()
+    router.on_request_completed(replica, "slow")
+    await wait_until(lambda: books(router) == (0, 0), what="no call in flight")
