@@ -130,14 +130,19 @@ def idle(state: dict[str, Any]) -> bool:
 
 async def test_the_routers_books_return_to_zero_after_failed_hung_up_and_timed_out_calls(ray_front):
     assert idle(await wait_for_state(idle))  # the earlier tests' calls have all ended
-    async with httpx.AsyncClient(base_url=ray_front.url, timeout=60, headers=BEARER) as client:
+    every_call_its_connection = httpx.Limits(max_connections=None)
+    async with httpx.AsyncClient(
+        base_url=ray_front.url, timeout=60, headers=BEARER, limits=every_call_its_connection
+    ) as client:
         slow = asyncio.create_task(client.post("/v1/score", json={**ITEM, "seed": 1}))
         busy = await wait_for_state(lambda s: s["tracked"] >= 1)
         assert busy["routers"] == 1 and sum(busy["inflight"].values()) >= 1, busy  # the hook sees live calls
 
         async def hang_up(i: int) -> str:
             with pytest.raises(httpx.ReadTimeout):
-                await client.post("/v1/score", json={**ITEM, "seed": 100 + i}, timeout=DELAY_S / 5)
+                await client.post(
+                    "/v1/score", json={**ITEM, "seed": 100 + i}, timeout=httpx.Timeout(DELAY_S / 5, pool=60)
+                )
             return "hung up"
 
         calls = [
