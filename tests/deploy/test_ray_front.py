@@ -20,6 +20,7 @@ import pytest
 from server.app import build_app
 from server.config import Settings
 from server.engines.fake import FakeEngine
+from tests.api.conftest import wait_until
 from tests.deploy.conftest import DEPLOY
 
 RAY_APP = DEPLOY / "ray"
@@ -185,8 +186,7 @@ async def test_a_call_past_the_fronts_buffer_is_429_before_its_body_is_read_and_
     app = front(ray_front, StubBackend(slow), buffer_bytes=LIMIT)
     body = b"x" * 3000
     first = asyncio.create_task(call(app, "/v1/score", headers={**BEARER, "content-length": "3000"}, chunks=(body,)))
-    while app.app.state.budget.held != 3000:  # the first call holds its body until its answer
-        await asyncio.sleep(0)
+    await wait_until(lambda: app.app.state.budget.held == 3000, what="the first call to hold its body")
     refused = await call(app, "/v1/score", headers={**BEARER, "content-length": "3000"}, chunks=(body,))
     assert refused.status == 429 and refused.headers["retry-after"] == "1"
     assert refused.error()["type"] == "overloaded" and refused.reads == 0
