@@ -77,6 +77,7 @@ class Figures:
     fresh_after: dict[str, int] = field(default_factory=dict)
     stuck_at: dict[str, int] | None = None  # where the soak stopped: no call ended for --stuck-after s
     errors_logged: int = 0  # ERROR records the server logged (a failure nobody was left to answer)
+    first_errors: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
 
@@ -169,9 +170,13 @@ class _CountErrors(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.count = 0
+        self.first: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.count += 1
+        if len(self.first) < 3:
+            exc = record.exc_info[1] if record.exc_info else None
+            self.first.append(f"{record.getMessage()}: {exc!r}" if exc is not None else record.getMessage())
 
 
 async def soak(args: argparse.Namespace) -> Figures:
@@ -272,7 +277,7 @@ async def soak(args: argparse.Namespace) -> Figures:
         fig.tasks_left = sorted(repr(t.get_coro()) for t in asyncio.all_tasks() - baseline - {asyncio.current_task()})
         fig.fresh_after_ms, fig.fresh_after = await fresh_calls(app, args.fresh_calls, args.fresh_calls)
     logging.getLogger().removeHandler(errors)
-    fig.errors_logged = errors.count
+    fig.errors_logged, fig.first_errors = errors.count, errors.first
     fig.failures = check(fig, args)
     return fig
 
@@ -282,7 +287,7 @@ def check(fig: Figures, args: argparse.Namespace) -> list[str]:
     if fig.stuck_at is not None:
         failures.append(f"no call ended for {args.stuck_after:.0f} s: stopped at {fig.stuck_at}")
     if fig.errors_logged:
-        failures.append(f"the server logged {fig.errors_logged} errors")
+        failures.append(f"the server logged {fig.errors_logged} errors, first {fig.first_errors}")
     if fig.outcomes.get("500"):
         failures.append(f"{fig.outcomes['500']} calls answered 500")
     if (fig.gate_after["inflight"], fig.gate_after["queued"], fig.gate_after["waiting_requests"]) != (0, 0, 0):
