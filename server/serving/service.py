@@ -134,7 +134,8 @@ class ScoringService:
 
         async def job() -> list[ItemResult]:
             work = sum(self.work_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
-            joins = [p for spec, flag in zip(specs, flags, strict=True) if (p := self.joins_of(spec, flag))]
+            places = (self.joins_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
+            joins = [place for place in places if place is not None]
             with state.admission.admit(call.tenant, work, call.deadline_s, joins=joins):
                 try:
                     if linked is not None:
