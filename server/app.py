@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from meta_rm.base import MetaRM
 from server import __version__
 from server.api.errors import install_error_handlers
-from server.api.middleware import OPEN_PATHS, APIKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
+from server.api.middleware import RequestIdMiddleware, add_edge_checks
 from server.api.routes import compat, health, metrics, rerank, reward, score
 from server.config import Settings
 from server.engines import Engine
@@ -89,11 +89,8 @@ def build_app(
     app.include_router(rerank.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    keys = settings.resolved_api_keys()
-    if keys:
-        open_paths = OPEN_PATHS | {"/metrics"} if settings.metrics_public else OPEN_PATHS
-        app.add_middleware(APIKeyMiddleware, keys=keys, open_paths=open_paths)
+    open_paths = add_edge_checks(app, settings)
+    if open_paths is not None:
         _document_bearer_auth(app, open_paths)
     app.add_middleware(RequestMetricsMiddleware, metrics=app_metrics)
     app.add_middleware(AccessLogMiddleware)

@@ -20,30 +20,28 @@ is one replica's view; every replica's ``grm_*`` series reach Prometheus through
 as ``ray_grm_*{replica=...}`` (``grm_ray_metrics.py``).
 
 Routing: Ray's HTTP proxy reaches a small front deployment (``GRMFront``, ``front_replicas``, default
-1) that reads each call's body and forwards it to the grm-serve replicas through a handle with a
-routing key. Calls that can share a GRM prompt, and retries of one call, go to one replica
-(consistent hashing with bounded load, ``grm_ray_routing.py``), so grouping across calls and dedup
-work as on one server; different prompts spread over the replicas. ``affinity=false`` routes by
-load alone (Ray's default, the power of two choices).
+1) that checks each call's API key and size as grm-serve would, reads its body (bounded by
+``front_buffer_mib``, default 1024, per front replica; ``grm_ray_front.py``) and forwards it to the
+grm-serve replicas through a handle with a routing key. Calls that can share a GRM prompt, and
+retries of one call, go to one replica (consistent hashing with bounded load, ``grm_ray_routing.py``),
+so grouping across calls and dedup work as on one server; different prompts spread over the
+replicas. ``affinity=false`` routes by load alone (Ray's default, the power of two choices).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from grm_ray_front import DEFAULT_BUFFER_MIB, build_front_app
 from grm_ray_metrics import RayMetricsBridge
-from grm_ray_routing import PromptAffinityRouter, routing_key
+from grm_ray_routing import PromptAffinityRouter, router_state
 from ray import serve
-from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve import Application
 from ray.serve.config import RequestRouterConfig
 from ray.serve.handle import DeploymentHandle
@@ -53,14 +51,10 @@ from server.app import build_app
 from server.config import Settings
 from server.serving.state import AppState
 
-log = logging.getLogger(__name__)
-
 DEPLOYMENT_KEYS = {
     "replicas", "min_replicas", "max_replicas", "target_ongoing_requests",
-    "num_gpus", "num_cpus", "tensor_parallel_size", "env", "front_replicas", "affinity",
+    "num_gpus", "num_cpus", "tensor_parallel_size", "env", "front_replicas", "front_buffer_mib", "affinity",
 }  # fmt: skip
-# Hop-by-hop and length headers the forwarding hop sets itself.
-HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 class ReplicaHeader:
@@ -104,6 +98,22 @@ def build_replica_app(settings: dict[str, Any]) -> FastAPI:
     return app
 
 
+async def answer_in_process(
+    app: ASGIApp, method: str, path: str, query: str, headers: list[tuple[bytes, bytes]], body: bytes
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """``app``'s answer to one HTTP call, as ``(status, raw headers, body)``.
+
+    Headers travel as the raw bytes the client sent (a non-ASCII value passes through as it would to
+    a lone server). Cancelling the call (the client left) cancels the request in the app, as a
+    disconnect would.
+    """
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://grm-serve") as client:
+        url = f"{path}?{query}" if query else path
+        response = await client.request(method, url, headers=headers, content=body)
+    return response.status_code, list(response.headers.raw), response.content
+
+
 @serve.deployment(name="grm-serve", health_check_period_s=10, health_check_timeout_s=30)
 class GRMServe:
     """One grm-serve replica: one engine, the full HTTP API, reached through :class:`GRMFront`."""
@@ -126,67 +136,31 @@ class GRMServe:
     async def forward(
         self, method: str, path: str, query: str, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """One HTTP call forwarded by the front deployment, answered by this replica's app in-process.
-
-        Headers travel as the raw bytes the client sent (a non-ASCII value passes through as it would
-        to a lone server). Cancelling the call (the client left) cancels the request in the app, as a
-        disconnect would.
-        """
-        transport = httpx.ASGITransport(app=self.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://grm-serve") as client:
-            url = f"{path}?{query}" if query else path
-            response = await client.request(method, url, headers=headers, content=body)
-        return response.status_code, list(response.headers.raw), response.content
-
-
-def _error(status: int, type_: str, message: str, retry_after: str | None = None) -> JSONResponse:
-    """grm-serve's error body, for what the front answers itself (defined before the front: Ray ships
-    the ingress class by value, with the module globals it found then)."""
-    headers = {"Retry-After": retry_after} if retry_after else None
-    return JSONResponse({"error": {"type": type_, "message": message, "code": status}}, status, headers=headers)
-
-
-front = FastAPI(title="grm-serve front (Ray Serve)", docs_url=None, redoc_url=None, openapi_url=None)
+        """One HTTP call forwarded by the front deployment, answered by this replica's app in-process
+        (:func:`answer_in_process`)."""
+        return await answer_in_process(self.app, method, path, query, headers, body)
 
 
 @serve.deployment(name="grm-front", health_check_period_s=10)
-@serve.ingress(front)
+@serve.ingress()
 class GRMFront:
-    """Reads each call's body and forwards it to the grm-serve replica its routing key picks."""
+    """Checks each call as grm-serve would, reads its body within bounds, and forwards it to the
+    grm-serve replica its routing key picks (``grm_ray_front.py``)."""
 
-    def __init__(self, backend: DeploymentHandle) -> None:
+    def __init__(self, backend: DeploymentHandle, settings: dict[str, Any], buffer_bytes: int) -> None:
         self.backend = backend
+        self.settings = settings
+        self.buffer_bytes = buffer_bytes
 
-    @front.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-    async def route(self, request: Request, path: str) -> Response:
-        # ``path`` is the route below the app's route_prefix, which the grm-serve app knows nothing of.
-        route = "/" + path
-        body = await request.body()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        # Every call carries a routing key: calls with no affinity get a key of their own, so Ray's
-        # routing loop never hands them a replica that was found for a keyed call (or the reverse).
-        key = routing_key(request.method, route, headers, request.url.query, body) or f"any:{uuid.uuid4().hex}"
-        forwarded = [(k, v) for k, v in request.headers.raw if k.lower().decode("latin-1") not in HOP_HEADERS]
-        try:
-            answer = await self.backend.options(multiplexed_model_id=key).forward.remote(
-                request.method, route, request.url.query, forwarded, body
-            )
-        except (RayActorError, ActorUnavailableError, asyncio.CancelledError) as exc:
-            current = asyncio.current_task()
-            if isinstance(exc, asyncio.CancelledError) and current is not None and current.cancelling():
-                raise  # the client left: the call is cancelled, here and on the replica
-            # The replica holding the call died (its call is failed or cancelled under us): the trainers'
-            # clients retry a 503, and the retry's key now ranks a live replica first.
-            log.warning("a replica went away during %s %s: %r", request.method, route, exc)
-            return _error(503, "not_ready", "the replica serving this call went away; retry", retry_after="1")
-        except Exception:
-            log.exception("forwarding %s %s failed", request.method, route)
-            return _error(500, "internal_error", "internal error")
-        status, answer_headers, content = answer
-        response = Response(content=content, status_code=status)
-        response.raw_headers = [(k, v) for k, v in answer_headers if k.lower().decode("latin-1") not in HOP_HEADERS]
-        response.raw_headers.append((b"content-length", str(len(content)).encode()))
-        return response
+    def __serve_build_asgi_app__(self) -> ASGIApp:
+        # Built in the replica, after __init__: Settings read the front's own environment, which has
+        # the replicas' ``env`` (see build), so keys given as GRM_API_KEYS apply here too.
+        return build_front_app(Settings(**self.settings), self.backend, buffer_bytes=self.buffer_bytes)
+
+    def router_state(self) -> dict[str, Any]:
+        """What this front's affinity router counts (:func:`grm_ray_routing.router_state`); for tests
+        and debugging, through ``serve.get_app_handle(app).router_state.remote()``."""
+        return router_state()
 
 
 def _env(spec: str) -> dict[str, str]:
@@ -226,16 +200,22 @@ def build(args: dict[str, str]) -> Application:
         }
     else:
         options["num_replicas"] = int(args.get("replicas", 1))
+    checked = Settings(**settings)
     # grm-serve's admission control answers 429 past its slots; let Ray queue and route first.
-    options["max_ongoing_requests"] = int(Settings(**settings).max_concurrent_requests)
+    options["max_ongoing_requests"] = int(checked.max_concurrent_requests)
     if args.get("affinity", "true").lower() not in ("false", "0", "no"):
         options["request_router_config"] = RequestRouterConfig(request_router_class=PromptAffinityRouter)
     backend = GRMServe.options(**options).bind(settings)
     # The front holds every call in flight to any replica: room for all the replicas' calls.
     most_replicas = int(args.get("max_replicas", args.get("replicas", 1)))
+    # The front checks keys and the body limit with the replicas' settings, in the replicas' env.
+    front_actor: dict[str, Any] = {"num_cpus": 0, **({"runtime_env": actor["runtime_env"]} if env else {})}
     front_options = {
         "num_replicas": int(args.get("front_replicas", 1)),
         "max_ongoing_requests": options["max_ongoing_requests"] * most_replicas,
-        "ray_actor_options": {"num_cpus": 0},
+        "ray_actor_options": front_actor,
     }
-    return GRMFront.options(**front_options).bind(backend)
+    buffer_bytes = int(float(args.get("front_buffer_mib", DEFAULT_BUFFER_MIB)) * 1024**2)
+    if buffer_bytes < checked.max_body_bytes:
+        raise ValueError(f"front_buffer_mib must hold one body of max_body_bytes={checked.max_body_bytes} bytes")
+    return GRMFront.options(**front_options).bind(backend, settings, buffer_bytes)

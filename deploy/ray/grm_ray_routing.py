@@ -26,9 +26,13 @@ sends each key to its replica:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import itertools
 import json
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
@@ -95,16 +99,21 @@ def _prompt_of(path: str, body: Any) -> Any:
 
 def routing_key(method: str, path: str, headers: Mapping[str, str], query: str, body: bytes) -> str:
     """The replica affinity of a call: equal for calls that can share a GRM prompt (same caller, route
-    and conversation, reference and options) and for retries of one call; "" for no affinity."""
+    and conversation, reference and options) and for retries of one call; "" for no affinity.
+
+    Never raises: a body it cannot read (not JSON, nested past Python's recursion limit, an odd shape)
+    keys by its digest, so a retry still meets its call, and the replica answers it as grm-serve would
+    (400 ``invalid_request``)."""
     if method != "POST" or path not in SCORING_PATHS:
         return ""
+    tenant = tenant_of(headers, query)
     try:
-        parsed = json.loads(body)
-    except ValueError:
-        parsed = None
-    prompt = _prompt_of(path, parsed)
-    what = prompt if prompt is not None else hashlib.sha256(body).hexdigest()
-    return _digest(tenant_of(headers, query), path, what)
+        prompt = _prompt_of(path, json.loads(body))
+        if prompt is not None:
+            return _digest(tenant, path, prompt)
+    except Exception:  # e.g. b"[" * 100000 is a RecursionError in json.loads, not a ValueError
+        pass
+    return _digest(tenant, path, hashlib.sha256(body).hexdigest())
 
 
 def ranking(key: str, replicas: Sequence[str]) -> list[str]:
@@ -134,6 +143,10 @@ def bounded_choice(
     return [r for r in order if not full(r)] + [r for r in order if full(r)]
 
 
+# The affinity routers of this process (one per handle to grm-serve), read by router_state.
+LIVE_ROUTERS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 class PromptAffinityRouter(PowerOfTwoChoicesRequestRouter):
     """Ray Serve request router: consistent hashing with bounded load on a handle call's routing key
     (its multiplexed model id); the power of two choices for calls without one."""
@@ -145,7 +158,19 @@ class PromptAffinityRouter(PowerOfTwoChoicesRequestRouter):
         self.load_factor = load_factor
         self.headroom = headroom
         self._inflight: dict[ReplicaID, int] = {}
-        self._owner: dict[str, ReplicaID] = {}  # internal request id -> the replica it was sent to
+        self._owner: dict[int, ReplicaID] = {}  # each call in flight -> the replica it was sent to
+        self._calls = itertools.count()
+        self._register()
+
+    def _register(self) -> None:
+        """Join :data:`LIVE_ROUTERS` of the module this process imported: Ray ships this class by value
+        (with a copy of this module's globals), so the copy's own globals are not where
+        :func:`router_state` looks."""
+        try:
+            import grm_ray_routing
+        except ImportError:  # a process without deploy/ray on its path (a user's own handle): not read
+            return
+        grm_ray_routing.LIVE_ROUTERS.add(self)
 
     @staticmethod
     def _key(pending_request: PendingRequest | None) -> str:
@@ -169,14 +194,44 @@ class PromptAffinityRouter(PowerOfTwoChoicesRequestRouter):
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: ReplicaResult) -> None:
         super().on_request_routed(pending_request, replica_id, result)
         self._inflight[replica_id] = self._inflight.get(replica_id, 0) + 1
-        self._owner[pending_request.metadata.internal_request_id] = replica_id
+        call = next(self._calls)
+        self._owner[call] = replica_id
+        # Counted off by this result's own completion, not by Ray's on_request_completed: Ray calls
+        # that when the result completes, which for a call answered within milliseconds (a 4xx) can
+        # come before on_request_routed (Ray first awaits the replica's accept message), so such a
+        # call was never counted off, its replica looked busier with every burst, and the load bound
+        # moved keys off it (issue #30). A done callback fires once, even when added after the
+        # result completed.
+        loop = asyncio.get_running_loop()  # the router's loop; the callback comes on Ray's threads
 
-    def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
-        super().on_request_completed(replica_id, internal_request_id)
-        owner = self._owner.pop(internal_request_id, None)
-        if owner is not None and self._inflight.get(owner, 0) > 0:
-            self._inflight[owner] -= 1
+        def done(_: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the router is gone too
+                loop.call_soon_threadsafe(self._completed, call)
+
+        result.add_done_callback(done)
+
+    def _completed(self, call: int) -> None:
+        replica_id = self._owner.pop(call, None)
+        if replica_id is not None and self._inflight.get(replica_id, 0) > 0:
+            self._inflight[replica_id] -= 1
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
         self._inflight.pop(replica_id, None)
+
+
+def router_state() -> dict[str, Any]:
+    """What this process's affinity routers count: calls in flight per replica (``inflight``, by
+    replica id) and calls whose completion they still wait for (``tracked``). Both return to zero
+    once every call has ended, however it ended; tests read them through ``GRMFront.router_state``.
+
+    The routers run on Ray's router thread: each dict is copied whole (one C-level copy under the GIL).
+    """
+    inflight: dict[str, int] = {}
+    tracked = 0
+    routers = list(LIVE_ROUTERS)
+    for router in routers:
+        for replica, n in dict(router._inflight).items():
+            inflight[replica.unique_id] = inflight.get(replica.unique_id, 0) + n
+        tracked += len(dict(router._owner))
+    return {"routers": len(routers), "inflight": inflight, "tracked": tracked}

@@ -6,12 +6,17 @@ import hashlib
 import hmac
 import re
 import uuid
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.api.errors import error_response
+
+if TYPE_CHECKING:
+    from server.config import Settings
 
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -138,3 +143,25 @@ class APIKeyMiddleware:
             return
         scope.setdefault("state", {})[TENANT_STATE] = tenant_of(key)
         await self.app(scope, receive, send)
+
+
+def add_edge_checks(app: Starlette, settings: Settings) -> frozenset[str] | None:
+    """Add the checks a call passes before its body is read: the API key (when keys are set), then
+    the body limit, so a caller without a key is answered 401 before it sends a byte of body.
+
+    grm-serve's app and the Ray front (``deploy/ray``) both call this, so they check alike.
+
+    Returns:
+        The paths open without a key (health, API docs, and ``/metrics`` unless ``metrics_public`` is
+        off) when API keys are set; None when they are not.
+
+    Raises:
+        ValueError: if ``api_key_file`` cannot be read.
+    """
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # added first: runs inside
+    keys = settings.resolved_api_keys()
+    if not keys:
+        return None
+    open_paths = OPEN_PATHS | {"/metrics"} if settings.metrics_public else OPEN_PATHS
+    app.add_middleware(APIKeyMiddleware, keys=keys, open_paths=open_paths)
+    return open_paths

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from server.engines.base import EngineNotReadyError, PromptTooLongError
 from server.pipeline.domain import ItemResult, Sample
 from server.pipeline.scoring import ScoreSpec
+from server.serving.gate import Place, current_place
 
 Judge = Callable[[ScoreSpec, str], Awaitable[ItemResult]]
 
@@ -44,6 +46,9 @@ class _Member:
 @dataclass(eq=False)
 class _Batch:
     key: ScoreSpec  # the shared prompt's spec, without responses
+    # The opening call's context: the batch is judged in its place in line (admission's Place), where
+    # admission counted its k samples, whichever call fills it or closes it.
+    context: contextvars.Context
     members: list[_Member] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = None
@@ -96,10 +101,19 @@ class Grouper:
         caller's tenant (``spec.tenant``) included."""
         return dataclasses.replace(spec, responses=())
 
+    def _joinable(self, spec: ScoreSpec) -> _Batch | None:
+        batch = self._open.get(self._key(spec))
+        return batch if batch is not None and batch.size + len(spec.responses) <= self.max_group_size else None
+
     def would_join(self, spec: ScoreSpec) -> bool:
         """Whether ``spec`` would join a batch already collecting (one that another call opened)."""
-        batch = self._open.get(self._key(spec))
-        return batch is not None and batch.size + len(spec.responses) <= self.max_group_size
+        return self._joinable(spec) is not None
+
+    def joins(self, spec: ScoreSpec) -> Place | None:
+        """The place in line of the batch ``spec`` would join (that of the call that opened it), if any:
+        a joining row waits for that batch, not for its own call's place."""
+        batch = self._joinable(spec)
+        return None if batch is None else batch.context.get(current_place)
 
     def accepts(self, spec: ScoreSpec) -> bool:
         """Whether the item may wait for others: grouping is on, its responses leave room in a group, and
@@ -124,7 +138,7 @@ class Grouper:
             self._start(batch)  # no room: judge what is there, and open a new batch
             batch = None
         if batch is None:
-            batch = _Batch(key)
+            batch = _Batch(key, contextvars.copy_context())
             self._open[key] = batch
             batch.timer = asyncio.get_running_loop().call_later(self.window_s, self._start, batch)
         member = _Member(spec.responses, asyncio.get_running_loop().create_future())
@@ -147,7 +161,7 @@ class Grouper:
         if not batch.members:
             return
         self._running.add(batch)
-        batch.task = asyncio.get_running_loop().create_task(self._run(batch))
+        batch.task = asyncio.get_running_loop().create_task(self._run(batch), context=batch.context)
         batch.task.add_done_callback(lambda _: self._running.discard(batch))
 
     async def _run(self, batch: _Batch) -> None:

@@ -27,6 +27,7 @@ from server.pipeline.scoring import Linked, ScoreSpec
 from server.serving.context import CallContext, cancel_on_disconnect
 from server.serving.dedup import Dedup
 from server.serving.errors import ClientClosedError, to_api_error
+from server.serving.gate import Place
 from server.serving.grouping import Grouper
 from server.serving.state import AppState
 
@@ -75,6 +76,10 @@ class ScoringService:
         if groupable and self.grouper.accepts(spec) and self.grouper.would_join(spec):
             return 0.0
         return spec.k * -(-len(spec.responses) // self.max_group_size)
+
+    def joins_of(self, spec: ScoreSpec, groupable: bool) -> Place | None:
+        """The place in line of the batch an item would join (the call's wait for it), or None."""
+        return self.grouper.joins(spec) if groupable and self.grouper.accepts(spec) else None
 
     def _observe_batch(self, combined: ItemResult, calls: int) -> None:
         self.state.metrics.observe_items([combined])
@@ -135,7 +140,9 @@ class ScoringService:
             engine_id = uuid.uuid4().hex
             log.debug("engine requests of this call: %s-*", engine_id)
             work = sum(self.work_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
-            with state.admission.admit(call.tenant, work, call.deadline_s):
+            places = (self.joins_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
+            joins = [place for place in places if place is not None]
+            with state.admission.admit(call.tenant, work, call.deadline_s, joins=joins):
                 try:
                     if linked is not None:
                         results = await self._score_linked(specs, linked, engine_id)

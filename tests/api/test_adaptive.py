@@ -144,3 +144,24 @@ async def test_a_client_that_hangs_up_mid_round_leaves_no_engine_work():
         assert engine.running == set()
         assert engine.aborted and all(a.endswith("-r2") for a in engine.aborted)
         assert app.state.grm.admission.calls == 0 and app.state.grm.gate.inflight == 0
+
+
+async def test_an_adaptive_call_keeps_its_place_in_line_while_its_tenant_keeps_sending():
+    """Issue #30 finding 4: round 2 queued behind every request its tenant sent since round 1, while
+    admission had counted one pass: a call admitted within its deadline answered 504."""
+    engine = FakeEngine(delay=0.3, max_num_seqs=4)
+    async with running_app(engine, group_window_s=0, idempotency_linger_s=0) as client:
+        gate = client._transport.app.state.grm.gate  # type: ignore[attr-defined]
+        assert (await client.post("/v1/score", json={**CLEAR, "k": 4, "seed": 0})).status_code == 200  # measured
+        adaptive = asyncio.create_task(
+            client.post("/v1/score", json={**TIED, "k": 8, "adaptive": "rank"}, headers={"X-Request-Timeout": "2"})
+        )
+        await wait_until(lambda: any(q.request_id.endswith("-r1") for q in engine.requests), what="round 1")
+        later = [asyncio.create_task(client.post("/v1/score", json={**CLEAR, "k": 4, "seed": i})) for i in range(1, 31)]
+        await wait_until(lambda: gate.queued >= 100, what="the later calls to wait at the gate")  # ~9 s of work
+        r = await adaptive
+        for call in later:
+            call.cancel()
+        await asyncio.gather(*later, return_exceptions=True)
+    assert r.status_code == 200, r.text
+    assert (r.json()["k_used"], r.json()["rounds"]) == (8, 2)  # both rounds (a tie is never decided early)

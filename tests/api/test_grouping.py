@@ -7,7 +7,7 @@ import asyncio
 from server.engines.fake import FakeEngine, shown_responses
 from server.pipeline.domain import Message
 from server.serving.validation import ItemOptions
-from tests.api.conftest import running_app, wait_until
+from tests.api.conftest import item, running_app, wait_until
 
 PROMPT = "<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n"
 ROLLOUTS = [f"Colour number {i} is {'very ' * i}blue." for i in range(8)]
@@ -152,3 +152,26 @@ async def test_admission_charges_a_batch_s_k_samples_to_the_call_that_opens_it()
         assert service.work_of(spec, True) == 0  # joining it costs nothing more
         assert service.work_of(spec, False) == 8
         await first
+
+
+async def test_a_row_joining_an_admitted_batch_is_admitted_by_that_batch_not_its_tenants_backlog():
+    """Issue #30 finding 5: the joining row brings no work, yet admission counted all its tenant's later
+    work against its deadline: 429, and a retry would open a second batch and pay k samples again."""
+    engine = FakeEngine(delay=0.2, max_num_seqs=4)
+    async with running_app(engine, k=4, group_window_s=0.5, idempotency_linger_s=0) as client:
+        app = client._transport.app  # type: ignore[attr-defined]
+        assert (await client.post("/v1/score", json=item(seed=0))).status_code == 200  # the gate measures a run
+        opener = asyncio.create_task(client.post("/get_reward", json=one_row(ROLLOUTS[0])))
+        await wait_until(lambda: app.state.service.grouper.collecting, what="the first row to open a batch")
+        backlog = [asyncio.create_task(client.post("/v1/score", json=item(seed=i))) for i in range(1, 21)]
+        await wait_until(lambda: app.state.grm.gate.queued >= 60, what="the later calls to wait at the gate")
+        joiner = await client.post("/get_reward", json=one_row(ROLLOUTS[1]), headers={"X-Request-Timeout": "2"})
+        first = await opener
+        for call in backlog:
+            call.cancel()
+        await asyncio.gather(*backlog, return_exceptions=True)
+    assert joiner.status_code == 200, joiner.text
+    assert [r.json()["extra_logs"]["grm_group_size"] for r in (first, joiner)] == [[2.0], [2.0]]
+    batch = [q for q in engine.requests if set(shown_responses(q.prompt)) & {ROLLOUTS[0], ROLLOUTS[1]}]
+    assert sum(q.n for q in batch) == 4  # one batch: k samples, paid once
+    assert all(len(shown_responses(q.prompt)) == 2 for q in batch)

@@ -3,6 +3,8 @@
 import asyncio
 import json
 
+import pytest
+
 from server.app import build_app
 from server.config import Settings
 from server.engines.fake import FakeEngine
@@ -70,8 +72,6 @@ async def test_api_keys_guard_everything_but_health_and_docs(tmp_path):
 
 
 def test_an_unreadable_key_file_fails_at_startup(tmp_path):
-    import pytest
-
     with pytest.raises(ValueError, match="cannot read api_key_file"):
         Settings(api_key_file=tmp_path / "missing").resolved_api_keys()
 
@@ -112,3 +112,19 @@ async def test_metrics_path_is_open_to_scrapers_unless_configured_otherwise():
     assert open_.status_code == 200
     assert "grm_requests_total" in open_.text
     assert_error(guarded, 401, "unauthorized")
+
+
+@pytest.mark.parametrize("dedup", [True, False], ids=["in-a-dedup-job", "in-the-calls-task"])
+async def test_a_deadline_with_one_request_in_the_engine_and_one_at_the_gate_is_504_and_frees_the_gate(dedup):
+    """Issue #30 finding 1: both requests are cancelled in one step; when the running one's release came
+    first, the gate granted the cancelled waiter (the call's task failed with 500, the capacity was lost
+    for good). Which comes first is the order of a task set, so the test repeats the case."""
+    engine = FakeEngine(delay=1.0, max_num_seqs=2)  # k=4: two orders of 2 samples, one at a time
+    settings = {"idempotency_linger_s": 0, "group_window_s": 0, "dedup_identical_requests": dedup}
+    async with running_app(engine, **settings) as client:
+        gate = client._transport.app.state.grm.gate  # type: ignore[attr-defined]
+        for seed in range(8):
+            r = await client.post("/v1/score", json=item(seed=seed), headers={"X-Request-Timeout": "0.3"})
+            assert_error(r, 504, "timeout")
+            await wait_until(lambda: not engine.running, what="the running request to be aborted")
+            assert (gate.inflight, gate.queued, gate.waiting_requests) == (0, 0, 0)

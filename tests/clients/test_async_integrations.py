@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import os
 import pickle
 
 import httpx
@@ -81,24 +80,6 @@ def test_trl_async_missing_rows_and_bad_batches():
         grm_async_reward_func(kk=3)
 
 
-def test_one_async_client_per_event_loop_and_address():
-    async def clients() -> tuple[asyncio.AbstractEventLoop, list[g.AsyncGRMClient]]:
-        urls = ["http://a", "http://a", "http://b"]
-        return asyncio.get_running_loop(), [_common.loop_client(u) for u in urls]
-
-    first_loop, first = asyncio.run(clients())
-    _, second = asyncio.run(clients())
-    assert first[0] is first[1] and first[0] is not first[2]
-    assert second[0] is not first[0]  # a new loop gets its own client
-    assert first_loop not in _common._async_clients  # a closed loop's clients are dropped
-
-
-def test_one_blocking_client_per_process():
-    client = _common.shared_client("http://a")
-    assert _common.shared_client("http://a") is client
-    assert _common._sync_clients[(os.getpid(), "http://a")] is client
-
-
 # --- verl ------------------------------------------------------------------------------------------
 
 LOOP_KWARGS = {"reward_router_address": "127.0.0.1:9999", "reward_model_tokenizer": None}
@@ -107,7 +88,7 @@ LOOP_KWARGS = {"reward_router_address": "127.0.0.1:9999", "reward_model_tokenize
 def test_verl_compute_score_accepts_the_reward_loops_own_keyword_arguments(monkeypatch):
     """The call from the issue: it raised TypeError in build_item before."""
     seen: list[dict] = []
-    monkeypatch.setattr(verl, "shared_client", lambda base_url: g.GRMClient(transport=recording(seen)))
+    monkeypatch.setattr(verl, "shared_client", lambda base_url, api_key=None: g.GRMClient(transport=recording(seen)))
     value = verl.compute_score("gsm8k", "72", "72", {"question": "q?"}, reward="mean", k=2, **LOOP_KWARGS)
     assert value == 2.0
     (item,) = seen[-1]["items"]
@@ -121,7 +102,7 @@ def test_verl_compute_score_accepts_the_reward_loops_own_keyword_arguments(monke
 def test_verl_async_functions_are_coroutines_and_send_one_row_per_call(monkeypatch):
     seen: list[dict] = []
     client = async_client(seen)
-    monkeypatch.setattr(verl, "loop_client", lambda base_url: client)
+    monkeypatch.setattr(verl, "loop_client", lambda base_url, api_key=None: client)
     assert inspect.iscoroutinefunction(verl.compute_score_async)
     assert inspect.iscoroutinefunction(verl.compute_score_batch_async)
     messages = [{"role": "user", "content": "q?"}]
@@ -142,7 +123,7 @@ CHATML = "<|im_start|>user\nWhat is 6 * 12?<|im_end|>\n<|im_start|>assistant\n"
 
 def test_areal_reward_fn_posts_the_decoded_strings_to_v1_reward_with_the_rows_reference(monkeypatch):
     seen: list[dict] = []
-    monkeypatch.setattr(areal, "shared_client", lambda base_url: g.GRMClient(transport=recording(seen)))
+    monkeypatch.setattr(areal, "shared_client", lambda base_url, api_key=None: g.GRMClient(transport=recording(seen)))
     fn = areal.GRMRewardFn("http://grm:8000")
     assert fn(CHATML, "72.<|im_end|>", [1, 2], [3], answer=72, messages=[]) == pytest.approx(0.13)
     assert seen[-1] == {"path": "/v1/reward", "prompt": CHATML, "response": "72.<|im_end|>", "label": "72"}
@@ -156,7 +137,7 @@ def test_areal_reward_fn_posts_the_decoded_strings_to_v1_reward_with_the_rows_re
 def test_areal_reward_fn_refuses_a_row_without_its_reference_field(monkeypatch):
     """A dataset that names its answer otherwise must not be judged without it, silently."""
     seen: list[dict] = []
-    monkeypatch.setattr(areal, "shared_client", lambda base_url: g.GRMClient(transport=recording(seen)))
+    monkeypatch.setattr(areal, "shared_client", lambda base_url, api_key=None: g.GRMClient(transport=recording(seen)))
     with pytest.raises(ValueError, match=r"no dataset field 'answer'.*fields: messages, solution"):
         areal.GRMRewardFn()(CHATML, "72", [], [], solution="72", messages=[])
     assert seen == []
@@ -169,7 +150,7 @@ def test_areal_reward_fn_pickles_for_the_process_pool_and_reads_the_environment(
     assert pickle.loads(pickle.dumps(fn)) == fn
     assert pickle.loads(pickle.dumps(areal.grm_reward_fn)) is areal.grm_reward_fn
     seen: list[dict] = []
-    monkeypatch.setattr(areal, "shared_client", lambda base_url: g.GRMClient(transport=recording(seen)))
+    monkeypatch.setattr(areal, "shared_client", lambda base_url, api_key=None: g.GRMClient(transport=recording(seen)))
     monkeypatch.setenv("GRM_REFERENCE_KEY", "solution")
     areal.grm_reward_fn(CHATML, "x", [], [], solution="9", answer="8")
     assert seen[-1]["label"] == "9"
@@ -276,7 +257,7 @@ def test_verl_reads_the_prompt_verls_agent_loop_passes_and_refuses_what_is_not_a
     import numpy as np
 
     seen: list[dict] = []
-    monkeypatch.setattr(verl, "shared_client", lambda base_url: g.GRMClient(transport=recording(seen)))
+    monkeypatch.setattr(verl, "shared_client", lambda base_url, api_key=None: g.GRMClient(transport=recording(seen)))
     turns = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": [{"type": "text", "text": "2+2?"}]},

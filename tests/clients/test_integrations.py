@@ -74,7 +74,7 @@ def test_trl_rejects_mismatched_lengths():
 
 def test_verl_compute_score_and_batch(monkeypatch):
     client, seen = recording_client()
-    monkeypatch.setattr(verl, "shared_client", lambda base_url: client)
+    monkeypatch.setattr(verl, "shared_client", lambda base_url, api_key=None: client)
     one = verl.compute_score("src", "abcde", None, {"question": "q?"}, reward="mean")
     assert one == 5.0 and seen[-1]["items"][0]["query"] == "q?"
     batch = verl.compute_score_batch(
@@ -111,7 +111,7 @@ def test_trl_without_a_reference_column_sends_no_reference():
 
 def test_verl_ground_truth_is_the_reference_unless_turned_off(monkeypatch):
     client, seen = recording_client()
-    monkeypatch.setattr(verl, "shared_client", lambda base_url: client)
+    monkeypatch.setattr(verl, "shared_client", lambda base_url, api_key=None: client)
     verl.compute_score("gsm8k", "72", "72", {"question": "q?"})
     assert seen[-1]["items"][0]["reference"] == "72"
     verl.compute_score("gsm8k", "72", "72", {"question": "q?"}, use_ground_truth=False)

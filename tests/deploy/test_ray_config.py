@@ -65,6 +65,17 @@ def test_prompt_affine_routing_is_the_default_and_can_be_turned_off(grm_ray_app)
     assert "PowerOfTwoChoices" in str(plain.request_router_class)
 
 
+def test_the_front_checks_with_the_replicas_settings_and_environment(grm_ray_app):
+    args = {"api_keys": "k", "max_body_bytes": "2048", "env": "GRM_METRICS_PUBLIC=false", "front_buffer_mib": "2"}
+    app = grm_ray_app.build(args)
+    front, replicas = app._bound_deployment, backend(app)
+    assert front.init_args[1] == replicas.init_args[0] == {"api_keys": "k", "max_body_bytes": "2048"}
+    assert front.init_args[2] == 2 * 1024**2
+    assert front.ray_actor_options["runtime_env"] == replicas.ray_actor_options["runtime_env"]
+    with pytest.raises(ValueError, match="front_buffer_mib"):
+        grm_ray_app.build({"front_buffer_mib": "1"})  # cannot hold one body of the default 8 MiB
+
+
 def test_bad_arguments_are_refused(grm_ray_app):
     with pytest.raises(ValueError, match="NAME=value"):
         grm_ray_app.build({"env": "oops"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from types import ModuleType
@@ -136,3 +137,88 @@ def test_a_full_replica_spills_its_keys_to_their_next_replica(routing):
     capacity = dict.fromkeys(REPLICAS, 2)
     assert routing.bounded_choice("hot", {**idle, first: 1}, capacity=capacity)[0] == first
     assert routing.bounded_choice("hot", {**idle, first: 2}, capacity=capacity)[0] == second
+
+
+@pytest.mark.parametrize("path", sorted(["/v1/score", "/get_reward", "/v1/reward", "/v2/rerank"]))
+def test_a_body_nested_past_the_parsers_limit_keys_by_its_digest(routing, path):
+    """json.loads raises RecursionError (not ValueError) on it: the front must not answer a bare 500."""
+    nested = b"[" * 100_000
+    k = routing.routing_key("POST", path, {}, "", nested)
+    assert k and k == routing.routing_key("POST", path, {}, "", nested)  # a retry meets its call
+    assert k != routing.routing_key("POST", path, {}, "", b"{" * 100_000)
+
+
+FIELDS = ["items", "query", "messages", "responses", "prompt", "prompts", "labels", "label", "k", "documents"]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=st.sampled_from(sorted(["/v1/score", "/get_reward", "/v1/reward", "/v2/rerank"])), body=JSON)
+def test_any_json_body_gets_a_key_and_never_raises(routing, path, body):
+    raw = json.dumps(body).encode()
+    assert routing.routing_key("POST", path, {}, "", raw) == routing.routing_key("POST", path, {}, "", raw) != ""
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=64))
+def test_any_bytes_get_a_key_and_never_raise(routing, body):
+    assert routing.routing_key("POST", "/v1/score", {"authorization": "Bearer x"}, "api_key=%ff", body) != ""
+
+
+class ReplicaResultStub:
+    """A replica's result as Ray hands it to the router: done callbacks run on a thread of Ray's, at
+    once when the call has already completed."""
+
+    def __init__(self) -> None:
+        self.callbacks: list = []
+        self.done = False
+
+    def add_done_callback(self, callback) -> None:
+        if self.done:
+            threading.Thread(target=callback, args=(None,)).start()
+        else:
+            self.callbacks.append(callback)
+
+    def complete(self) -> None:
+        self.done = True
+        for callback in self.callbacks:
+            threading.Thread(target=callback, args=(None,)).start()
+
+
+def books(router) -> tuple[int, int]:
+    """(calls in flight over the replicas, calls the router still tracks)."""
+    return sum(dict(router._inflight).values()), len(dict(router._owner))
+
+
+async def test_a_call_answered_before_ray_reports_it_routed_is_still_counted_off(routing):
+    """Ray calls on_request_completed when the result completes, and on_request_routed only after the
+    replica's accept message: a call answered within milliseconds (a 422) arrives in that order.
+    Counted on anyway, it stayed in flight for ever (issue #30, finding 8)."""
+    from ray.serve._private.common import DeploymentHandleSource, DeploymentID, ReplicaID, RequestMetadata
+    from ray.serve._private.request_router.common import PendingRequest
+
+    from tests.api.conftest import wait_until
+
+    deployment = DeploymentID("grm-serve", "grm")
+    router = routing.PromptAffinityRouter(deployment_id=deployment, handle_source=DeploymentHandleSource.UNKNOWN)
+    router.initialize_state()
+    replica = ReplicaID("replica-a", deployment)
+
+    def pending(request_id: str) -> PendingRequest:
+        return PendingRequest(args=[], kwargs={}, metadata=RequestMetadata(request_id, request_id))
+
+    quick, slow = ReplicaResultStub(), ReplicaResultStub()
+    quick.complete()
+    router.on_request_completed(replica, "quick")  # Ray's order for a quick answer
+    router.on_request_routed(pending("quick"), replica, quick)
+    router.on_request_routed(pending("slow"), replica, slow)
+    await wait_until(lambda: books(router) == (1, 1), what="only the slow call in flight")
+    slow.complete()
+    router.on_request_completed(replica, "slow")
+    await wait_until(lambda: books(router) == (0, 0), what="no call in flight")

@@ -1,11 +1,12 @@
 """Each RL framework's own reward-calling code against the live server (vLLM, the embedded GRM).
 
 Installed without their GPU stacks (``make install``): verl 0.9.1 (its reward loop's naive reward
-manager, loading grm-client's function through verl's own config and loader), AReaL 1.0.4 (its RLVR
-workflow's reward step, through ``AsyncRewardWrapper``'s process pool). slime and NeMo Gym are not on
-the package index: their calls are reproduced here exactly, as their sources make them (slime's
-``remote_rm``; NeMo Gym's agent posting a rollout to a resources server's ``/verify``, served the way
-``SimpleResourcesServer`` wires it).
+manager, loading grm-client's function through verl's own config and loader), AReaL 1.0.4 (the
+documented workflow built as its single controller ships it, its reward step through
+``AsyncRewardWrapper``'s process pool). slime is not on the package index and NeMo Gym's releases need
+Python >= 3.12: their calls are reproduced here exactly, as their sources make them (slime's
+``remote_rm``; NeMo Gym's agent posting a rollout to the documented resources server's ``/verify``,
+served the way ``SimpleResourcesServer`` wires it).
 TRL's ``GRPOTrainer`` with the async reward function is in ``test_grpo_e2e.py``, OpenRLHF's executor
 in ``test_openrlhf_e2e.py``.
 
@@ -165,33 +166,26 @@ def test_verl_reward_loop_naive_manager_calls_grm_client(grm_server, function):
 # --- AReaL -----------------------------------------------------------------------------------------
 
 
-def test_areal_rlvr_workflow_computes_rewards_through_the_adapter(grm_server):
-    """AReaL's RLVR workflow built as docs/trainers.md says (its lines run as written, the URL pointed
-    here), then its own ``_compute_rewards``: it decodes the rollout's tokens (end token kept), passes
-    the decoded prompt and the dataset row, and awaits ``AsyncRewardWrapper``'s process pool."""
-    from areal.api.cli_args import GenerationHyperparameters
+def test_areal_workflow_as_the_single_controller_ships_it_computes_rewards_through_the_adapter(grm_server):
+    """docs/trainers.md's AReaL lines (run as written, the URL pointed here) name a workflow class; a
+    rollout worker builds it from what AReaL's single controller sends (tests/areal_single_controller.py),
+    then its own ``_compute_rewards``: it decodes the rollout's tokens (end token kept), passes the
+    decoded prompt and the dataset row, and awaits ``AsyncRewardWrapper``'s process pool."""
     from areal.api.io_struct import ModelResponse
 
-    from tests.trainer_docs import run_python_snippet
+    from tests.areal_single_controller import built_on_a_worker, documented_train_call
 
     tok = tokenizer()
-    namespace = run_python_snippet(
-        "areal",
-        {
-            '"http://grm:8000"': repr(grm_server.url),
-            'reference_key="answer")': 'reference_key="answer", missing=-1.0)',  # so an unscored rollout fails
-            "gconfig=...": "gconfig=GenerationHyperparameters(max_new_tokens=16)",
-            "tokenizer=...": "tokenizer=tok",
-            "max_workers=64": "max_workers=4",
-        },
-        {"GenerationHyperparameters": GenerationHyperparameters, "tok": tok},
+    task_data = {"messages": [{"role": "user", "content": QUESTION}], "answer": REFERENCE}
+    # missing=-1.0 so that an unscored rollout fails the test instead of passing as a 0
+    train = documented_train_call(
+        grm_server.url, tok.name_or_path, {'reference_key="answer",': 'reference_key="answer", missing=-1.0,'}
     )
-    workflow = namespace["workflow"]
-    assert workflow.async_reward_fn.timeout_seconds == 600  # the wrapper the docs set replaced AReaL's 15 s one
+    workflow = built_on_a_worker(train["workflow"], train["workflow_kwargs"], task_data)
+    assert workflow.async_reward_fn.timeout_seconds == 600  # not AReaL's 15 s default
     input_ids = tok(chatml_prompt(tok), add_special_tokens=False)["input_ids"]
     prompt_str = tok.decode(input_ids)  # as RLVRWorkflow.arun_episode does
     end_of_turn = tok.convert_tokens_to_ids("<|im_end|>")
-    task_data = {"messages": [{"role": "user", "content": QUESTION}], "answer": REFERENCE}
     before = len(grm_server.records("GRM prompt"))
 
     async def rollouts():
@@ -240,22 +234,20 @@ def nemo_gym_rollout(answer: str) -> dict:
     }
 
 
-def test_nemo_gym_resources_server_verify_through_the_adapter(grm_server):
-    """A resources server's ``/verify`` wired as ``SimpleResourcesServer.setup_webserver`` wires it
-    (``app.post("/verify")(self.verify)``), its verify the lines docs/trainers.md gives; four rollouts of
-    one task verified concurrently, as NeMo Gym's rollout collection does."""
+def test_nemo_gym_resources_server_verify_through_the_adapter(grm_server, monkeypatch):
+    """docs/trainers.md's resources server (run as written, the URL pointed here, k lowered for the CPU)
+    with ``/verify`` wired as ``SimpleResourcesServer.setup_webserver`` wires it (tests/nemo_gym_standin.py:
+    NeMo Gym's releases need Python >= 3.12); four rollouts of one task verified concurrently, as NeMo
+    Gym's rollout collection does."""
     import httpx
-    from fastapi import FastAPI
 
-    from grm_client.integrations.nemo_gym import GRMVerifier
+    from tests import nemo_gym_standin
+    from tests.trainer_docs import run_python_snippet
 
-    grm = GRMVerifier(grm_server.url, reference_field="expected_answer", **GRM_OPTIONS)
-
-    async def verify(body: dict) -> dict:
-        return {**body, "reward": await grm.reward(body)}
-
-    app = FastAPI()
-    app.post("/verify")(verify)
+    nemo_gym_standin.install(monkeypatch)
+    options = ", ".join(f"{k}={v}" for k, v in GRM_OPTIONS.items())
+    namespace = run_python_snippet("nemo_gym", {'"http://grm:8000"': repr(grm_server.url), "k=4": options}, {})
+    app = namespace["GRMResourcesServer"]().setup_webserver()
     before = len(grm_server.records("GRM prompt"))
 
     async def collect():

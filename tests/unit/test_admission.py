@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from server.serving.admission import Admission, WorkGate
+from server.serving.admission import Admission, WorkGate, current_place
 from server.serving.errors import APIError
 
 
@@ -172,3 +172,99 @@ async def test_a_short_deadline_on_an_empty_queue_is_the_callers_to_try():
     gate = await measured_gate(8, 0.4)  # a mean run of 0.4 s
     with Admission(gate, max_calls=10).admit("a", 1, deadline_s=0.1):
         pass  # admitted: no queue is in its way; it gets 504 if it is not fast enough
+
+
+# ---- issue #30: the gate at its edges --------------------------------------------------------------
+
+
+async def test_a_waiter_cancelled_in_the_step_a_release_would_grant_it_is_settled_not_granted():
+    """Finding 1: its task is cancelled (its future with it) and, before its cleanup runs, the holder
+    releases; the gate must skip it, not grant it (InvalidStateError, its samples counted twice)."""
+    gate = WorkGate(2)
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with gate.hold("t", 2):
+            await release.wait()
+
+    async def waiter() -> None:
+        async with gate.hold("t", 2):
+            pytest.fail("a cancelled waiter was let in")
+
+    first = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    second = asyncio.create_task(waiter())
+    await asyncio.sleep(0)
+    assert gate.inflight == 2 and gate.queued == 2
+    release.set()  # the holder's wake-up is scheduled first ...
+    second.cancel()  # ... then the waiter's cancellation: the release runs before its cleanup
+    await first  # no InvalidStateError
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert (gate.inflight, gate.queued, gate.waiting_requests, gate.tenant_inflight) == (0, 0, 0, {})
+    async with asyncio.timeout(1), gate.hold("t", 2):  # and the capacity is there again
+        assert gate.inflight == 2
+
+
+async def test_a_waiter_granted_in_the_step_it_is_cancelled_gives_its_grant_back():
+    gate = WorkGate(2)
+
+    async def waiter() -> None:
+        async with gate.hold("t", 2):
+            pytest.fail("a cancelled waiter ran")
+
+    held = gate.hold("t", 2)
+    await held.__aenter__()
+    second = asyncio.create_task(waiter())
+    await asyncio.sleep(0)
+    await held.__aexit__(None, None, None)  # releases without a loop step: the waiter is granted ...
+    assert gate.inflight == 2 and gate.queued == 0
+    second.cancel()  # ... and cancelled before it could run
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert (gate.inflight, gate.queued, gate.tenant_inflight) == (0, 0, {})
+
+
+async def test_within_a_tenant_a_calls_later_request_goes_before_later_calls():
+    """Finding 4 at the gate: a request with an earlier ticket (an adaptive call's round 2) is served
+    before the requests its tenant queued after that call."""
+    gate = WorkGate(1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def request(name: str, ticket: int | None = None) -> None:
+        async with gate.hold("t", 1, ticket):
+            order.append(name)
+            await release.wait()
+
+    early = gate.take_ticket()  # the adaptive call's place
+    tasks = [asyncio.create_task(request("round 1", early))]
+    await asyncio.sleep(0)
+    tasks += [asyncio.create_task(request(f"later {i}")) for i in range(3)]  # later calls (fresh tickets)
+    tasks.append(asyncio.create_task(request("round 2", early)))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*tasks)
+    assert order == ["round 1", "round 2", "later 0", "later 1", "later 2"]
+
+
+async def test_a_call_that_only_joins_a_batch_is_judged_by_that_batch_not_its_tenants_backlog():
+    """Finding 5 in admission: a joining row brings no work; its wait is the opening call's."""
+    gate = await measured_gate(8, 0.4)  # ~20 samples/s
+    admission = Admission(gate, max_calls=100)
+    with admission.admit("a", 8, deadline_s=600) as opener, admission.admit("a", 2000, deadline_s=600):
+        with pytest.raises(APIError), admission.admit("a", 8, deadline_s=5):  # its own work: behind ~100 s
+            pass
+        with admission.admit("a", 0, deadline_s=5, joins=[opener]) as joiner:
+            assert joiner.ticket > opener.ticket
+
+
+async def test_admission_gives_each_call_its_place_for_the_requests_it_sends():
+    gate = WorkGate(8)
+    admission = Admission(gate, max_calls=10)
+    with admission.admit("a", 1, deadline_s=60) as first:
+        assert current_place.get() == first
+        with admission.admit("a", 1, deadline_s=60) as second:
+            assert current_place.get() == second and second.ticket > first.ticket
+        assert current_place.get() == first
+    assert current_place.get() is None

@@ -48,6 +48,28 @@ def test_verl_overrides_compose_with_verls_config_and_load_grm_clients_function(
     assert loaded.args[0].__name__ == "compute_score_async" and loaded.args[1] == dict(block.reward_kwargs)
 
 
+def test_verls_reward_kwargs_carry_an_api_key_to_grm_clients_client(monkeypatch):
+    """The docs' ``+reward.custom_reward_function.reward_kwargs.api_key=KEY``, through verl's loader."""
+    import asyncio
+
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    import grm_client as g
+    from tests.clients.test_async_integrations import recording
+
+    clients: list[tuple[str, str | None]] = []
+
+    def loop_client(base_url: str, api_key: str | None = None) -> g.AsyncGRMClient:
+        clients.append((base_url, api_key))
+        return g.AsyncGRMClient(base_url=base_url, api_key=api_key, transport=recording([]))
+
+    loaded = get_custom_reward_fn(verl_config(verl_overrides(extra={"api_key": "KEY"})))
+    # verl loads the file as a module of its own: the loop_client its function calls is in that module.
+    monkeypatch.setitem(loaded.args[0].__globals__, "loop_client", loop_client)
+    asyncio.run(loaded(data_source="geo", solution_str="Paris", ground_truth="Paris", extra_info={"question": "q?"}))
+    assert clients == [("http://grm:8000", "KEY")]
+
+
 def test_verls_config_refuses_a_misspelt_key():
     from hydra.errors import ConfigCompositionException
 
@@ -63,8 +85,23 @@ def test_slime_flags_name_the_reward_route_and_key():
     assert words == ["--rm-type", "remote_rm", "--rm-url", "http://grm:8000/v1/reward", "--reward-key", "reward"]
 
 
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [("areal", "areal"), ("areal", "areal_workflow"), ("nemo_gym", "nemo_gym")],
+)
+def test_an_adapters_docstring_shows_the_checked_snippet(name, module):
+    """The docstring a user reads in the editor holds the lines the tests run, not an older recipe.
+    Read from the source: importing areal_workflow would import AReaL, which rewires the process's logging."""
+    import ast
+
+    source = ROOT / "clients" / "grm_client" / "integrations" / f"{module}.py"
+    doc = ast.get_docstring(ast.parse(source.read_text())) or ""
+    lines = [line.strip() for line in snippet(name).splitlines() if line.strip() and not line.startswith("# ")]
+    assert [line for line in lines if line not in doc] == []
+
+
 def test_every_checked_snippet_is_used():
     import re
 
     names = re.findall(r"<!-- checked: (\w+)", DOCS.read_text())
-    assert sorted(names) == ["areal", "openrlhf", "slime", "verl"]
+    assert sorted(names) == ["areal", "nemo_gym", "openrlhf", "slime", "verl"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from grm_client._async_client import AsyncGRMClient
@@ -120,42 +122,106 @@ def default_base_url() -> str:
     return os.environ.get("GRM_URL", "http://127.0.0.1:8000")
 
 
+def default_api_key() -> str | None:
+    """``$GRM_API_KEY`` (None when unset or empty): the key a grm-serve with ``GRM_API_KEYS`` wants."""
+    return os.environ.get("GRM_API_KEY") or None
+
+
 _lock = threading.Lock()
-_sync_clients: dict[tuple[int, str], GRMClient] = {}
-_async_clients: dict[asyncio.AbstractEventLoop, dict[str, AsyncGRMClient]] = {}
+_sync_clients: dict[tuple[int, str, str | None], GRMClient] = {}
 
 
-def shared_client(base_url: str) -> GRMClient:
-    """One blocking client per process and address (it is thread-safe).
+def shared_client(base_url: str, api_key: str | None = None) -> GRMClient:
+    """One blocking client per process, address and API key (it is thread-safe).
 
     Keyed by process id too: a worker forked from a process that already had a client (AReaL's
-    process pool) must not share its parent's open connections.
+    process pool) must not share its parent's open connections. Two keys never share a client.
     """
-    key = (os.getpid(), base_url)
+    key = (os.getpid(), base_url, api_key)
     with _lock:
         client = _sync_clients.get(key)
         if client is None:
-            client = _sync_clients[key] = GRMClient(base_url=base_url)
+            client = _sync_clients[key] = GRMClient(base_url=base_url, api_key=api_key)
         return client
 
 
-def loop_client(base_url: str) -> AsyncGRMClient:
-    """One async client per running event loop and address.
+@dataclass
+class _LoopClients:
+    """The clients of one event loop, and the generator that closes them when the loop shuts down."""
+
+    clients: dict[tuple[str, str | None], AsyncGRMClient] = field(default_factory=dict)
+    closer: AsyncGenerator[None, None] | None = None
+
+
+_loops: dict[asyncio.AbstractEventLoop, _LoopClients] = {}
+
+
+def loop_client(base_url: str, api_key: str | None = None) -> AsyncGRMClient:
+    """One async client per running event loop, address and API key.
 
     An httpx async client belongs to the loop it first ran on, and trainers run their async reward
     functions on a loop of their own (TRL's daemon loop, each verl reward-loop worker's loop), so the
-    connection pool is shared by every call on that loop and never crosses loops. Clients of loops that
-    have closed are dropped.
+    connection pool is shared by every call on that loop and never crosses loops; two keys never share
+    a client. A loop's clients are closed when it shuts down (``asyncio.run`` and ``asyncio.Runner``
+    finalise async generators before closing the loop); those of a loop closed without that are
+    closed at the next call here.
     """
     loop = asyncio.get_running_loop()
     with _lock:
-        for stale in [known for known in _async_clients if known.is_closed()]:
-            del _async_clients[stale]
-        clients = _async_clients.setdefault(loop, {})
-        client = clients.get(base_url)
+        for stale in [known for known in _loops if known.is_closed()]:
+            for abandoned in _loops.pop(stale).clients.values():
+                _close_sockets(abandoned)
+        entry = _loops.get(loop)
+        if entry is None:
+            entry = _loops[loop] = _LoopClients()
+            entry.closer = _close_at_shutdown(loop)
+            _park(entry.closer)
+        client = entry.clients.get((base_url, api_key))
         if client is None:
-            client = clients[base_url] = AsyncGRMClient(base_url=base_url)
+            client = entry.clients[(base_url, api_key)] = AsyncGRMClient(base_url=base_url, api_key=api_key)
         return client
+
+
+async def _close_at_shutdown(loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None]:
+    """Waits at its ``yield`` for the loop's life; the loop's ``shutdown_asyncgens`` finalises it, and
+    it closes the loop's clients while the loop can still await their sockets' closing."""
+    try:
+        yield
+    finally:
+        with _lock:
+            entry = _loops.pop(loop, None)
+        if entry is not None:
+            await asyncio.gather(*(c.aclose() for c in entry.clients.values()), return_exceptions=True)
+
+
+def _park(agen: AsyncGenerator[None, None]) -> None:
+    """Run ``agen`` to its ``yield`` now: its first step registers it with the running loop (the
+    loop's async-generator hooks), which then finalises it in ``shutdown_asyncgens``."""
+    step = agen.asend(None)
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    raise RuntimeError("the closer awaited before its yield")  # pragma: no cover - its body awaits nothing first
+
+
+def _close_sockets(client: AsyncGRMClient) -> None:
+    """Close the pooled sockets of a client whose loop closed without shutting down its async generators.
+
+    httpx closes a client only by awaiting, and nothing can be awaited on a closed loop; the asyncio
+    transports that owned the sockets died with it. Left to the garbage collector, each socket would
+    stay open (an ESTABLISHED connection on both ends) until a collection finds it. The path to the
+    sockets is private to httpx, httpcore and asyncio: a version that moves it leaves them to the
+    collector again, which tests/clients/test_shared_clients.py catches. (uvloop's ``close`` closes its
+    sockets itself; its socket wrappers are left alone here.)
+    """
+    pool = getattr(client._http._transport, "_pool", None)  # httpx's AsyncHTTPTransport: httpcore's pool
+    for connection in list(getattr(pool, "connections", ())):
+        stream = getattr(getattr(connection, "_connection", None), "_network_stream", None)
+        wrapped = stream.get_extra_info("socket") if stream is not None else None
+        raw = getattr(wrapped, "_sock", wrapped)  # asyncio lends a TransportSocket around the socket
+        if isinstance(raw, socket.socket):
+            raw.close()
 
 
 async def row_rewards(

@@ -6,25 +6,28 @@ synchronous and must pickle. ``prompt`` is ``tokenizer.decode(input_ids)``, the 
 with its markup; ``completions`` is the decoded rollout, its end token included; ``data`` is the
 dataset row (``answer``, ``messages``, ...). Each call goes to ``POST /v1/reward``: the server reads
 the prompt's turns back, drops the end token and groups the rollouts of one prompt into shared GRM
-prompts::
+prompts.
 
-    from areal.workflow.rlvr import RLVRWorkflow
-    from grm_client.integrations.areal import GRMRewardFn
+**Use it through** :class:`grm_client.integrations.areal_workflow.GRMRLVRWorkflow`, named by its
+class path with its arguments in ``workflow_kwargs`` (docs/trainers.md)::
 
-    workflow = RLVRWorkflow(reward_fn=GRMRewardFn("http://grm:8000", reference_key="answer"), ...)
+    trainer.train(
+        workflow="grm_client.integrations.areal_workflow.GRMRLVRWorkflow",
+        workflow_kwargs=dict(
+            base_url="http://grm:8000",
+            reference_key="answer",
+            reward_timeout_s=600,
+            gconfig=config.gconfig,
+            tokenizer=config.tokenizer_path,
+        ),
+    )
 
-**Timeouts and workers.** ``RLVRWorkflow`` wraps the function in ``AsyncRewardWrapper(reward_fn)``
-with its defaults (AReaL 1.0.4): a 15 s timeout per try, 3 retries, then 0 as the reward; and a pool
-of ``max(cpu_count // gpu_count // 2, 1)`` worker processes shared by every wrapper, so a few calls at a
-time (8 on a 128-core node with 8 GPUs). k samples of a 27B judge during a training step's burst take
-longer than 15 s, and a GRM call spends its time waiting on the network, not on a core. Replace the
-wrapper once the workflow is built::
-
-    from areal.api.reward_api import AsyncRewardWrapper
-    workflow.async_reward_fn = AsyncRewardWrapper(workflow.reward_fn, timeout_seconds=600, max_workers=64)
-
-Pass the function itself, as above. Given an import path instead (``grm_reward_fn`` below),
-``RLVRWorkflow`` builds its default wrapper again at its first episode, undoing the one set here.
+``RLVRWorkflow`` wraps its reward function in ``AsyncRewardWrapper(reward_fn)`` with AReaL 1.0.4's
+defaults: a 15 s timeout per try, 3 retries, then 0 as the reward; k samples of a large judge during a
+training step's burst take longer. A wrapper replaced on a workflow instance does not reach the
+rollout workers in AReaL's default single-controller mode: the controller sends the workflow's class
+path and ``workflow_kwargs``, and each worker builds the workflow anew from them. The workflow class
+builds its own wrapper from its arguments, so the timeout travels with them.
 
 A retry after a timeout sends the same body, which grm-serve's dedup attaches to the job already
 running; the timed-out try keeps its worker until the server answers (a process cannot be
@@ -34,10 +37,10 @@ interrupted), so leave workers for the retries too.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from grm_client.integrations._common import as_reference, default_base_url, shared_client
+from grm_client.integrations._common import as_reference, default_api_key, default_base_url, shared_client
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,15 @@ class GRMRewardFn:
             is no reference.
         reward: ``unit`` (the reward on [0, 1]) or ``server`` (on the scale ``--openrlhf-reward`` sets).
         missing: the reward of a rollout none of whose samples could be parsed.
+        api_key: the key of a grm-serve started with ``GRM_API_KEYS`` (default ``$GRM_API_KEY`` in the
+            process that runs the call; none when unset). Left out of the repr.
     """
 
     base_url: str | None = None
     reference_key: str | None = "answer"
     reward: Literal["unit", "server"] = "unit"
     missing: float = 0.0
+    api_key: str | None = field(default=None, repr=False, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.reward not in ("unit", "server"):
@@ -76,7 +82,8 @@ class GRMRewardFn:
                     "name the reference answer's field in reference_key, or pass reference_key=None"
                 )
             label = as_reference(data[self.reference_key])
-        result = shared_client(self.base_url or default_base_url()).reward(prompt, completions, label=label)
+        client = shared_client(self.base_url or default_base_url(), self.api_key or default_api_key())
+        result = client.reward(prompt, completions, label=label)
         if result.unscored:
             return self.missing
         return result.score if self.reward == "unit" else result.reward
@@ -85,7 +92,11 @@ class GRMRewardFn:
 def grm_reward_fn(
     prompt: str, completions: str, prompt_ids: Any = None, completion_ids: Any = None, **data: Any
 ) -> float:
-    """:class:`GRMRewardFn` configured from ``$GRM_URL`` and ``$GRM_REFERENCE_KEY`` (default ``answer``;
-    empty for none), for AReaL configs that name the reward function by its import path."""
+    """:class:`GRMRewardFn` configured from ``$GRM_URL``, ``$GRM_API_KEY`` and ``$GRM_REFERENCE_KEY``
+    (default ``answer``; empty for none), for workflows that name the reward function by its import path.
+
+    ``RLVRWorkflow`` given an import path wraps it with AReaL's 15 s default: use
+    :class:`~grm_client.integrations.areal_workflow.GRMRLVRWorkflow` instead.
+    """
     reference_key = os.environ.get("GRM_REFERENCE_KEY", "answer") or None
     return GRMRewardFn(reference_key=reference_key)(prompt, completions, prompt_ids, completion_ids, **data)

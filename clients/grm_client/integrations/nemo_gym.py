@@ -5,14 +5,27 @@ NeMo Gym's agents post every finished rollout to their resources server's ``/ver
 ...the task's own fields}`` and read ``reward`` from the answer, which echoes the request. A resources
 server that asks grm-serve for that reward is a few lines of NeMo Gym's own API::
 
+    from pydantic import ConfigDict
+
     from nemo_gym.base_resources_server import BaseVerifyRequest, BaseVerifyResponse, SimpleResourcesServer
     from grm_client.integrations.nemo_gym import GRMVerifier
 
     grm = GRMVerifier("http://grm:8000", reference_field="expected_answer", k=4)
 
+    class GRMVerifyRequest(BaseVerifyRequest):
+        model_config = ConfigDict(extra="allow")  # keeps the task's own fields: expected_answer, metadata
+
+    class GRMVerifyResponse(BaseVerifyResponse):
+        model_config = ConfigDict(extra="allow")  # and echoes them, as NeMo Gym's own judges do
+
     class GRMResourcesServer(SimpleResourcesServer):
-        async def verify(self, body: BaseVerifyRequest) -> BaseVerifyResponse:
-            return BaseVerifyResponse(**body.model_dump(), reward=await grm.reward(body))
+        async def verify(self, body: GRMVerifyRequest) -> GRMVerifyResponse:
+            return GRMVerifyResponse(**body.model_dump(), reward=await grm.reward(body))
+
+The body's type decides what reaches ``verify``: FastAPI parses the request into it, and
+``BaseVerifyRequest`` itself (a plain pydantic model) drops every field it does not declare, the
+task's ``expected_answer`` and ``metadata`` among them. NeMo Gym's own judges declare their request
+models with ``extra="allow"`` the same way (``resources_servers/simpleqa``, ``equivalence_llm_judge``).
 
 The GRM sees the rollout's conversation (``instructions`` as the system turn, then the input
 messages up to the last user turn) and the text of the last assistant message of ``response.output``
@@ -22,7 +35,8 @@ task without that field is an error. Each verify is one ``/v1/score`` row; the s
 rollouts of one task that arrive together (``--group-window-s``).
 
 NeMo Gym's client has no timeout of its own (aiohttp's default) and retries a dropped connection
-every 0.5 s; grm-serve's deadline (``--request-timeout-s``) bounds the call.
+every 0.5 s; grm-serve's deadline (``--request-timeout-s``) bounds the call. A grm-serve started with
+``GRM_API_KEYS`` wants ``api_key=`` or ``$GRM_API_KEY`` in the resources server's environment.
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ from grm_client._models import RewardMode
 from grm_client.integrations._common import (
     as_reference,
     check_options,
+    default_api_key,
     default_base_url,
     loop_client,
     row_rewards,
@@ -97,6 +112,17 @@ def final_answer(body: Any) -> str:
     return ""
 
 
+def _dropped_hint(body: Any) -> str:
+    """Why a pydantic body may lack the task's fields: its model dropped them when NeMo Gym parsed it."""
+    config = getattr(type(body), "model_config", None)
+    if not isinstance(config, dict) or config.get("extra") == "allow":
+        return ""
+    return (
+        f". verify's body type {type(body).__name__} drops the fields it does not declare: declare it "
+        "as a BaseVerifyRequest subclass with model_config = ConfigDict(extra='allow') (docs/trainers.md)"
+    )
+
+
 def reference(body: Any, field: str | None) -> str | None:
     """The task's reference answer: ``body[field]``, else (missing, null or blank there)
     ``body["metadata"][field]``.
@@ -113,7 +139,7 @@ def reference(body: Any, field: str | None) -> str | None:
     if field not in data and field not in metadata:
         raise ValueError(
             f"the verify request has no {field!r} field, at the top or in metadata; name the task's "
-            "reference answer field in reference_field, or pass reference_field=None"
+            f"reference answer field in reference_field, or pass reference_field=None{_dropped_hint(body)}"
         )
     return as_reference(data.get(field)) or as_reference(metadata.get(field))
 
@@ -123,11 +149,14 @@ class GRMVerifier:
 
     Args:
         base_url: grm-serve's address (default ``$GRM_URL`` or ``http://127.0.0.1:8000``).
+        api_key: the key of a grm-serve started with ``GRM_API_KEYS`` (default ``$GRM_API_KEY``; none
+            when unset).
         reference_field: the task field holding the reference answer (None: judge without one).
         reward: ``raw``, ``mean`` or ``unit`` (see :data:`grm_client.RewardMode`).
         missing: the reward of a rollout none of whose samples parsed, or whose output holds no
             assistant message.
-        client: a configured :class:`AsyncGRMClient`; by default one per event loop.
+        client: a configured :class:`AsyncGRMClient` (then without ``api_key``); by default one per event
+            loop, address and key.
         **options: per-request GRM options (``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``,
             ``principles``).
     """
@@ -136,13 +165,17 @@ class GRMVerifier:
         self,
         base_url: str | None = None,
         *,
+        api_key: str | None = None,
         reference_field: str | None = "expected_answer",
         reward: RewardMode = "unit",
         missing: float = 0.0,
         client: AsyncGRMClient | None = None,
         **options: Any,
     ) -> None:
+        if client is not None and api_key is not None:
+            raise ValueError("pass the API key to the client you give (AsyncGRMClient(api_key=...)), not beside it")
         self.base_url = base_url or default_base_url()
+        self.api_key = api_key or default_api_key()
         self.reference_field = reference_field
         self.reward_mode: RewardMode = reward
         self.missing = missing
@@ -155,7 +188,7 @@ class GRMVerifier:
         if not answer:
             return self.missing  # nothing to judge: the rollout produced no answer
         (value,) = await row_rewards(
-            self.client or loop_client(self.base_url),
+            self.client or loop_client(self.base_url, self.api_key),
             [conversation(body)],
             [answer],
             reward=self.reward_mode,

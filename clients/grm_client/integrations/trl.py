@@ -17,7 +17,8 @@ share of a prompt's completions then meets the others' in one GRM prompt. The sy
 one batch call, its rows grouped by prompt on the client.
 
 With ``reference_column="answer"`` (any dataset column TRL passes through), each completion is judged
-against its row's reference answer: the GRM checks correctness first (math, code, QA data).
+against its row's reference answer: the GRM checks correctness first (math, code, QA data). A grm-serve
+started with ``GRM_API_KEYS`` wants ``api_key=`` or ``$GRM_API_KEY``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from grm_client.integrations._common import (
     as_reference,
     as_response,
     check_options,
+    default_api_key,
     default_base_url,
     loop_client,
     rewards_for_groups,
@@ -45,6 +47,7 @@ Columns = dict[str, Any]
 def grm_reward_func(
     base_url: str | None = None,
     *,
+    api_key: str | None = None,
     reward: RewardMode = "unit",
     missing: float = 0.0,
     client: GRMClient | None = None,
@@ -56,16 +59,23 @@ def grm_reward_func(
 
     Args:
         base_url: grm-serve's address (default ``$GRM_URL`` or ``http://127.0.0.1:8000``).
+        api_key: the key of a grm-serve started with ``GRM_API_KEYS`` (default ``$GRM_API_KEY``; none
+            when unset).
         reward: ``raw``, ``mean`` or ``unit`` (see :data:`grm_client.RewardMode`); ``unit`` keeps
             rewards in [0, 1] whatever k is.
         missing: the reward of a completion none of whose samples could be parsed.
-        client: a configured :class:`GRMClient` (retries, API key); built from ``base_url`` if None.
+        client: a configured :class:`GRMClient` (retries, API key); built from ``base_url`` and
+            ``api_key`` if None.
         name: the reward's name in TRL's logs.
         reference_column: a dataset column holding each prompt's reference answer (None: judge without).
         **options: per-request GRM options (``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``).
+
+    Raises:
+        ValueError: for an unknown GRM option, or an ``api_key`` beside a ``client`` (give the client the key).
     """
     check_options(options)
-    grm = client or GRMClient(base_url=base_url or default_base_url())
+    _one_key(client, api_key)
+    grm = client or GRMClient(base_url=base_url or default_base_url(), api_key=api_key or default_api_key())
 
     def reward_func(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
         queries, responses, references = _rows(prompts, completions, columns, reference_column)
@@ -87,6 +97,7 @@ def grm_reward_func(
 def grm_async_reward_func(
     base_url: str | None = None,
     *,
+    api_key: str | None = None,
     reward: RewardMode = "unit",
     missing: float = 0.0,
     client: AsyncGRMClient | None = None,
@@ -100,12 +111,13 @@ def grm_async_reward_func(
     for the whole run).
     """
     check_options(options)
-    url = base_url or default_base_url()
+    _one_key(client, api_key)
+    url, key = base_url or default_base_url(), api_key or default_api_key()
 
     async def reward_func(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
         queries, responses, references = _rows(prompts, completions, columns, reference_column)
         return await row_rewards(
-            client or loop_client(url),
+            client or loop_client(url, key),
             queries,
             responses,
             reward=reward,
@@ -116,6 +128,12 @@ def grm_async_reward_func(
 
     reward_func.__name__ = name
     return reward_func
+
+
+def _one_key(client: object, api_key: str | None) -> None:
+    """A key beside a configured client would be silently unused: every call would get a 401."""
+    if client is not None and api_key is not None:
+        raise ValueError("pass the API key to the client you give (GRMClient(api_key=...)), not beside it")
 
 
 def _rows(

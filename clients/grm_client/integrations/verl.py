@@ -22,6 +22,11 @@ GRM's reference answer (judging correctness against it); ``use_ground_truth: fal
 ``reward_kwargs`` judges without it. The reward loop also passes ``reward_router_address`` and
 ``reward_model_tokenizer`` (for functions that call a reward model verl hosts itself); these
 functions call grm-serve instead and ignore them.
+
+The API key of a grm-serve started with ``GRM_API_KEYS``: ``GRM_API_KEY`` in the environment of the
+reward workers (Ray actors inherit the environment of the shell that started Ray), or ``api_key`` in
+``reward_kwargs``; verl prints its whole config at start, so the environment keeps the key out of
+the logs.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from grm_client.integrations._common import (
     as_query,
     as_reference,
     check_options,
+    default_api_key,
     default_base_url,
     loop_client,
     rewards_for_groups,
@@ -107,6 +113,7 @@ def compute_score(
     extra_info: dict[str, Any] | None = None,
     *,
     base_url: str | None = None,
+    api_key: str | None = None,
     reward: RewardMode = "unit",
     missing: float = 0.0,
     use_ground_truth: bool = True,
@@ -114,10 +121,11 @@ def compute_score(
 ) -> float:
     """One response's reward, judged against ``ground_truth`` when given (and ``use_ground_truth``).
 
-    ``kwargs``: GRM options (``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``,
+    ``base_url`` defaults to ``$GRM_URL``, ``api_key`` to ``$GRM_API_KEY`` (read in the reward worker's
+    process, at each call). ``kwargs``: GRM options (``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``,
     ``principles``) and the reward loop's own arguments, which are ignored.
     """
-    client = shared_client(base_url or default_base_url())
+    client = shared_client(base_url or default_base_url(), api_key or default_api_key())
     rows = _rows([solution_str], [ground_truth], [extra_info], use_ground_truth)
     return rewards_for_groups(client, **rows, reward=reward, missing=missing, options=_options(kwargs))[0]
 
@@ -129,13 +137,14 @@ async def compute_score_async(
     extra_info: dict[str, Any] | None = None,
     *,
     base_url: str | None = None,
+    api_key: str | None = None,
     reward: RewardMode = "unit",
     missing: float = 0.0,
     use_ground_truth: bool = True,
     **kwargs: Any,
 ) -> float:
     """:func:`compute_score` as a coroutine: verl's reward loop awaits it without a thread per call."""
-    client = loop_client(base_url or default_base_url())
+    client = loop_client(base_url or default_base_url(), api_key or default_api_key())
     rows = _rows([solution_str], [ground_truth], [extra_info], use_ground_truth)
     (value,) = await row_rewards(client, **rows, reward=reward, missing=missing, options=_options(kwargs))
     return value
@@ -148,13 +157,14 @@ def compute_score_batch(
     extra_infos: list[dict[str, Any] | None],
     *,
     base_url: str | None = None,
+    api_key: str | None = None,
     reward: RewardMode = "unit",
     missing: float = 0.0,
     use_ground_truth: bool = True,
     **kwargs: Any,
 ) -> list[float]:
     """Rewards for a batch; responses to the same prompt (and ground truth) are judged together."""
-    client = shared_client(base_url or default_base_url())
+    client = shared_client(base_url or default_base_url(), api_key or default_api_key())
     rows = _rows(solution_strs, ground_truths, extra_infos, use_ground_truth)
     return rewards_for_groups(client, **rows, reward=reward, missing=missing, options=_options(kwargs))
 
@@ -166,6 +176,7 @@ async def compute_score_batch_async(
     extra_infos: list[dict[str, Any] | None],
     *,
     base_url: str | None = None,
+    api_key: str | None = None,
     reward: RewardMode = "unit",
     missing: float = 0.0,
     use_ground_truth: bool = True,
@@ -175,6 +186,6 @@ async def compute_score_batch_async(
 
     Each row goes in its own concurrent call; the server groups the rows of one prompt.
     """
-    client = loop_client(base_url or default_base_url())
+    client = loop_client(base_url or default_base_url(), api_key or default_api_key())
     rows = _rows(solution_strs, ground_truths, extra_infos, use_ground_truth)
     return await row_rewards(client, **rows, reward=reward, missing=missing, options=_options(kwargs))
