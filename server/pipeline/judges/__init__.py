@@ -25,6 +25,7 @@ from server.pipeline.judges.base import (
 )
 from server.pipeline.judges.deepseek import DeepSeekGRM
 from server.pipeline.judges.pairing import PAIRINGS, Pairing, judged_sets, pools, vote_scale, votes_of
+from server.pipeline.judges.prometheus import PrometheusAbsolute, PrometheusRelative
 
 __all__ = [
     "AGGREGATIONS",
@@ -56,6 +57,8 @@ DEFAULT_JUDGE = "deepseek-grm"
 # name -> a function building the profile (profiles are cheap, frozen dataclasses).
 JUDGES: dict[str, Callable[[], Judge]] = {
     DEFAULT_JUDGE: DeepSeekGRM,
+    "prometheus-2-absolute": PrometheusAbsolute,
+    "prometheus-2-relative": PrometheusRelative,
 }
 
 
