@@ -31,6 +31,10 @@ $(VENV)/.installed: pyproject.toml clients/pyproject.toml
 	# without their GPU stacks: their pinned torch/vLLM/ray/transformers would clash. verl's few imports
 	# and AReaL's are in the dev extra; tensordict (verl's DataProto) and torchdata (AReaL) pin another torch.
 	$(BIN)/pip install -q --no-deps openrlhf==0.11.2 verl==0.9.1 areal==1.0.4 tensordict==0.10.0 torchdata==0.11.0
+	# Prometheus 2's own prompt building, for the fidelity tests (tests/unit/test_prometheus_fidelity.py):
+	# fastchat 0.1.0 is the fork it requires (not LMSYS fschat); its other requirements, litellm and aiolimiter, are
+	# never imported there (tqdm, which it does import, is in the eval extra).
+	$(BIN)/pip install -q --no-deps prometheus-eval==0.1.20 fastchat==0.1.0
 	touch $@
 
 serve: install  ## serve on the embedded default model at http://127.0.0.1:8000

@@ -57,7 +57,9 @@ def build_app(
 
     service = ScoringService(state)  # every scoring call runs through it
     # Every scoring request is checked by it; k_meta needs a meta RM (before readiness: the service's 503).
-    validator = Validator(settings, refuse_k_meta=lambda: state.ready.is_set() and not state.has_meta_rm)
+    validator = Validator(
+        settings, refuse_k_meta=lambda: state.ready.is_set() and not state.has_meta_rm, judge=state.judge
+    )
     app_metrics.dedup_cache_entries.set_function(lambda: service.dedup.cached)
     app_metrics.dedup_cache_bytes.set_function(lambda: service.dedup.cached_bytes)
 

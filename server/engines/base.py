@@ -64,6 +64,7 @@ class GenerationRequest:
     system: str | None = None
     messages: tuple[tuple[str, str], ...] | None = None  # (role, content) of a whole chat
     raw: bool = False
+    repetition_penalty: float = 1.0  # vLLM's; 1 is none (the judge's own, e.g. Prometheus 2's 1.03)
 
     def chat(self) -> list[dict[str, str]]:
         """The chat the model's template renders (not for ``raw`` requests)."""

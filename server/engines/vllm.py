@@ -119,6 +119,7 @@ def to_sampling_params(request: GenerationRequest) -> Any:
         n=request.n,
         temperature=request.temperature,
         top_p=request.top_p,
+        repetition_penalty=request.repetition_penalty,
         max_tokens=request.max_tokens,
         seed=request.seed,
         output_kind=RequestOutputKind.FINAL_ONLY,

@@ -140,6 +140,7 @@ def plan_request(
         n=n,
         temperature=spec.temperature,
         top_p=spec.top_p,
+        repetition_penalty=judge.sampling.repetition_penalty,
         max_tokens=guidance.max_tokens if guidance else spec.max_tokens,
         seed=seed,
         guide_regex=guidance.regex if guidance else None,

@@ -23,10 +23,11 @@ import uuid
 from collections.abc import Sequence
 
 from server.pipeline.domain import ItemResult
+from server.pipeline.judges import unsupported
 from server.pipeline.scoring import Linked, ScoreSpec
 from server.serving.context import CallContext, cancel_on_disconnect
 from server.serving.dedup import Dedup
-from server.serving.errors import ClientClosedError, to_api_error
+from server.serving.errors import ClientClosedError, invalid_request, to_api_error
 from server.serving.gate import Place
 from server.serving.grouping import Grouper
 from server.serving.state import AppState
@@ -81,6 +82,23 @@ class ScoringService:
         """The place in line of the batch an item would join (the call's wait for it), or None."""
         return self.grouper.joins(spec) if groupable and self.grouper.accepts(spec) else None
 
+    def _check_pairable(self, specs: Sequence[ScoreSpec], flags: Sequence[bool]) -> None:
+        """A pairwise judge cannot judge a lone response unless other calls' rows of its prompt may
+        join it (grouping); one that can never be paired is a bad request, not an unpaired result.
+
+        Raises:
+            APIError: 400 naming the item.
+        """
+        for i, (spec, flag) in enumerate(zip(specs, flags, strict=True)):
+            if flag and self.grouper.accepts(spec):
+                continue
+            why = unsupported(self.state.judge, principles=False, reference=False, responses=len(spec.responses))
+            if why is not None:
+                raise invalid_request(
+                    f"item {i}: {why}; a lone response is judged only when other calls' rows of its prompt may "
+                    "join it (no seed, no return_samples, --group-window-s above 0)"
+                )
+
     def _observe_batch(self, combined: ItemResult, calls: int) -> None:
         self.state.metrics.observe_items([combined])
         if calls > 1:
@@ -124,12 +142,14 @@ class ScoringService:
             ClientClosedError: the client disconnected (nobody is listening; answered 499).
             APIError: 503 while the engine is not up or draining, 429 when the engine's queue cannot
                 finish the call within its deadline, 504 past this call's deadline, 422 for an
-                Idempotency-Key reused with another body, the mapped status otherwise.
+                Idempotency-Key reused with another body, 400 for a lone response a pairwise judge can
+                never pair, the mapped status otherwise.
         """
         state = self.state
+        flags = [groupable and linked is None] * len(specs) if isinstance(groupable, bool) else list(groupable)
+        self._check_pairable(specs, flags)
         if not state.ready.is_set():
             raise to_api_error(state.unavailable_error())
-        flags = [groupable and linked is None] * len(specs) if isinstance(groupable, bool) else list(groupable)
         # Whose work it is: grouping never mixes tenants, and the work gate serves them fairly.
         specs = [dataclasses.replace(spec, tenant=call.tenant) for spec in specs]
 

@@ -15,7 +15,7 @@ from grm_client import labels
 from server.config import Settings
 from server.pipeline.adaptive import AdaptiveOptions, StopRule
 from server.pipeline.domain import Message
-from server.pipeline.judges import get_judge, unsupported
+from server.pipeline.judges import Judge, get_judge, unsupported
 from server.pipeline.scoring import ScoreSpec
 from server.serving.errors import invalid_request
 
@@ -46,12 +46,15 @@ class Validator:
             whose principles or reference the judge has no slot for is refused, never judged without them).
         refuse_k_meta: whether a ``k_meta`` is refused now: the server is up and has no meta RM to
             filter votes with (until it is up, such a call gets the service's 503 instead).
+        judge: the judge profile whose slots an item must fit (default: the one ``settings`` names).
     """
 
-    def __init__(self, settings: Settings, *, refuse_k_meta: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self, settings: Settings, *, refuse_k_meta: Callable[[], bool] = lambda: False, judge: Judge | None = None
+    ) -> None:
         self.settings = settings
         self.refuse_k_meta = refuse_k_meta
-        self.judge = get_judge(settings.judge)
+        self.judge = judge if judge is not None else get_judge(settings.judge)
 
     def check_items(self, count: int) -> None:
         """Raises: APIError: 400 past ``max_items_per_batch``."""
@@ -65,7 +68,7 @@ class Validator:
 
         Raises:
             APIError: 400 when a value exceeds its configured maximum, ``k_meta`` cannot apply, or the
-                judge has no slot for the item's principles or reference (the message names the judge).
+                judge has no slot (or no slot of that shape) for the item's principles or reference.
         """
         s = self.settings
         k = item.k if item.k is not None else s.k
@@ -82,9 +85,12 @@ class Validator:
             raise invalid_request("principles must hold at least one non-blank criterion")
         if item.reference is not None and not item.reference.strip():
             raise invalid_request("reference must not be blank; leave it out to judge without one")
-        refused = unsupported(self.judge, principles=principles is not None, reference=item.reference is not None)
-        if refused:
-            raise invalid_request(refused)
+        rubric = tuple(p for p in principles if p.strip()) if principles is not None else None
+        why = unsupported(
+            self.judge, principles=rubric is not None, reference=item.reference is not None, rubric=rubric
+        )
+        if why is not None:
+            raise invalid_request(why)
         conversation_chars = (
             sum(len(m.content) for m in item.messages)
             + sum(len(p) for p in principles or ())
@@ -111,7 +117,7 @@ class Validator:
             max_tokens=max_tokens,
             seed=item.seed,
             k_meta=item.k_meta if item.k_meta is not None else s.k_meta,
-            principles=tuple(p for p in principles if p.strip()) if principles is not None else None,
+            principles=rubric,
             reference=item.reference,
             adaptive=adaptive,
             pairing=s.pairing,  # --pairing and --aggregation apply to every item of a pairwise judge

@@ -28,6 +28,7 @@ from server.pipeline.judges.nemotron import NemotronGenRM, NemotronGenRM49B
 from server.pipeline.judges.pairing import PAIRINGS, Pairing, judged_sets, pools, vote_scale, votes_of
 from server.pipeline.judges.rmr1 import RMR1Distilled, RMR1Instruct
 from server.pipeline.judges.skywork import SkyworkCritic
+from server.pipeline.judges.prometheus import PrometheusAbsolute, PrometheusRelative
 
 __all__ = [
     "AGGREGATIONS",
@@ -66,6 +67,8 @@ JUDGES: dict[str, Callable[[], Judge]] = {
     "rm-r1-instruct": RMR1Instruct,
     "rm-r1-distilled": RMR1Distilled,
     "skywork-critic": SkyworkCritic,
+    "prometheus-2-absolute": PrometheusAbsolute,
+    "prometheus-2-relative": PrometheusRelative,
 }
 
 

@@ -100,11 +100,16 @@ class Guidance:
 
 @dataclass(frozen=True)
 class Sampling:
-    """A judge's default sampling (what its authors publish), used where the server sets none."""
+    """A judge's default sampling (what its authors publish), used where the server sets none.
+
+    ``repetition_penalty`` (vLLM's: above 1 discourages tokens already in the prompt or the output) is
+    the judge's own and not a server setting: every request of this judge carries it.
+    """
 
     temperature: float
     top_p: float
     max_tokens: int
+    repetition_penalty: float = 1.0
 
 
 class Judge(Protocol):
@@ -174,13 +179,27 @@ class Judge(Protocol):
         engine and the tests; pairwise A/B judges name the higher-scored response)."""
 
 
-def unsupported(judge: Judge, *, principles: bool, reference: bool, responses: int | None = None) -> str | None:
+def unsupported(
+    judge: Judge,
+    *,
+    principles: bool,
+    reference: bool,
+    responses: int | None = None,
+    rubric: Sequence[str] | None = None,
+) -> str | None:
     """Why ``judge`` cannot judge an item with these slots filled (None: it can): a rubric or reference
-    it has no slot for, or a pairwise judge given a lone response."""
+    it has no slot for, a pairwise judge given a lone response, or a ``rubric`` (the principles
+    themselves) of a shape the judge's rubric slot cannot take. A judge whose slot has a shape says
+    why through an optional ``principles_problem(principles) -> str | None`` method (Prometheus 2:
+    one text or a 6-entry rubric)."""
     if principles and not judge.takes_principles:
         return f"judge {judge.name!r} has no slot for principles (a rubric)"
     if reference and not judge.takes_reference:
         return f"judge {judge.name!r} has no slot for a reference answer"
     if responses is not None and judge.mode == "pairwise" and responses < 2:
         return f"judge {judge.name!r} is pairwise: an item needs at least 2 responses to compare"
+    check = getattr(judge, "principles_problem", None)
+    if rubric is not None and check is not None:
+        problem: str | None = check(rubric)
+        return problem
     return None
