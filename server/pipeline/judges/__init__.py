@@ -26,9 +26,9 @@ from server.pipeline.judges.base import (
 from server.pipeline.judges.deepseek import DeepSeekGRM
 from server.pipeline.judges.nemotron import NemotronGenRM, NemotronGenRM49B
 from server.pipeline.judges.pairing import PAIRINGS, Pairing, judged_sets, pools, vote_scale, votes_of
+from server.pipeline.judges.prometheus import PrometheusAbsolute, PrometheusRelative
 from server.pipeline.judges.rmr1 import RMR1Distilled, RMR1Instruct
 from server.pipeline.judges.skywork import SkyworkCritic
-from server.pipeline.judges.prometheus import PrometheusAbsolute, PrometheusRelative
 
 __all__ = [
     "AGGREGATIONS",
