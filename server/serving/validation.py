@@ -15,7 +15,7 @@ from grm_client import labels
 from server.config import Settings
 from server.pipeline.adaptive import AdaptiveOptions, StopRule
 from server.pipeline.domain import Message
-from server.pipeline.judges import get_judge, unsupported
+from server.pipeline.judges import unsupported
 from server.pipeline.scoring import ScoreSpec
 from server.serving.errors import invalid_request
 
@@ -51,7 +51,7 @@ class Validator:
     def __init__(self, settings: Settings, *, refuse_k_meta: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
         self.refuse_k_meta = refuse_k_meta
-        self.judge = get_judge(settings.judge)
+        self.judge = settings.judge_profile()
 
     def check_items(self, count: int) -> None:
         """Raises: APIError: 400 past ``max_items_per_batch``."""
