@@ -151,18 +151,28 @@ ScoreBody = Annotated[
 
 class ResponseScoreOut(BaseModel):
     index: int = Field(description="Position of the response in the request.")
-    score: float | None = Field(description="Sum of the kept votes (k votes span k..10k); null if none parsed.")
-    mean_score: float | None = Field(description="score / votes, on the model's 1..10 scale.")
+    score: float | None = Field(
+        description="Sum of the kept votes (k votes on the scale [low, high] span k*low..k*high); null if none "
+        "parsed, or unpaired."
+    )
+    mean_score: float | None = Field(
+        description="score / votes, on the judge's vote scale (the answer's 'scale'; deepseek-grm: 1..10, an A/B "
+        "judge: 0..1, its win rate)."
+    )
     normalized_score: float | None = Field(
         description="mean_score times the votes full k gives (k, or k_meta with a meta RM): a sum comparable "
         "across items that stopped at different k (adaptive k) or lost samples that did not parse."
     )
     votes: int = Field(description="Samples whose scores were summed (the kept ones when a meta RM filters).")
     valid_samples: int = Field(description="Samples of this response's group that parsed.")
-    status: Literal["ok", "no_valid_samples", "unpaired"]
+    status: Literal["ok", "no_valid_samples", "unpaired"] = Field(
+        description="ok; no_valid_samples: no sample parsed (null score); unpaired: a pairwise judge had no "
+        "other response to compare it with (a lone response whose grouping window ended alone; null score)."
+    )
     group_size: int = Field(
-        description="Responses judged together in this response's GRM prompt, other calls' included when "
-        "rows of the same prompt were grouped across calls."
+        description="Responses judged together in this response's GRM prompt (pairwise judges: in its pool, "
+        "compared pair by pair; single-response judges: 1), other calls' included when rows of the same "
+        "prompt were grouped across calls."
     )
 
 
@@ -199,6 +209,10 @@ class Timings(BaseModel):
 
 
 class ItemScoreOut(BaseModel):
+    template: str = Field(
+        description="The versioned judge prompt this item was judged with (its rubric and reference slots filled "
+        "or not)."
+    )
     responses: list[ResponseScoreOut]
     k: int
     k_used: int = Field(description="Samples drawn per group (at most k; fewer when adaptive k stopped early).")
@@ -215,14 +229,20 @@ class ItemScoreOut(BaseModel):
     samples: list[SampleOut] | None = None
 
 
+_SCALE = (
+    "The judge's vote scale [low, high] (/v1/info judge.scale): the range of mean_score; unit rewards map it to [0, 1]."
+)
+
+
 class ScoreResponse(ItemScoreOut):
     model: str
-    template: str
+    scale: tuple[float, float] = Field(description=_SCALE)
 
 
 class ScoreBatchResponse(BaseModel):
     model: str
-    template: str
+    template: str = Field(description="The judge's prompt without rubric or reference (each item names its own).")
+    scale: tuple[float, float] = Field(description=_SCALE)
     items: list[ItemScoreOut]
 
 
