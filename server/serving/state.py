@@ -18,8 +18,10 @@ from meta_rm.base import MetaRM, Trajectory
 from server.config import Settings
 from server.engines import Engine, EngineDeadError, EngineNotReadyError, create_engine
 from server.engines.base import GenerationRequest, GenerationResult
+from server.engines.fake import FakeEngine
 from server.ops.metrics import Metrics
-from server.pipeline.judges import Judge
+from server.pipeline.judges import DeepSeekGRM, Judge
+from server.pipeline.judges.testing import judge_script
 from server.pipeline.prompts import Template, get_template
 from server.pipeline.scoring import Scorer
 from server.serving.admission import Admission, WorkGate
@@ -133,7 +135,11 @@ class AppState:
 
     def _create_engine(self) -> Engine:
         s = self.settings
-        return create_engine(s.engine, model=s.model, cache_dir=s.cache_dir, engine_kwargs=s.engine_kwargs())
+        engine = create_engine(s.engine, model=s.model, cache_dir=s.cache_dir, engine_kwargs=s.engine_kwargs())
+        if isinstance(engine, FakeEngine) and not isinstance(self.judge, DeepSeekGRM):
+            # ``--engine fake`` answers as the served judge would (scores by length, in its own format).
+            engine.script = judge_script(self.judge)
+        return engine
 
     async def _start(self) -> None:
         try:

@@ -18,6 +18,9 @@ builds, behind the same :class:`~server.pipeline.judges.base.Judge` interface as
   ``winner`` (pairwise: one of ``labels``, the first label naming the first response shown). Every
   score must lie on ``scale``.
 * **guidance** (optional): a regex the engine's structured outputs hold every sample to.
+* **output_format**: a well-formed output with ``{score}``, ``{scores}``, ``{score_a}``, ``{score_b}`` or
+  ``{winner}`` where the verdict goes (:meth:`CustomJudge.example_output`: fakes, tests, and the file's
+  self-check); required for a regex verdict, for ``after`` it defaults to ``"{after} {scores}"``.
 """
 
 from __future__ import annotations
@@ -226,9 +229,9 @@ class CustomJudge:
         return []
 
     def example_output(self, scores: Sequence[float]) -> str:
-        if self.after is not None:
+        if self.output_format is None:
+            assert self.after is not None  # a regex verdict has an output format (checked at load)
             return f"{self.after} {', '.join(number_text(s) for s in scores)}"
-        assert self.output_format is not None
         texts = [number_text(s) for s in scores]
         values: Mapping[str, str] = {
             "score": texts[0],
