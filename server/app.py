@@ -13,7 +13,7 @@ from meta_rm.base import MetaRM
 from server import __version__
 from server.api.errors import install_error_handlers
 from server.api.middleware import RequestIdMiddleware, add_edge_checks
-from server.api.routes import compat, health, metrics, rerank, reward, score
+from server.api.routes import compat, health, metrics, render, rerank, reward, score
 from server.config import Settings
 from server.engines import Engine
 from server.ops.logs import AccessLogMiddleware
@@ -89,6 +89,7 @@ def build_app(
     app.include_router(compat.router)
     app.include_router(reward.router)
     app.include_router(rerank.router)
+    app.include_router(render.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     open_paths = add_edge_checks(app, settings)

@@ -11,6 +11,7 @@ from server import __version__
 from server.api.protocol import AUTH_ERRORS, InfoResponse, JudgeOut, MetaRMOut, error_responses
 from server.config import Settings
 from server.pipeline.judges import Judge, vote_scale
+from server.pipeline.judges.pairing import pool_size
 from server.serving.state import AppState
 
 router = APIRouter(tags=["health"])
@@ -85,10 +86,14 @@ def _judge_out(judge: Judge, s: Settings) -> JudgeOut:
     scale = vote_scale(judge, s.aggregation)
     return JudgeOut(
         name=judge.name,
+        source="file" if s.judge_file is not None else "builtin",
         mode=judge.mode,
         scale=(scale.low, scale.high),
+        output_scale=(judge.scale.low, judge.scale.high),
         takes_reference=judge.takes_reference,
         takes_principles=judge.takes_principles,
+        pool_size=1 if judge.mode == "single" else pool_size(s.max_group_size, judge),
+        groups_across_calls=judge.mode != "single" and s.group_window_s > 0,
         pairing=s.pairing if pairwise else None,
         aggregation=s.aggregation if pairwise else None,
     )
