@@ -85,20 +85,21 @@ def read_judge_file(path: Path, builtin: frozenset[str] = frozenset()) -> Custom
     return judge_from_dict(data, builtin, where=path.name)
 
 
-def judge_from_dict(data: Any, builtin: frozenset[str] = frozenset(), where: str = "judge file") -> CustomJudge:
+def judge_from_dict(data: Any, builtin: frozenset[str] = frozenset(), where: str = "") -> CustomJudge:
     """The profile of a judge file's parsed content (see :func:`read_judge_file`).
 
     Raises:
         JudgeFileError: a check fails; the message names the field.
     """
+    prefix = f"judge file {where}" if where else "judge file"
     try:
         spec = _File.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
-        raise JudgeFileError(f"judge file {where}: {problems}") from None
+        raise JudgeFileError(f"{prefix}: {problems}") from None
 
     def fail(field: str, message: str) -> JudgeFileError:
-        return JudgeFileError(f"judge file {where}: {field}: {message}")
+        return JudgeFileError(f"{prefix}: {field}: {message}")
 
     if spec.name in builtin:
         raise fail("name", f"{spec.name!r} is a built-in judge's name; pick another")
