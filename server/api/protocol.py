@@ -209,10 +209,6 @@ class Timings(BaseModel):
 
 
 class ItemScoreOut(BaseModel):
-    template: str = Field(
-        description="The versioned judge prompt this item was judged with (its rubric and reference slots filled "
-        "or not)."
-    )
     responses: list[ResponseScoreOut]
     k: int
     k_used: int = Field(description="Samples drawn per group (at most k; fewer when adaptive k stopped early).")
@@ -227,6 +223,10 @@ class ItemScoreOut(BaseModel):
     usage: Usage
     timings: Timings
     samples: list[SampleOut] | None = None
+    template: str = Field(
+        description="The versioned judge prompt this item was judged with (its rubric and reference slots filled "
+        "or not)."
+    )
 
 
 _SCALE = (

@@ -53,7 +53,7 @@ class _RenderedAnswer(BaseModel):
     )
 
 
-class RenderResponse(_RenderedAnswer, RenderedItemOut):
+class RenderResponse(RenderedItemOut, _RenderedAnswer):
     pass
 
 
