@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
+from server.app import build_app
+from server.config import Settings
 from server.engines.fake import FakeEngine
 from server.pipeline.judges import read_judge_file
 from server.pipeline.judges.testing import judge_script
@@ -72,3 +75,15 @@ async def test_the_pairwise_file_pairs_one_row_calls_and_ignores_labels_it_has_n
     assert refused.status_code == 400 and "house-ab" in refused.json()["error"]["message"]
     assert score.json()["scale"] == [0, 1] and score.json()["template"] == "house-ab-v1"
     assert all("Blue" not in q.prompt.split("[Answer A]")[0] for q in engine.requests)  # the label never shown
+
+
+async def test_engine_fake_answers_as_the_served_judge_without_an_engine_given():
+    """``grm-serve --engine fake --judge-file ...`` tries a profile without a model: the fake scores by length
+    in the judge's own format (the default script writes DeepSeek-GRM's, which no other judge parses)."""
+    app = build_app(Settings(engine="fake", judge_file=PAIRWISE, k=2))
+    async with app.router.lifespan_context(app):
+        await app.state.grm.wait_ready(timeout=10)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://grm.test") as client:
+            r = await client.post("/v1/score", json={"query": "Q?", "responses": ["a", "a longer answer"]})
+    assert [x["status"] for x in r.json()["responses"]] == ["ok", "ok"]
