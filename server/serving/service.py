@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from server.pipeline.domain import ItemResult
 from server.pipeline.judges import Scale, judged_sets, vote_scale
+from server.pipeline.judges.pairing import pool_size
 from server.pipeline.scoring import Linked, ScoreSpec
 from server.serving.context import CallContext, cancel_on_disconnect
 from server.serving.dedup import Dedup
@@ -76,6 +77,13 @@ class ScoringService:
         """The versioned prompt an item is judged with: its rubric and reference slots filled or not."""
         filled = {"principles": spec.principles is not None, "reference": spec.reference is not None}
         return self.state.judge.template_name(**filled)
+
+    @property
+    def pool_size(self) -> int:
+        """Responses one prompt judges together (group), or one pool compares pair by pair (pairwise: at
+        least 2); 1 for a single-response judge, which judges each response alone."""
+        judge = self.state.judge
+        return 1 if judge.mode == "single" else pool_size(self.max_group_size, judge)
 
     @property
     def vote_scale(self) -> Scale:

@@ -173,3 +173,24 @@ async def test_admission_counts_k_per_pair_and_a_full_pool_for_the_row_that_open
         await wait_until(lambda: service.grouper.collecting, what="the first row to open a batch")
         assert service.work_of(one, True) == 0  # joining costs nothing more
         await first
+
+
+async def test_a_pairwise_rerank_with_max_group_size_1_compares_every_document_with_the_anchor():
+    """Rerank groups followed --max-group-size, so with 1 every document sat in a group of its own: a pairwise
+    judge had nothing to compare, and every relevance was 0."""
+    docs = ROLLOUTS[:4]
+    engine = engine_for("skywork-critic")
+    async with running_app(engine, judge="skywork-critic", k=2, max_group_size=1) as client:
+        body = (await client.post("/v2/rerank", json={"query": "Name a colour.", "documents": docs})).json()
+    assert [g["documents"] for g in body["meta"]["grm"]["groups"]] == [[0, 1], [0, 2], [0, 3]]
+    # Each document beat the anchor (the shortest) in its pair: a win rate of 1 each, ties in caller order.
+    assert [(r["index"], r["relevance_score"]) for r in body["results"]] == [(1, 1.0), (2, 1.0), (3, 1.0), (0, 0.0)]
+
+
+async def test_a_single_response_judges_rerank_judges_each_document_once_without_an_anchor():
+    engine = FakeEngine(judge_script(read_judge_file(POINTWISE)))
+    async with running_app(engine, judge_file=POINTWISE, k=2) as client:
+        body = (await client.post("/v2/rerank", json={"query": "Name a colour.", "documents": ROLLOUTS})).json()
+    assert [g["documents"] for g in body["meta"]["grm"]["groups"]] == [[i] for i in range(8)]
+    assert len(engine.requests) == 8  # no anchor judged again in every group
+    assert body["results"][0]["index"] == 7
