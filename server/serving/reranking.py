@@ -42,8 +42,11 @@ class RankedDocument:
     votes: int
 
 
-def plan_groups(n_documents: int, max_group_size: int, *, anchor: bool) -> list[list[int]]:
+def plan_groups(n_documents: int, max_group_size: int, *, anchor: bool, pairwise: bool = False) -> list[list[int]]:
     """Document indices of each GRM group.
+
+    With ``pairwise`` (a judge comparing a group's documents pair by pair) no group is left with one
+    document while there are others: a last group of one joins the group before it.
 
     With ``anchor`` and more documents than fit one group, document :data:`ANCHOR` joins every group
     (first in the caller's order; the pipeline shuffles the shown order per sample anyway).
@@ -57,9 +60,12 @@ def plan_groups(n_documents: int, max_group_size: int, *, anchor: bool) -> list[
         ValueError: for no documents or a group size below 1.
     """
     if n_documents <= max_group_size or not anchor or max_group_size < 2:
-        return split_groups(n_documents, max_group_size)
-    others = split_groups(n_documents - 1, max_group_size - 1)
-    return [[ANCHOR, *(i + 1 for i in group)] for group in others]
+        groups = split_groups(n_documents, max_group_size)
+    else:
+        groups = [[ANCHOR, *(i + 1 for i in group)] for group in split_groups(n_documents - 1, max_group_size - 1)]
+    if pairwise and len(groups) > 1 and len(groups[-1]) == 1:
+        groups[-2].extend(groups.pop())
+    return groups
 
 
 def rank(

@@ -194,3 +194,13 @@ async def test_a_single_response_judges_rerank_judges_each_document_once_without
     assert [g["documents"] for g in body["meta"]["grm"]["groups"]] == [[i] for i in range(8)]
     assert len(engine.requests) == 8  # no anchor judged again in every group
     assert body["results"][0]["index"] == 7
+
+
+async def test_a_pairwise_rerank_without_anchor_leaves_no_document_alone():
+    """Groups of 2 without the anchor split 5 documents 2 + 2 + 1, and the lone group was a 400 (an item
+    that can never pair); the last group now takes 3."""
+    body = {"query": "Name a colour.", "documents": ROLLOUTS[:5], "anchor": False}
+    async with running_app(engine_for("skywork-critic"), judge="skywork-critic", k=2, max_group_size=2) as client:
+        r = await client.post("/v2/rerank", json=body)
+    assert r.status_code == 200, r.text
+    assert [g["documents"] for g in r.json()["meta"]["grm"]["groups"]] == [[0, 1], [2, 3, 4]]

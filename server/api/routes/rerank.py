@@ -45,7 +45,8 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
     # One resolve over all documents checks every limit (count, sizes, k, ...) before any work.
     spec = app.validator.resolve(body.item((Message("user", body.query),), tuple(documents)))
     # Groups as the judge compares documents: a prompt's group, a pairwise pool, or one document alone.
-    groups = plan_groups(len(documents), service.pool_size, anchor=body.anchor)
+    pairwise = app.grm.judge.mode == "pairwise"
+    groups = plan_groups(len(documents), service.pool_size, anchor=body.anchor, pairwise=pairwise)
     specs = [dataclasses.replace(spec, responses=tuple(documents[i] for i in g)) for g in groups]
     # Adaptive k decides over all groups at once: the top_n in order (or the whole order) must be final.
     linked = Linked(tuple(tuple(g) for g in groups), len(documents), anchored(groups), body.top_n)
