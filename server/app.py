@@ -13,11 +13,12 @@ from meta_rm.base import MetaRM
 from server import __version__
 from server.api.errors import install_error_handlers
 from server.api.middleware import RequestIdMiddleware, add_edge_checks
-from server.api.routes import compat, health, metrics, rerank, reward, score
+from server.api.routes import compat, health, metrics, render, rerank, reward, score
 from server.config import Settings
 from server.engines import Engine
 from server.ops.logs import AccessLogMiddleware
 from server.ops.metrics import EngineCollector, Metrics, RequestMetricsMiddleware, TenantCollector
+from server.pipeline.judges import vote_scale
 from server.serving.policy_markup import get_markup
 from server.serving.service import ScoringService
 from server.serving.state import AppState
@@ -44,7 +45,8 @@ def build_app(
     The engine starts in the background when the lifespan begins; ``/health/ready`` answers 503 until
     it is up. Each app owns its state; nothing is module-global.
     """
-    app_metrics = Metrics(registry)
+    scale = vote_scale(settings.judge_profile(), settings.aggregation)
+    app_metrics = Metrics(registry, vote_scale=(scale.low, scale.high))
     state = AppState(settings=settings, engine=engine, meta_rm=meta_rm, on_fatal=on_fatal, metrics=app_metrics)
     app_metrics.registry.register(EngineCollector(lambda: state.engine if state.ready.is_set() else None))
     gate, admission = state.gate, state.admission
@@ -89,6 +91,7 @@ def build_app(
     app.include_router(compat.router)
     app.include_router(reward.router)
     app.include_router(rerank.router)
+    app.include_router(render.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     open_paths = add_edge_checks(app, settings)

@@ -5,12 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.engines.model_files import EMBEDDED, default_cache_dir
-from server.pipeline.judges import DEFAULT_JUDGE, JUDGES, get_judge
-from server.pipeline.prompts import DEFAULT_TEMPLATE, TEMPLATES
+from server.pipeline.judges import (
+    DEFAULT_JUDGE,
+    JUDGES,
+    DeepSeekGRM,
+    Judge,
+    get_judge,
+    read_judge_file,
+    unsupported_aggregation,
+)
+from server.pipeline.prompts import DEFAULT_TEMPLATE, TEMPLATES, get_template
 
 
 class Settings(BaseSettings):
@@ -44,6 +52,11 @@ class Settings(BaseSettings):
 
     # The judge and its sampling (server/pipeline/judges, docs/judges.md)
     judge: str = Field(DEFAULT_JUDGE, description=f"judge profile: {', '.join(sorted(JUDGES))}")
+    judge_file: Path | None = Field(
+        None,
+        description="a judge profile file (YAML or JSON: mode, template, verdict rule, scale) to serve an "
+        "in-house judge without code, instead of --judge (docs/judges.md)",
+    )
     pairing: Literal["circular", "all_pairs"] = Field(
         "circular", description="pairwise judges: which pairs of a pool are judged (circular: each with the next)"
     )
@@ -97,11 +110,16 @@ class Settings(BaseSettings):
 
     # OpenRLHF compatibility (/get_reward)
     openrlhf_reward: Literal["unit", "mean", "raw"] = Field(
-        "unit", description="scale of /get_reward rewards: unit ([0,1]), mean (1..10) or raw (summed votes)"
+        "unit",
+        description="scale of /get_reward and /v1/reward rewards: unit ([0,1] by the judge's vote scale), mean "
+        "(the mean vote, on that scale; deepseek-grm: 1..10) or raw (summed votes)",
     )
 
-    openrlhf_labels: Literal["reference", "ignore"] = Field(
-        "reference", description="/get_reward labels: judge with them as reference answers, or ignore them"
+    openrlhf_labels: Literal["auto", "reference", "ignore"] = Field(
+        "auto",
+        description="/get_reward and /v1/reward labels: reference answers when the judge has a slot for one, "
+        "else ignored and counted (auto); always references, refused (400) by a judge without the slot "
+        "(reference); or ignored (ignore)",
     )
     chat_markup: Literal["auto", "none", "chatml", "llama3", "gemma", "mistral", "deepseek", "phi3"] = Field(
         "auto", description="chat template of /get_reward prompts: detected (auto), named, or none (text as is)"
@@ -158,17 +176,28 @@ class Settings(BaseSettings):
         10.0, ge=0, description="how long a job whose client hung up keeps running for a retry to attach"
     )
 
+    _judge: Judge = PrivateAttr()
+
     @model_validator(mode="before")
     @classmethod
     def _judge_defaults(cls, data: Any) -> Any:
-        """Sampling left unset takes the judge's own defaults (what its authors publish)."""
+        """Sampling left unset takes the judge's own defaults (what its authors publish); a judge file
+        names the judge (``--judge`` is then left out, or the file's name)."""
         if not isinstance(data, dict):
             return data
-        name = data.get("judge", DEFAULT_JUDGE)
-        if name not in JUDGES:
-            raise ValueError(f"unknown judge {name!r}; known: {', '.join(sorted(JUDGES))}")
-        sampling = get_judge(name).sampling
         data = dict(data)
+        judge: Judge
+        if data.get("judge_file") is not None:
+            judge = read_judge_file(Path(data["judge_file"]), frozenset(JUDGES))
+            if data.get("judge", judge.name) != judge.name:
+                raise ValueError(f"give --judge or --judge-file, not both (the file's judge is {judge.name!r})")
+            data["judge"] = judge.name
+        else:
+            name = data.get("judge", DEFAULT_JUDGE)
+            if name not in JUDGES:
+                raise ValueError(f"unknown judge {name!r}; known: {', '.join(sorted(JUDGES))} (or --judge-file)")
+            judge = get_judge(name)
+        sampling = judge.sampling
         data.setdefault("temperature", sampling.temperature)
         data.setdefault("top_p", sampling.top_p)
         if "max_tokens" not in data:
@@ -189,7 +218,20 @@ class Settings(BaseSettings):
             raise ValueError(f"k_meta={self.k_meta} exceeds k={self.k}")
         if self.max_tokens > self.max_tokens_limit:
             raise ValueError(f"max_tokens={self.max_tokens} exceeds max_tokens_limit={self.max_tokens_limit}")
+        if self.judge_file is not None:
+            self._judge = read_judge_file(self.judge_file, frozenset(JUDGES))
+        elif self.judge == DEFAULT_JUDGE:  # --template picks DeepSeek-GRM's prompt version
+            self._judge = DeepSeekGRM(template=get_template(self.template))
+        else:
+            self._judge = get_judge(self.judge)
+        if refused := unsupported_aggregation(self._judge, self.aggregation):
+            raise ValueError(f"--aggregation {self.aggregation}: {refused}")
         return self
+
+    def judge_profile(self) -> Judge:
+        """The judge the server runs: the ``--judge-file`` profile, else the ``--judge`` one (DeepSeek-GRM
+        with the ``--template`` version of its prompt)."""
+        return self._judge
 
     def resolved_api_keys(self) -> frozenset[str]:
         """Every configured API key; empty means auth is off.
@@ -209,13 +251,15 @@ class Settings(BaseSettings):
     def meta_rm_spec(self) -> str | None:
         """The meta RM to load, or None for plain voting.
 
-        ``auto`` means the embedded meta RM when the GRM is the embedded model (it was trained on that
-        model's samples) and none otherwise: a meta RM only helps the GRM it was trained for.
+        ``auto`` means the embedded meta RM when the GRM is the embedded model judging as DeepSeek-GRM
+        (it was trained on that model's DeepSeek-GRM samples) and none otherwise: a meta RM only helps
+        the GRM and prompt it was trained for.
         """
         if self.meta_rm == "none":
             return None
         if self.meta_rm == "auto":
-            return "embedded" if self.model == EMBEDDED and self.engine == "vllm" else None
+            embedded = self.model == EMBEDDED and self.engine == "vllm" and self.judge == DEFAULT_JUDGE
+            return "embedded" if embedded and self.judge_file is None else None
         return self.meta_rm
 
     def engine_kwargs(self) -> dict[str, Any]:

@@ -8,11 +8,17 @@ from typing import Any, Literal
 RewardMode = Literal["raw", "mean", "unit"]
 """How a response's votes become one float.
 
-* ``raw``: the sum of the kept votes (``score``; k_meta votes span k_meta..10·k_meta); for an item
-  adaptive k stopped early, the k-normalised sum (``normalized_score``: the mean times the votes of full k);
-* ``mean``: the per-vote mean on the model's 1..10 scale (``mean_score``), comparable across k;
-* ``unit``: the mean mapped linearly to [0, 1] (``(mean - 1) / 9``).
+* ``raw``: the sum of the kept votes (``score``; n votes on the scale [low, high] span n·low..n·high); for
+  an item adaptive k stopped early, the k-normalised sum (``normalized_score``: the mean times the votes of
+  full k);
+* ``mean``: the per-vote mean on the judge's vote scale (``mean_score``; deepseek-grm: 1..10, an A/B
+  judge: 0..1), comparable across k;
+* ``unit``: the mean mapped linearly to [0, 1] by that scale (``(mean - low) / (high - low)``; deepseek-grm:
+  ``(mean - 1) / 9``). The scale is the one the server's answer states (``scale``), else 1..10 (servers
+  older than judge profiles serve only deepseek-grm).
 """
+
+DEFAULT_SCALE = (1.0, 10.0)  # deepseek-grm's votes: what a server that states no scale serves
 
 
 @dataclass(frozen=True)
@@ -22,9 +28,10 @@ class ResponseScore:
     mean_score: float | None
     votes: int
     valid_samples: int
-    status: str  # "ok" | "no_valid_samples"
+    status: str  # "ok" | "no_valid_samples" | "unpaired" (a pairwise judge had nothing to compare it with)
     normalized_score: float | None = None  # mean_score x the votes full k gives (None from older servers)
     adaptive: bool = False  # its item was drawn by adaptive k (raw rewards are then k-normalised)
+    scale: tuple[float, float] = DEFAULT_SCALE  # the judge's vote scale [low, high], as the server states it
 
     def reward(self, mode: RewardMode = "mean") -> float | None:
         """This response's reward in ``mode``; None when no sample could be parsed.
@@ -39,7 +46,8 @@ class ResponseScore:
         if mode == "mean":
             return self.mean_score
         if mode == "unit":
-            return (self.mean_score - 1.0) / 9.0
+            low, high = self.scale
+            return (self.mean_score - low) / (high - low)
         raise ValueError(f"unknown reward mode {mode!r}; use 'raw', 'mean' or 'unit'")
 
 
@@ -99,6 +107,7 @@ class ScoreResult:
     template: str
     k_used: int | None = None  # samples drawn per group (fewer than k when adaptive k stopped early)
     stop_reason: str | None = None  # off, rank, stderr or k (None from servers without adaptive k)
+    scale: tuple[float, float] = DEFAULT_SCALE  # the judge's vote scale (1..10 from servers that state none)
 
     def rewards(self, mode: RewardMode = "mean", *, missing: float | None = None) -> list[float | None]:
         """One reward per response, in request order; ``missing`` where no sample parsed."""
@@ -120,7 +129,8 @@ class Ranking:
 
 @dataclass(frozen=True)
 class RerankResult:
-    """One document of a rerank answer: its request index and relevance in [0, 1]."""
+    """One document of a rerank answer: its request index and relevance in [0, 1] (the server maps the
+    mean vote by its judge's scale)."""
 
     index: int
     relevance_score: float
@@ -142,7 +152,20 @@ def parse_rerank(data: dict[str, Any]) -> list[RerankResult]:
     ]
 
 
-def parse_item(data: dict[str, Any], model: str, template: str) -> ScoreResult:
+def parse_item(
+    data: dict[str, Any], model: str, template: str, scale: list[float] | tuple[float, float] | None = None
+) -> ScoreResult:
+    """One item of a ``/v1/score`` answer; ``template`` and ``scale`` are the answer's (an item's own
+    ``template`` wins; a missing scale is deepseek-grm's 1..10, what servers that state none serve).
+
+    Raises:
+        ValueError: for a scale that is not two increasing numbers.
+    """
+    if scale is not None and len(scale) != 2:
+        raise ValueError(f"the server's scale {scale!r} is not [low, high]")
+    vote_scale = DEFAULT_SCALE if scale is None else (float(scale[0]), float(scale[1]))
+    if not vote_scale[0] < vote_scale[1]:
+        raise ValueError(f"the server's scale {scale!r} is not [low, high] with low < high")
     samples = None
     if data.get("samples") is not None:
         samples = [
@@ -162,10 +185,13 @@ def parse_item(data: dict[str, Any], model: str, template: str) -> ScoreResult:
             )
             for s in data["samples"]
         ]
-    fields = [f for f in ResponseScore.__dataclass_fields__ if f != "adaptive"]
+    fields = [f for f in ResponseScore.__dataclass_fields__ if f not in ("adaptive", "scale")]
     adaptive = data.get("stop_reason", "off") != "off"
     return ScoreResult(
-        responses=[ResponseScore(**{f: r.get(f) for f in fields}, adaptive=adaptive) for r in data["responses"]],
+        responses=[
+            ResponseScore(**{f: r.get(f) for f in fields}, adaptive=adaptive, scale=vote_scale)
+            for r in data["responses"]
+        ],
         k=data["k"],
         k_meta=data.get("k_meta"),
         valid_samples=data["valid_samples"],
@@ -173,9 +199,10 @@ def parse_item(data: dict[str, Any], model: str, template: str) -> ScoreResult:
         samples=samples,
         usage=data.get("usage", {}),
         model=model,
-        template=template,
+        template=data.get("template", template),
         k_used=data.get("k_used"),
         stop_reason=data.get("stop_reason"),
+        scale=vote_scale,
     )
 
 

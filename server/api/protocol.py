@@ -151,18 +151,28 @@ ScoreBody = Annotated[
 
 class ResponseScoreOut(BaseModel):
     index: int = Field(description="Position of the response in the request.")
-    score: float | None = Field(description="Sum of the kept votes (k votes span k..10k); null if none parsed.")
-    mean_score: float | None = Field(description="score / votes, on the model's 1..10 scale.")
+    score: float | None = Field(
+        description="Sum of the kept votes (k votes on the scale [low, high] span k*low..k*high); null if none "
+        "parsed, or unpaired."
+    )
+    mean_score: float | None = Field(
+        description="score / votes, on the judge's vote scale (the answer's 'scale'; deepseek-grm: 1..10, an A/B "
+        "judge: 0..1, its win rate)."
+    )
     normalized_score: float | None = Field(
         description="mean_score times the votes full k gives (k, or k_meta with a meta RM): a sum comparable "
         "across items that stopped at different k (adaptive k) or lost samples that did not parse."
     )
     votes: int = Field(description="Samples whose scores were summed (the kept ones when a meta RM filters).")
     valid_samples: int = Field(description="Samples of this response's group that parsed.")
-    status: Literal["ok", "no_valid_samples", "unpaired"]
+    status: Literal["ok", "no_valid_samples", "unpaired"] = Field(
+        description="ok; no_valid_samples: no sample parsed (null score); unpaired: a pairwise judge had no "
+        "other response to compare it with (a lone response whose grouping window ended alone; null score)."
+    )
     group_size: int = Field(
-        description="Responses judged together in this response's GRM prompt, other calls' included when "
-        "rows of the same prompt were grouped across calls."
+        description="Responses judged together in this response's GRM prompt (pairwise judges: in its pool, "
+        "compared pair by pair; single-response judges: 1), other calls' included when rows of the same "
+        "prompt were grouped across calls."
     )
 
 
@@ -213,16 +223,26 @@ class ItemScoreOut(BaseModel):
     usage: Usage
     timings: Timings
     samples: list[SampleOut] | None = None
+    template: str = Field(
+        description="The versioned judge prompt this item was judged with (its rubric and reference slots filled "
+        "or not)."
+    )
+
+
+_SCALE = (
+    "The judge's vote scale [low, high] (/v1/info judge.scale): the range of mean_score; unit rewards map it to [0, 1]."
+)
 
 
 class ScoreResponse(ItemScoreOut):
     model: str
-    template: str
+    scale: tuple[float, float] = Field(description=_SCALE)
 
 
 class ScoreBatchResponse(BaseModel):
     model: str
-    template: str
+    template: str = Field(description="The judge's prompt without rubric or reference (each item names its own).")
+    scale: tuple[float, float] = Field(description=_SCALE)
     items: list[ItemScoreOut]
 
 
@@ -258,10 +278,23 @@ class JudgeOut(BaseModel):
     """The judge profile the server runs (``--judge``, docs/judges.md)."""
 
     name: str
+    source: Literal["builtin", "file"] = Field(description="A built-in profile (--judge) or a file (--judge-file).")
     mode: Literal["group", "single", "pairwise"]
-    scale: tuple[float, float] = Field(description="The range of one vote on one response (low, high).")
+    scale: tuple[float, float] = Field(
+        description="The range of one vote on one response (low, high): the vote scale of the judge and its "
+        "aggregation, what mean_score spans and unit rewards map to [0, 1]."
+    )
+    output_scale: tuple[float, float] = Field(description="The range of the judge's own verdict scores.")
     takes_reference: bool
     takes_principles: bool
+    pool_size: int = Field(
+        description="Responses judged together in one prompt (group), or compared pair by pair (pairwise); 1 for "
+        "single-response judges."
+    )
+    groups_across_calls: bool = Field(
+        description="Whether one-row calls of the same prompt wait up to --group-window-s to be judged together "
+        "(pairwise judges: to form pairs); never for single-response judges."
+    )
     pairing: Literal["circular", "all_pairs"] | None = Field(None, description="Pairwise judges: which pairs.")
     aggregation: Literal["mean", "win_rate", "tiebreaker"] | None = Field(
         None, description="Pairwise judges: how a verdict becomes votes."

@@ -91,16 +91,18 @@ class RerankRequest(GRMOptions, _CohereRerank):
 class RerankResultOut(BaseModel):
     index: int = Field(description="Position of the document in the request.")
     relevance_score: float = Field(
-        description="(mean_score - 1) / 9 clamped to [0, 1]; 0 when no sample parsed. Results are ordered by "
-        "mean_score, not by this value, so two results with relevance 1 can still differ."
+        description="mean_score mapped to [0, 1] by the judge's vote scale (meta.grm.scale: (mean_score - low) / "
+        "(high - low); deepseek-grm: (mean_score - 1) / 9), clamped; 0 when no sample parsed. Results are ordered "
+        "by mean_score, not by this value, so two results with relevance 1 can still differ."
     )
     document: dict[str, str] | None = Field(
         None, description="With return_documents: the document, a string as {'text': ...}, an object whole."
     )
     mean_score: float | None = Field(
         None,
-        description="The calibrated per-vote mean that orders the results: the votes' mean (1..10) shifted by the "
-        "anchor calibration, so it can fall outside 1..10. Absent when no sample parsed (such results come last).",
+        description="The calibrated per-vote mean that orders the results: the votes' mean (on the judge's vote "
+        "scale, meta.grm.scale; deepseek-grm: 1..10) shifted by the anchor calibration, so it can fall outside "
+        "the scale. Absent when no sample parsed (such results come last).",
     )
     votes: int = Field(description="Votes summed over the document's groups.")
 
@@ -118,6 +120,6 @@ class RerankResponse(BaseModel):
     usage: RerankUsage
     meta: dict[str, Any] = Field(
         description="Cohere's api_version and billed_units (one search unit per GRM group), warnings (e.g. that "
-        "relevant_spans gets no spans), and grm.groups: each GRM group's documents, the samples it drew "
-        "(k_used) and why it stopped (stop_reason)."
+        "relevant_spans gets no spans), grm.groups: each GRM group's documents, the samples it drew "
+        "(k_used) and why it stopped (stop_reason), and grm.scale: the judge's vote scale [low, high]."
     )

@@ -16,6 +16,7 @@ from server.engines.base import (
     GenerationRequest,
     GenerationResult,
     PromptTooLongError,
+    RenderedPrompt,
 )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "PromptTooLongError",
+    "RenderedPrompt",
     "create_engine",
 ]
 

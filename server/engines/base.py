@@ -93,6 +93,21 @@ class GenerationResult:
 
 
 @dataclass(frozen=True)
+class RenderedPrompt:
+    """What an engine makes of a request's prompt without generating (``POST /v1/render``).
+
+    ``text`` is the whole text the model reads (the chat template applied, with its generation prompt),
+    or None when the engine cannot say (the fake engine has no chat template); ``prompt_tokens`` counts
+    its tokens, ``exact`` says whether that count is the model tokenizer's (else the engine's own
+    approximation, the one it reports in usage).
+    """
+
+    text: str | None
+    prompt_tokens: int | None
+    exact: bool
+
+
+@dataclass(frozen=True)
 class EngineInfo:
     """What ``/v1/info`` says about the engine."""
 
@@ -122,6 +137,14 @@ class Engine(Protocol):
             EngineNotReadyError: before :meth:`start` or after :meth:`shutdown`.
             EngineDeadError: if the engine failed.
             PromptTooLongError: if the prompt does not fit the context.
+        """
+
+    async def render(self, request: GenerationRequest) -> RenderedPrompt:
+        """The prompt ``request`` would send, as the engine renders and tokenizes it, without generating.
+
+        Raises:
+            EngineNotReadyError: before :meth:`start` or after :meth:`shutdown`.
+            ChatTemplateError: the model's chat template cannot render the request's chat.
         """
 
     async def abort(self, request_id: str) -> None:

@@ -25,6 +25,7 @@ from server.engines.base import (
     GenerationRequest,
     GenerationResult,
     PromptTooLongError,
+    RenderedPrompt,
 )
 
 Script = Callable[[GenerationRequest], Sequence[str | Completion]]
@@ -194,6 +195,12 @@ class FakeEngine:
             if limit is not None:
                 async with self._scheduled:
                     self._scheduled.notify_all()
+
+    async def render(self, request: GenerationRequest) -> RenderedPrompt:
+        """No chat template here: a raw request's text as is, else no text; tokens are the fake's own
+        count (whitespace-separated words of ``prompt``, what it reports in usage), not a tokenizer's."""
+        await self.check_health()
+        return RenderedPrompt(request.prompt if request.raw else None, len(request.prompt.split()), exact=False)
 
     async def abort(self, request_id: str) -> None:
         self._record_abort(request_id)

@@ -30,6 +30,7 @@ from server.engines.base import (
     GenerationRequest,
     GenerationResult,
     PromptTooLongError,
+    RenderedPrompt,
 )
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,18 @@ def encode_chat(tokenizer: Any, request: GenerationRequest) -> list[int]:
     if request.assistant_prefix:
         ids += tokenizer.encode(request.assistant_prefix, add_special_tokens=False)
     return ids
+
+
+def render_text(tokenizer: Any, request: GenerationRequest) -> RenderedPrompt:
+    """The text and token count of ``request``'s prompt, exactly as :meth:`VLLMEngine.generate` sends it
+    (:func:`encode_chat`): the chat template applied (a raw request's text as is, its special tokens
+    counted), ``assistant_prefix`` appended.
+
+    Raises:
+        ChatTemplateError: see :func:`render_chat`.
+    """
+    text = request.prompt if request.raw else render_chat(tokenizer, request)
+    return RenderedPrompt(text + request.assistant_prefix, len(encode_chat(tokenizer, request)), exact=True)
 
 
 def to_sampling_params(request: GenerationRequest) -> Any:
@@ -232,6 +245,10 @@ class VLLMEngine:
             return await generate_ids(self._llm, ids, request)
         except VLLMDeadError as exc:
             raise EngineDeadError("the vLLM engine died") from exc
+
+    async def render(self, request: GenerationRequest) -> RenderedPrompt:
+        await self.check_health()
+        return await asyncio.to_thread(render_text, self._tokenizer, request)
 
     async def abort(self, request_id: str) -> None:
         if self._llm is not None:

@@ -35,8 +35,14 @@ SCORING_ROUTES = ("/v1/score", "/get_reward", "/v1/reward", "/v1/rerank", "/v2/r
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 QUEUE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 META_RM_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-# Mean score per response, 1 to 10: half-point buckets.
+# Mean score per response, 1 to 10 (deepseek-grm's votes): half-point buckets; other vote scales get
+# the same 18 steps over their own range (reward_buckets).
 REWARD_BUCKETS = tuple(x / 2 for x in range(2, 21))
+
+
+def reward_buckets(low: float, high: float) -> tuple[float, ...]:
+    """19 bucket bounds from ``low`` to ``high`` in 18 equal steps (1..10: :data:`REWARD_BUCKETS`)."""
+    return tuple(round(low + (high - low) * i / 18, 6) for i in range(19))
 
 
 def outcome_of(status: int) -> str:
@@ -57,7 +63,10 @@ def outcome_of(status: int) -> str:
 class Metrics:
     """grm-serve's own metrics, registered in ``registry`` (a new one when not given)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, vote_scale: tuple[float, float] = (1.0, 10.0)
+    ) -> None:
+        """``vote_scale``: the judge's vote range, which ``grm_reward_score``'s buckets span."""
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -99,8 +108,9 @@ class Metrics:
         self.generation_tokens = Counter("grm_generation_tokens", "Tokens the engine generated.", registry=r)
         self.reward = Histogram(
             "grm_reward_score",
-            "Mean kept-vote score (1-10) of each scored response.",
-            buckets=REWARD_BUCKETS,
+            "Mean kept-vote score of each scored response, on the judge's vote scale (/v1/info judge.scale; "
+            "deepseek-grm: 1-10).",
+            buckets=reward_buckets(*vote_scale),
             registry=r,
         )
         self.inflight = Gauge("grm_inflight_requests", "Scoring requests being handled now.", registry=r)
@@ -179,7 +189,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        self.build = Info("grm_build", "grm-serve version, model, template and engine.", registry=r)
+        self.labels_ignored = Counter(
+            "grm_labels_ignored",
+            "Trainer labels (/get_reward, /v1/reward) not used as reference answers because the judge has no "
+            "reference slot (--openrlhf-labels auto): those rows were judged without them.",
+            registry=r,
+        )
+        self.build = Info("grm_build", "grm-serve version, model, judge, template and engine.", registry=r)
         for status in ("parsed", "unparseable", "filtered", "kept"):
             self.samples.labels(status)  # export zeros from the start, so rates exist before traffic
         for rule in STOP_RULES:
@@ -196,8 +212,13 @@ class Metrics:
             self.requests.labels(route, "ok")
             self.request_duration.labels(route)
 
-    def set_build_info(self, *, model: str, template: str, engine: str) -> None:
-        self.build.info({"version": __version__, "model": model, "template": template, "engine": engine})
+    def set_build_info(self, *, model: str, template: str, engine: str, judge: str = "", mode: str = "") -> None:
+        """``grm_build_info``: one series per process; its ``judge`` and ``judge_mode`` labels split any
+        ``grm_*`` series by judge through a join (``* on(instance) group_left(judge) grm_build_info``)."""
+        self.build.info(
+            {"version": __version__, "model": model, "template": template, "engine": engine, "judge": judge,
+             "judge_mode": mode}
+        )  # fmt: skip
 
     def observe_items(self, results: Sequence[ItemResult]) -> None:
         """Per-item stages, samples, tokens and rewards of finished items."""

@@ -6,13 +6,16 @@ from collections.abc import Sequence
 from typing import Literal
 
 from server.pipeline.domain import ResponseScore, ResponseStatus
+from server.pipeline.judges.base import Scale
 
 RewardMode = Literal["unit", "mean", "raw"]
 
 
-def to_reward(score: ResponseScore, mode: RewardMode, *, normalized: bool = False) -> float | None:
-    """One float per response for RL: ``raw`` summed votes, ``mean`` per-vote mean (1..10), or
-    ``unit`` that mean mapped to [0, 1]; None when no sample voted.
+def to_reward(score: ResponseScore, mode: RewardMode, *, scale: Scale, normalized: bool = False) -> float | None:
+    """One float per response for RL: ``raw`` summed votes, ``mean`` per-vote mean (on the vote
+    ``scale``: deepseek-grm's 1..10, an A/B judge's 0..1, see
+    :func:`~server.pipeline.judges.pairing.vote_scale`), or ``unit`` that mean mapped linearly to
+    [0, 1] by the scale (``(mean - low) / (high - low)``); None when no sample voted.
 
     With ``normalized`` (adaptive items, which stop at different k), ``raw`` is the k-normalised sum
     (the mean times the votes full k would give), so rewards stay comparable across items.
@@ -23,7 +26,7 @@ def to_reward(score: ResponseScore, mode: RewardMode, *, normalized: bool = Fals
         return score.normalized_score if normalized and score.normalized_score is not None else score.score
     if mode == "mean":
         return score.mean_score
-    return (score.mean_score - 1.0) / 9.0
+    return scale.unit(score.mean_score)
 
 
 def vote(

@@ -300,12 +300,15 @@ def vote_groups(
         k=spec.k,
         groups=[list(m) for m in groups],
         group_sizes=list(sizes),
-        k_used=spec.k,
+        k_used=spec.k if groups else 0,  # no set judged (a pairwise judge's lone response): none drawn
     )
 
 
 def pool_sizes(spec: ScoreSpec, judge: Judge, max_group_size: int) -> list[int]:
-    """Per response, how many responses its pool holds (judged together or against each other)."""
+    """Per response, how many responses its pool holds (judged together or against each other); 1 for a
+    single-response judge, which judges each response alone."""
+    if judge.mode == "single":
+        return [1] * len(spec.responses)
     sizes = [0] * len(spec.responses)
     for pool in pools(len(spec.responses), max_group_size, judge):
         for caller in pool:

@@ -12,6 +12,13 @@ and each call gets its own responses' scores back. Items with a seed (repeatabil
 (:meth:`Grouper.accepts`), nor are those whose route says no: ``/v1/score`` items asking for samples
 (which would show other calls' responses) and rerank calls.
 
+Pairwise judges compare a pool's responses pair by pair, so a one-row call has nothing to be compared
+with until other rows of its prompt arrive: rows meet here, in pools of up to ``max(2, max_group_size)``,
+and each batch forms its pairs. A row still alone when the window ends is judged alone, which for a
+pairwise judge means ``unpaired`` (a null score; 0.0 and unscored on the trainer routes). A
+single-response judge (``mode: single``) judges every response in a prompt of its own, so grouping brings
+it nothing: its rows are never held (:meth:`Grouper.accepts`).
+
 Grouping can only help a call, never fail it: a batch whose prompt does not fit the engine's context
 is judged again as its calls' items alone, so each call gets exactly the answer (or the error) its own
 item gets. Token usage is split between the calls in integers that add up to the batch's.
@@ -29,6 +36,7 @@ from dataclasses import dataclass, field
 
 from server.engines.base import EngineNotReadyError, PromptTooLongError
 from server.pipeline.domain import ItemResult, Sample
+from server.pipeline.judges import Mode
 from server.pipeline.scoring import ScoreSpec
 from server.serving.gate import Place, current_place
 
@@ -65,8 +73,10 @@ class Grouper:
     Args:
         judge: scores one (combined) item; called once per batch.
         window_s: how long the first item of a batch waits for others (0: no grouping).
-        max_group_size: responses judged in one GRM prompt; a full batch is judged at once.
+        max_group_size: responses judged in one GRM prompt (a pairwise judge's pool: at least 2); a full
+            batch is judged at once.
         on_batch: called with each finished batch's combined result and its number of calls (metrics).
+        mode: the judge's mode: a ``single`` judge's rows are never held; a ``pairwise`` one's meet in pools.
     """
 
     def __init__(
@@ -76,11 +86,15 @@ class Grouper:
         window_s: float,
         max_group_size: int,
         on_batch: Callable[[ItemResult, int], None] | None = None,
+        mode: Mode = "group",
     ) -> None:
         self.judge = judge
         self.window_s = window_s
         self.max_group_size = max_group_size
         self.on_batch = on_batch
+        self.mode = mode
+        # The responses a batch may collect: one GRM prompt's, or one pairwise pool's.
+        self.size = max(2, max_group_size) if mode == "pairwise" else max_group_size
         self._open: dict[ScoreSpec, _Batch] = {}
         self._running: set[_Batch] = set()
         self._closed = False
@@ -103,7 +117,7 @@ class Grouper:
 
     def _joinable(self, spec: ScoreSpec) -> _Batch | None:
         batch = self._open.get(self._key(spec))
-        return batch if batch is not None and batch.size + len(spec.responses) <= self.max_group_size else None
+        return batch if batch is not None and batch.size + len(spec.responses) <= self.size else None
 
     def would_join(self, spec: ScoreSpec) -> bool:
         """Whether ``spec`` would join a batch already collecting (one that another call opened)."""
@@ -116,9 +130,13 @@ class Grouper:
         return None if batch is None else batch.context.get(current_place)
 
     def accepts(self, spec: ScoreSpec) -> bool:
-        """Whether the item may wait for others: grouping is on, its responses leave room in a group, and
-        it has no seed (a seeded item must be repeatable, which other calls' rows would break)."""
-        return self.window_s > 0 and len(spec.responses) < self.max_group_size and spec.seed is None
+        """Whether the item may wait for others: grouping is on, the judge shows several responses in a
+        prompt or compares them in pairs (not ``single``), its responses leave room in a batch
+        (:attr:`size`), and it has no seed (a seeded item must be repeatable, which other calls' rows
+        would break)."""
+        if self.window_s <= 0 or self.mode == "single" or spec.seed is not None:
+            return False
+        return len(spec.responses) < self.size
 
     async def score(self, spec: ScoreSpec) -> ItemResult:
         """Score ``spec`` in a batch with other calls' items of the same prompt and tenant.
@@ -134,7 +152,7 @@ class Grouper:
             raise EngineNotReadyError("shutting down")
         key = self._key(spec)
         batch = self._open.get(key)
-        if batch is not None and batch.size + len(spec.responses) > self.max_group_size:
+        if batch is not None and batch.size + len(spec.responses) > self.size:
             self._start(batch)  # no room: judge what is there, and open a new batch
             batch = None
         if batch is None:
@@ -143,7 +161,7 @@ class Grouper:
             batch.timer = asyncio.get_running_loop().call_later(self.window_s, self._start, batch)
         member = _Member(spec.responses, asyncio.get_running_loop().create_future())
         batch.members.append(member)
-        if batch.size >= self.max_group_size:
+        if batch.size >= self.size:
             self._start(batch)
         try:
             return await asyncio.shield(member.future)

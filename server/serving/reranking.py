@@ -10,12 +10,15 @@ more response per prompt, so ``ceil((N-1)/(size-1))`` groups instead of ``ceil(N
 
 Order: by the calibrated per-vote mean, unclamped, best first; documents none of whose samples parsed
 (no mean) come after every judged one; ties keep the caller's order. The calibrated mean is a vote
-mean moved by the anchor shift, so it can leave the votes' 1..10 range (a 10 in a group whose curve
-was harsh reads 10.5); ranking by it, not by the clamped relevance, keeps such documents apart.
+mean moved by the anchor shift, so it can leave the votes' range (deepseek-grm's 1..10: a 10 in a
+group whose curve was harsh reads 10.5); ranking by it, not by the clamped relevance, keeps such
+documents apart.
 
-Relevance is that mean mapped to [0, 1] as ``(mean - 1) / 9`` and clamped to [0, 1] (Cohere's
-clients expect the unit range), the same scale as ``/get_reward``'s ``unit`` rewards; a document none
-of whose samples parsed gets 0. Clamping never reorders: it is monotone, and the order is the mean's.
+Relevance is that mean mapped to [0, 1] by the judge's vote scale, ``(mean - low) / (high - low)``
+(deepseek-grm: ``(mean - 1) / 9``; an A/B judge's win rate as is), and clamped to [0, 1] (Cohere's
+clients expect the unit range): the same scale as ``/get_reward``'s ``unit`` rewards. A document none
+of whose samples parsed (or a pairwise judge's unpaired one) gets 0. Clamping never reorders: it is
+monotone, and the order is the mean's.
 """
 
 from __future__ import annotations
@@ -24,21 +27,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from server.pipeline.domain import ItemResult
+from server.pipeline.judges import Scale
 from server.pipeline.shuffling import split_groups
 
 ANCHOR = 0  # the document judged in every group
+DEEPSEEK_SCALE = Scale(1, 10)  # deepseek-grm's votes, the default judge's
 
 
 @dataclass(frozen=True)
 class RankedDocument:
     index: int
-    relevance: float  # (mean_score - 1) / 9 clamped to 0..1; 0 when nothing parsed
+    relevance: float  # mean_score mapped to 0..1 by the vote scale, clamped; 0 when nothing parsed
     mean_score: float | None  # calibrated per-vote mean (the anchor shift can move it past 1..10); None: nothing parsed
     votes: int
 
 
-def plan_groups(n_documents: int, max_group_size: int, *, anchor: bool) -> list[list[int]]:
+def plan_groups(n_documents: int, max_group_size: int, *, anchor: bool, pairwise: bool = False) -> list[list[int]]:
     """Document indices of each GRM group.
+
+    With ``pairwise`` (a judge comparing a group's documents pair by pair) no group is left with one
+    document while there are others: a last group of one joins the group before it.
 
     With ``anchor`` and more documents than fit one group, document :data:`ANCHOR` joins every group
     (first in the caller's order; the pipeline shuffles the shown order per sample anyway).
@@ -52,13 +60,22 @@ def plan_groups(n_documents: int, max_group_size: int, *, anchor: bool) -> list[
         ValueError: for no documents or a group size below 1.
     """
     if n_documents <= max_group_size or not anchor or max_group_size < 2:
-        return split_groups(n_documents, max_group_size)
-    others = split_groups(n_documents - 1, max_group_size - 1)
-    return [[ANCHOR, *(i + 1 for i in group)] for group in others]
+        groups = split_groups(n_documents, max_group_size)
+    else:
+        groups = [[ANCHOR, *(i + 1 for i in group)] for group in split_groups(n_documents - 1, max_group_size - 1)]
+    if pairwise and len(groups) > 1 and len(groups[-1]) == 1:
+        groups[-2].extend(groups.pop())
+    return groups
 
 
-def rank(groups: Sequence[Sequence[int]], results: Sequence[ItemResult], n_documents: int) -> list[RankedDocument]:
-    """Every document's calibrated score, best first.
+def rank(
+    groups: Sequence[Sequence[int]],
+    results: Sequence[ItemResult],
+    n_documents: int,
+    *,
+    scale: Scale = DEEPSEEK_SCALE,
+) -> list[RankedDocument]:
+    """Every document's calibrated score, best first, its relevance on ``scale`` (the judge's votes').
 
     Sorted by the unclamped calibrated mean, highest first; documents with no mean (no sample parsed
     in any of their groups) last; ties, judged or not, in the caller's order. The mean is compared
@@ -81,7 +98,7 @@ def rank(groups: Sequence[Sequence[int]], results: Sequence[ItemResult], n_docum
     for doc in range(n_documents):
         values = means.get(doc)
         mean = sum(values) / len(values) if values else None
-        relevance = 0.0 if mean is None else min(1.0, max(0.0, (mean - 1.0) / 9.0))
+        relevance = 0.0 if mean is None else min(1.0, max(0.0, scale.unit(mean)))
         ranked.append(RankedDocument(doc, relevance, mean, votes.get(doc, 0)))
     return sorted(ranked, key=_order)
 

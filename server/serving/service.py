@@ -23,7 +23,8 @@ import uuid
 from collections.abc import Sequence
 
 from server.pipeline.domain import ItemResult
-from server.pipeline.judges import unsupported
+from server.pipeline.judges import Scale, judged_sets, vote_scale
+from server.pipeline.judges.pairing import pool_size
 from server.pipeline.scoring import Linked, ScoreSpec
 from server.serving.context import CallContext, cancel_on_disconnect
 from server.serving.dedup import Dedup
@@ -58,6 +59,7 @@ class ScoringService:
             window_s=settings.group_window_s,
             max_group_size=settings.max_group_size,
             on_batch=self._observe_batch,
+            mode=state.judge.mode,
         )
 
     @property
@@ -68,36 +70,59 @@ class ScoringService:
 
     @property
     def template_name(self) -> str:
+        """The judge's prompt with no rubric or reference (what ``/v1/info`` and build info name)."""
         return self.state.judge.template_name(principles=False, reference=False)
+
+    def template_of(self, spec: ScoreSpec) -> str:
+        """The versioned prompt an item is judged with: its rubric and reference slots filled or not."""
+        filled = {"principles": spec.principles is not None, "reference": spec.reference is not None}
+        return self.state.judge.template_name(**filled)
+
+    @property
+    def pool_size(self) -> int:
+        """Responses one prompt judges together (group), or one pool compares pair by pair (pairwise: at
+        least 2); 1 for a single-response judge, which judges each response alone."""
+        judge = self.state.judge
+        return 1 if judge.mode == "single" else pool_size(self.max_group_size, judge)
+
+    @property
+    def vote_scale(self) -> Scale:
+        """The range of one vote (the judge's scale, or its aggregation's): what ``mean_score`` spans and
+        ``unit`` rewards and rerank relevance map to [0, 1]."""
+        return vote_scale(self.state.judge, self.state.settings.aggregation)
 
     def work_of(self, spec: ScoreSpec, groupable: bool) -> float:
         """The engine work an item brings, in samples (what admission counts against the engine's
-        capacity): k per GRM group; nothing for a row that joins a batch another call opened, whose
-        k samples that call already brought."""
-        if groupable and self.grouper.accepts(spec) and self.grouper.would_join(spec):
-            return 0.0
-        return spec.k * -(-len(spec.responses) // self.max_group_size)
+        capacity): k per judged set (a GRM group, a pair, a single response); a row that opens a batch
+        brings the work of a full batch (one group, or a full pool's pairs), which the rows joining it
+        then bring nothing of."""
+        responses = len(spec.responses)
+        if groupable and self.grouper.accepts(spec):
+            if self.grouper.would_join(spec):
+                return 0.0
+            responses = self.grouper.size
+        return spec.k * len(judged_sets(responses, self.max_group_size, self.state.judge, spec.pairing))
+
+    def never_paired(self, spec: ScoreSpec, groupable: bool) -> str | None:
+        """Why a pairwise judge could never judge ``spec`` (None: it can): one response, and no chance to
+        meet other calls' rows of its prompt."""
+        judge = self.state.judge
+        if judge.mode != "pairwise" or len(spec.responses) != 1 or (groupable and self.grouper.accepts(spec)):
+            return None
+        if self.grouper.window_s <= 0:
+            why = "grouping across calls is off (--group-window-s 0)"
+        elif spec.seed is not None:
+            why = "it has a seed, and seeded items are never grouped with other calls' rows"
+        else:
+            why = "this call's items are not grouped with other calls' (a rerank, or a /v1/score item with samples)"
+        return (
+            f"judge {judge.name!r} is pairwise: an item with one response has nothing to be compared with, and "
+            f"this one cannot wait for other calls' rows of its prompt ({why}); send at least 2 responses"
+        )
 
     def joins_of(self, spec: ScoreSpec, groupable: bool) -> Place | None:
         """The place in line of the batch an item would join (the call's wait for it), or None."""
         return self.grouper.joins(spec) if groupable and self.grouper.accepts(spec) else None
-
-    def _check_pairable(self, specs: Sequence[ScoreSpec], flags: Sequence[bool]) -> None:
-        """A pairwise judge cannot judge a lone response unless other calls' rows of its prompt may
-        join it (grouping); one that can never be paired is a bad request, not an unpaired result.
-
-        Raises:
-            APIError: 400 naming the item.
-        """
-        for i, (spec, flag) in enumerate(zip(specs, flags, strict=True)):
-            if flag and self.grouper.accepts(spec):
-                continue
-            why = unsupported(self.state.judge, principles=False, reference=False, responses=len(spec.responses))
-            if why is not None:
-                raise invalid_request(
-                    f"item {i}: {why}; a lone response is judged only when other calls' rows of its prompt may "
-                    "join it (no seed, no return_samples, --group-window-s above 0)"
-                )
 
     def _observe_batch(self, combined: ItemResult, calls: int) -> None:
         self.state.metrics.observe_items([combined])
@@ -140,14 +165,17 @@ class ScoringService:
 
         Raises:
             ClientClosedError: the client disconnected (nobody is listening; answered 499).
-            APIError: 503 while the engine is not up or draining, 429 when the engine's queue cannot
+            APIError: 400 for a pairwise judge's one-response item that can never be paired
+                (:meth:`never_paired`), 503 while the engine is not up or draining, 429 when the engine's queue cannot
                 finish the call within its deadline, 504 past this call's deadline, 422 for an
                 Idempotency-Key reused with another body, 400 for a lone response a pairwise judge can
                 never pair, the mapped status otherwise.
         """
         state = self.state
         flags = [groupable and linked is None] * len(specs) if isinstance(groupable, bool) else list(groupable)
-        self._check_pairable(specs, flags)
+        for spec, flag in zip(specs, flags, strict=True):
+            if refused := self.never_paired(spec, flag):
+                raise invalid_request(refused)
         if not state.ready.is_set():
             raise to_api_error(state.unavailable_error())
         # Whose work it is: grouping never mixes tenants, and the work gate serves them fairly.

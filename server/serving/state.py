@@ -18,9 +18,10 @@ from meta_rm.base import MetaRM, Trajectory
 from server.config import Settings
 from server.engines import Engine, EngineDeadError, EngineNotReadyError, create_engine
 from server.engines.base import GenerationRequest, GenerationResult
+from server.engines.fake import FakeEngine
 from server.ops.metrics import Metrics
-from server.pipeline.judges import Judge, get_judge
-from server.pipeline.judges.deepseek import DeepSeekGRM
+from server.pipeline.judges import DeepSeekGRM, Judge
+from server.pipeline.judges.testing import judge_script
 from server.pipeline.prompts import Template, get_template
 from server.pipeline.scoring import Scorer
 from server.serving.admission import Admission, WorkGate
@@ -72,9 +73,7 @@ class AppState:
 
     def __post_init__(self) -> None:
         self.template = get_template(self.settings.template)
-        self.judge = get_judge(self.settings.judge)
-        if isinstance(self.judge, DeepSeekGRM):  # --template picks DeepSeek-GRM's prompt version
-            self.judge = DeepSeekGRM(template=self.template)
+        self.judge = self.settings.judge_profile()
         s = self.settings
         self.gate = WorkGate(
             s.max_inflight_samples or DEFAULT_INFLIGHT_SAMPLES, on_wait=self.metrics.queue_wait.observe
@@ -89,6 +88,8 @@ class AppState:
             model=self.settings.model,
             template=self.judge.template_name(principles=False, reference=False),
             engine=self.settings.engine,
+            judge=self.judge.name,
+            mode=self.judge.mode,
         )
         self._meta_rm = LoadingMetaRM()
         self.scorer = Scorer(
@@ -134,7 +135,11 @@ class AppState:
 
     def _create_engine(self) -> Engine:
         s = self.settings
-        return create_engine(s.engine, model=s.model, cache_dir=s.cache_dir, engine_kwargs=s.engine_kwargs())
+        engine = create_engine(s.engine, model=s.model, cache_dir=s.cache_dir, engine_kwargs=s.engine_kwargs())
+        if isinstance(engine, FakeEngine) and not isinstance(self.judge, DeepSeekGRM):
+            # ``--engine fake`` answers as the served judge would (scores by length, in its own format).
+            engine.script = judge_script(self.judge)
+        return engine
 
     async def _start(self) -> None:
         try:
@@ -171,6 +176,8 @@ class AppState:
             model=info.model,
             template=self.judge.template_name(principles=False, reference=False),
             engine=f"{info.name} {info.version}",
+            judge=self.judge.name,
+            mode=self.judge.mode,
         )
         self.ready.set()
         self._tasks.append(asyncio.create_task(self._watchdog()))

@@ -6,8 +6,9 @@ AReaL (``/v1/reward``) send one rollout's prompt and response. Either way:
 * the prompt's chat markup is read back into plain turns when it is recognisably one template's
   (:mod:`server.serving.chat_markup`); the response then loses that template's own end tokens at its
   very end, and nothing else;
-* a row's label is its reference answer (``--openrlhf-labels reference``, the default; ``ignore``
-  drops labels);
+* a row's label is its reference answer when the judge has a slot for one (``--openrlhf-labels auto``,
+  the default: under a judge without the slot labels are dropped, and counted, :func:`labels_ignored`);
+  ``reference`` always uses them (a judge without the slot refuses the call, 400), ``ignore`` drops them;
 * rows of the same conversation and label form one item, so they are judged together (and with other
   calls' rows of that item, :mod:`server.serving.grouping`);
 * a row's reward is on ``--openrlhf-reward``'s scale; a row none of whose samples parsed gets 0.0 and
@@ -18,12 +19,38 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
+from grm_client import labels as label_rule
 from server.pipeline.aggregation import RewardMode, to_reward
 from server.pipeline.domain import ItemResult, Message
+from server.pipeline.judges import Scale
 from server.serving.chat_markup import Markup, to_conversation
 from server.serving.errors import invalid_request
 from server.serving.validation import ItemOptions, reference_of_label
+
+LabelMode = Literal["auto", "reference", "ignore"]
+
+
+def uses_labels(mode: LabelMode, takes_reference: bool) -> bool:
+    """Whether labels are reference answers: ``reference`` always, ``auto`` when the judge has the slot."""
+    return mode == "reference" or (mode == "auto" and takes_reference)
+
+
+def labels_ignored(labels: Sequence[object] | None, rows: int, mode: LabelMode, takes_reference: bool) -> list[bool]:
+    """Per row, whether it carried a label that ``auto`` dropped because the judge has no reference slot
+    (what the answers report and ``grm_labels_ignored_total`` counts). A null, blank or NaN label carries
+    none; one that is no answer at all (a list) is counted too: it was not used either."""
+    if mode != "auto" or takes_reference or labels is None:
+        return [False] * rows
+    return [_carries_answer(label) for label in labels]
+
+
+def _carries_answer(label: object) -> bool:
+    try:
+        return label_rule.reference_of_label(label) is not None
+    except ValueError:
+        return True
 
 
 @dataclass(frozen=True)
@@ -106,13 +133,16 @@ def is_adaptive(result: ItemResult) -> bool:
     return result.adaptive != "off"
 
 
-def row_rewards(rows_of_items: Sequence[list[int]], results: Sequence[ItemResult], mode: RewardMode) -> RowRewards:
-    """The items' results scattered back to their rows, on ``mode``'s scale (0.0 for an unscored row)."""
+def row_rewards(
+    rows_of_items: Sequence[list[int]], results: Sequence[ItemResult], mode: RewardMode, scale: Scale
+) -> RowRewards:
+    """The items' results scattered back to their rows, in ``mode`` on the judge's vote ``scale``
+    (0.0 for an unscored row)."""
     count = sum(len(rows) for rows in rows_of_items)
     out = RowRewards(rewards=[0.0] * count, unscored=[False] * count, group_sizes=[0] * count, k_used=[0] * count)
     for rows, result in zip(rows_of_items, results, strict=True):
         for row, score, size in zip(rows, result.responses, result.group_sizes, strict=True):
-            value = to_reward(score, mode, normalized=is_adaptive(result))
+            value = to_reward(score, mode, scale=scale, normalized=is_adaptive(result))
             out.rewards[row] = 0.0 if value is None else value
             out.unscored[row] = value is None
             out.group_sizes[row] = size

@@ -15,7 +15,7 @@ from grm_client import labels
 from server.config import Settings
 from server.pipeline.adaptive import AdaptiveOptions, StopRule
 from server.pipeline.domain import Message
-from server.pipeline.judges import Judge, get_judge, unsupported
+from server.pipeline.judges import Judge, unsupported
 from server.pipeline.scoring import ScoreSpec
 from server.serving.errors import invalid_request
 
@@ -54,7 +54,7 @@ class Validator:
     ) -> None:
         self.settings = settings
         self.refuse_k_meta = refuse_k_meta
-        self.judge = judge if judge is not None else get_judge(settings.judge)
+        self.judge = judge if judge is not None else settings.judge_profile()
 
     def check_items(self, count: int) -> None:
         """Raises: APIError: 400 past ``max_items_per_batch``."""

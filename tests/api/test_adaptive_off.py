@@ -4,7 +4,9 @@
 1d0a192) to a fixed set of seeded calls on a seeded fake judge (votes and parse failures drawn from
 each sample's seed, a meta RM on some calls). Today's answers must match them field for field; only
 the fields added with adaptive k (``k_used``, ``stop_reason``, ``rounds``, ``normalized_score``, the rerank's
-``meta.grm`` and ``/get_reward``'s ``grm_k_used``) may be new. Regenerate only on purpose:
+``meta.grm`` and ``/get_reward``'s ``grm_k_used``) and with judge profiles (``/v1/score``'s ``scale``, the
+judge's vote scale, and each batch item's own ``template``; :func:`test_the_fields_judge_profiles_added`
+pins their deepseek-grm values) may be new. Regenerate only on purpose:
 ``GRM_WRITE_GOLDEN=1 pytest tests/api/test_adaptive_off.py``.
 """
 
@@ -24,7 +26,7 @@ from tests.api.conftest import running_app
 
 GOLDEN = Path(__file__).resolve().parent.parent / "data" / "adaptive_off_golden.json"
 # Fields that adaptive k added to the answers: not in the golden file, ignored when comparing.
-NEW_FIELDS = {"k_used", "stop_reason", "rounds", "normalized_score", "grm", "grm_k_used"}
+NEW_FIELDS = {"k_used", "stop_reason", "rounds", "normalized_score", "grm", "grm_k_used", "scale"}
 
 
 def _draw(*parts: object) -> int:
@@ -73,15 +75,16 @@ META_CALLS: list[tuple[str, str, dict[str, Any]]] = [
 ]  # fmt: skip
 
 
-def _strip(value: Any) -> Any:
+def _strip(value: Any, *, in_batch: bool = False) -> Any:
     if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in NEW_FIELDS and k not in ("timings", "id")}
+        dropped = NEW_FIELDS | {"timings", "id"} | ({"template"} if in_batch else set())
+        return {k: _strip(v, in_batch=k == "items") for k, v in value.items() if k not in dropped}
     if isinstance(value, list):
-        return [_strip(v) for v in value]
+        return [_strip(v, in_batch=in_batch) for v in value]
     return value
 
 
-async def _answers() -> dict[str, Any]:
+async def _answers(raw: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     settings = {"group_window_s": 0, "max_group_size": 4, "dedup_identical_requests": False}
     for calls, meta_rm in ((CALLS, None), (META_CALLS, FakeMetaRM(_meta_rule))):
@@ -90,6 +93,8 @@ async def _answers() -> dict[str, Any]:
                 r = await client.post(path, json=body)
                 assert r.status_code == 200, r.text
                 out[name] = _strip(r.json())
+                if raw is not None:
+                    raw[name] = r.json()
     return out
 
 
@@ -101,3 +106,15 @@ async def test_off_is_byte_identical_to_before_adaptive_k() -> None:
     assert set(answers) == set(golden)
     for name in golden:
         assert answers[name] == golden[name], name
+
+
+async def test_the_fields_judge_profiles_added() -> None:
+    """deepseek-grm's answers say its vote scale, 1..10; a batch item names its own prompt version."""
+    raw: dict[str, Any] = {}
+    await _answers(raw)
+    for name, path, _ in CALLS + META_CALLS:
+        if path == "/v1/score":
+            assert raw[name]["scale"] == [1, 10], name
+    templates = [i["template"] for i in raw["batch"]["items"]]
+    assert templates == [raw["batch"]["template"]] * 2 == ["deepseek-grm-default-v1"] * 2
+    assert raw["rerank"]["meta"]["grm"]["scale"] == [1, 10]

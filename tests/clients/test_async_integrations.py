@@ -42,6 +42,8 @@ def judged(item: dict) -> dict:
 
 def recording(seen: list[dict]) -> httpx.MockTransport:
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/info":  # the integrations ask once whether the judge takes references
+            return httpx.Response(200, json={"judge": {"name": "deepseek-grm", "takes_reference": True}})
         seen.append({"path": request.url.path, **json.loads(request.content)})
         return answer(request)
 

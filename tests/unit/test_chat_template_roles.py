@@ -75,3 +75,31 @@ def test_a_template_that_refuses_a_custom_role_fails_with_its_own_message():
 def test_standard_chats_are_not_checked_for_custom_roles():
     plain = GenerationRequest("r", "Q", n=1, temperature=0.5, top_p=1.0, max_tokens=64)
     assert render_chat(tokenizer(STANDARD_ONLY), plain) == "<|im_start|>user\nQ<|im_end|>\n"
+
+
+def test_render_text_is_what_generate_sends_the_model():
+    """/v1/render on vLLM: the chat template's text and the token count of exactly what encode_chat sends."""
+    from server.engines.vllm import render_text
+
+    tok = tokenizer(SMOLLM2_TEMPLATE)
+    out = render_text(tok, request())
+    assert out.exact and out.text == render_chat(tok, request())
+    assert out.prompt_tokens == len(encode_chat(tok, request()))
+    raw = GenerationRequest("r", "Q A B", n=1, temperature=0.0, top_p=1.0, max_tokens=64, raw=True)
+    assert render_text(tok, raw).text == "Q A B"
+    assert render_text(tok, raw).prompt_tokens == len(encode_chat(tok, raw))
+
+
+async def test_the_vllm_engine_renders_with_its_tokenizer_without_generating():
+    from types import SimpleNamespace
+
+    from server.engines.vllm import VLLMEngine
+
+    engine = VLLMEngine("unused", "grm")
+    engine._llm = SimpleNamespace(errored=False)  # a started engine, as far as render is concerned
+    engine._tokenizer = tokenizer(SMOLLM2_TEMPLATE)
+    out = await engine.render(request())
+    assert out.text is not None and out.text.endswith("<|im_start|>assistant\n")
+    with pytest.raises(ChatTemplateError):
+        engine._tokenizer = tokenizer(STANDARD_ONLY)
+        await engine.render(request())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import threading
@@ -13,10 +14,61 @@ from typing import Any
 from grm_client._async_client import AsyncGRMClient
 from grm_client._base import build_item
 from grm_client._client import GRMClient
+from grm_client._errors import GRMError
 from grm_client._models import RewardMode, ScoreResult
 from grm_client.labels import reference_of_label
 
 Prompt = str | list[dict[str, Any]]
+log = logging.getLogger("grm_client")
+
+# Per client, whether the server's judge has a reference slot (asked once, from /v1/info).
+_SLOT_ATTR = "_grm_judge_takes_reference"
+
+
+def _takes_reference(info: dict[str, Any]) -> bool:
+    """Whether ``/v1/info``'s judge reads a reference answer; a server that names no judge serves
+    deepseek-grm, which does."""
+    judge = info.get("judge")
+    return bool(judge.get("takes_reference", True)) if isinstance(judge, dict) else True
+
+
+def _note_dropped() -> None:
+    log.warning(
+        "grm-serve's judge has no slot for a reference answer: the integration judges without the dataset's "
+        "references (as the trainer routes do under --openrlhf-labels auto)"
+    )
+
+
+def slotted_references(client: GRMClient, references: Sequence[str | None] | None) -> Sequence[str | None] | None:
+    """``references``, or None when the server's judge has no reference slot (it would refuse them, 400):
+    an integration's references come from the dataset, which a trainer cannot change per judge. The
+    judge is asked once per client (``/v1/info``); an unreachable info route counts as a slot."""
+    if references is None or all(r is None for r in references):
+        return references
+    if not hasattr(client, _SLOT_ATTR):
+        try:
+            setattr(client, _SLOT_ATTR, _takes_reference(client.info()))
+        except GRMError:
+            return references
+        if not getattr(client, _SLOT_ATTR):
+            _note_dropped()
+    return references if getattr(client, _SLOT_ATTR) else None
+
+
+async def slotted_references_async(
+    client: AsyncGRMClient, references: Sequence[str | None] | None
+) -> Sequence[str | None] | None:
+    """:func:`slotted_references` for the async client."""
+    if references is None or all(r is None for r in references):
+        return references
+    if not hasattr(client, _SLOT_ATTR):
+        try:
+            setattr(client, _SLOT_ATTR, _takes_reference(await client.info()))
+        except GRMError:
+            return references
+        if not getattr(client, _SLOT_ATTR):
+            _note_dropped()
+    return references if getattr(client, _SLOT_ATTR) else None
 
 
 def group_by_prompt(prompts: Sequence[Any], references: Sequence[str | None] | None = None) -> list[list[int]]:
@@ -83,8 +135,10 @@ def rewards_for_groups(
     and scatter the rewards back in the rows' order.
 
     Rows are grouped by ``prompts`` (the trainer's own, default ``queries``) and ``references`` with
-    :func:`group_by_prompt`, so a group's rows always share their reference answer.
+    :func:`group_by_prompt`, so a group's rows always share their reference answer. References are
+    dropped when the server's judge has no slot for them (:func:`slotted_references`).
     """
+    references = slotted_references(client, references)
     groups = group_by_prompt(prompts if prompts is not None else queries, references)
     items = [
         build_item(
@@ -239,8 +293,10 @@ async def row_rewards(
     The server groups concurrent one-row calls that can share a GRM prompt (same conversation,
     reference and options; ``--group-window-s``), so the rows of one prompt are judged together, and so
     are rows of one prompt that reach it from different calls (another rank's share of a GRPO group,
-    verl's per-sample calls). One row per call also means a retry repeats one row only.
+    verl's per-sample calls). One row per call also means a retry repeats one row only. References are
+    dropped when the server's judge has no slot for them (:func:`slotted_references_async`).
     """
+    references = await slotted_references_async(client, references)
 
     async def one(i: int) -> float:
         reference = references[i] if references is not None else None

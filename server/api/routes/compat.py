@@ -7,10 +7,13 @@ markup) and reads ``rewards`` (and ``scores``, ``extra_logs`` when present) from
 * each row's response is its query minus its prompt; rows become GRM items as
   :mod:`server.serving.trainer_rows` says (chat markup read back, labels as references, rows of one
   conversation and label judged together, with other calls' rows too);
-* each row gets its reward in the configured scale (``--openrlhf-reward``: unit, mean or raw). A row none
-  of whose samples parsed gets 0.0 and is counted in ``extra_logs.grm_unscored``;
+* each row gets its reward in the configured scale (``--openrlhf-reward``: unit, mean or raw, on the
+  judge's vote scale). A row none of whose samples parsed, or that a pairwise judge left unpaired, gets
+  0.0 and is counted in ``extra_logs.grm_unscored``;
   ``extra_logs.grm_group_size`` says how many responses shared each row's GRM prompt, and
-  ``extra_logs.grm_k_used`` how many samples that prompt drew (fewer than k when adaptive k stopped early).
+  ``extra_logs.grm_k_used`` how many samples that prompt drew (fewer than k when adaptive k stopped early);
+  ``extra_logs.grm_label_ignored`` (present only then) marks rows whose label was dropped because the judge
+  has no reference slot (``--openrlhf-labels auto``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.api.context import call_context
 from server.api.protocol import SCORING_ERRORS
-from server.serving.trainer_rows import references_of, row_items, row_rewards, split_rows
+from server.serving.trainer_rows import labels_ignored, references_of, row_items, row_rewards, split_rows, uses_labels
 
 router = APIRouter(tags=["compat"])
 _ERRORS = SCORING_ERRORS
@@ -54,15 +57,21 @@ async def get_reward(body: GetRewardRequest, request: Request) -> GetRewardRespo
     app = request.app.state
     settings = app.grm.settings
     responses = split_rows(body.query, body.prompts)
-    references = references_of(body.labels, len(body.query), settings.openrlhf_labels == "reference")
+    takes_reference = app.grm.judge.takes_reference
+    use = uses_labels(settings.openrlhf_labels, takes_reference)
+    references = references_of(body.labels, len(body.query), use)
+    ignored = labels_ignored(body.labels, len(body.query), settings.openrlhf_labels, takes_reference)
     items, rows = row_items(app.markup, body.prompts, responses, references)
     app.validator.check_items(len(items))
     specs = [app.validator.resolve(item) for item in items]
     results = await app.service.score(await call_context(request, app.grm), specs, groupable=True)
-    out = row_rewards(rows, results, body.reward or settings.openrlhf_reward)
+    out = row_rewards(rows, results, body.reward or settings.openrlhf_reward, app.service.vote_scale)
     extra_logs = {
         "grm_unscored": [float(u) for u in out.unscored],
         "grm_group_size": [float(g) for g in out.group_sizes],
         "grm_k_used": [float(k) for k in out.k_used],
     }
+    if any(ignored):  # labels the judge has no slot for (--openrlhf-labels auto): judged without them
+        extra_logs["grm_label_ignored"] = [float(i) for i in ignored]
+        app.grm.metrics.labels_ignored.inc(sum(ignored))
     return GetRewardResponse(rewards=out.rewards, scores=out.rewards, extra_logs=extra_logs)

@@ -57,7 +57,7 @@ async def info(request: Request) -> InfoResponse:
         engine_version=engine_info.version if engine_info else "not started",
         max_model_len=engine_info.max_model_len if engine_info else None,
         template=state.judge.template_name(principles=False, reference=False),
-        judge=_judge_out(state.judge, s),
+        judge=_judge_out(state.judge, s, request.app.state.service.pool_size),
         format_guidance=s.format_guidance,
         adaptive=s.adaptive,
         meta_rm=MetaRMOut(**dataclasses.asdict(state.meta_rm.info)) if state.meta_rm is not None else None,
@@ -80,15 +80,19 @@ async def info(request: Request) -> InfoResponse:
     )
 
 
-def _judge_out(judge: Judge, s: Settings) -> JudgeOut:
+def _judge_out(judge: Judge, s: Settings, pool: int) -> JudgeOut:
     pairwise = judge.mode == "pairwise"
     scale = vote_scale(judge, s.aggregation)
     return JudgeOut(
         name=judge.name,
+        source="file" if s.judge_file is not None else "builtin",
         mode=judge.mode,
         scale=(scale.low, scale.high),
+        output_scale=(judge.scale.low, judge.scale.high),
         takes_reference=judge.takes_reference,
         takes_principles=judge.takes_principles,
+        pool_size=pool,
+        groups_across_calls=judge.mode != "single" and s.group_window_s > 0,
         pairing=s.pairing if pairwise else None,
         aggregation=s.aggregation if pairwise else None,
     )

@@ -44,12 +44,14 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
     documents = judged_texts(body.documents, body.rank_fields)
     # One resolve over all documents checks every limit (count, sizes, k, ...) before any work.
     spec = app.validator.resolve(body.item((Message("user", body.query),), tuple(documents)))
-    groups = plan_groups(len(documents), service.max_group_size, anchor=body.anchor)
+    # Groups as the judge compares documents: a prompt's group, a pairwise pool, or one document alone.
+    pairwise = app.grm.judge.mode == "pairwise"
+    groups = plan_groups(len(documents), service.pool_size, anchor=body.anchor, pairwise=pairwise)
     specs = [dataclasses.replace(spec, responses=tuple(documents[i] for i in g)) for g in groups]
     # Adaptive k decides over all groups at once: the top_n in order (or the whole order) must be final.
     linked = Linked(tuple(tuple(g) for g in groups), len(documents), anchored(groups), body.top_n)
     results = await service.score(await call_context(request, app.grm), specs, linked=linked)
-    ranked = rank(groups, results, len(documents))[: body.top_n]
+    ranked = rank(groups, results, len(documents), scale=service.vote_scale)[: body.top_n]
     prompt_tokens = sum(r.prompt_tokens for r in results)
     generation_tokens = sum(r.generation_tokens for r in results)
     return RerankResponse(
@@ -75,10 +77,11 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
             "billed_units": {"search_units": len(groups)},
             **({"warnings": [NO_SPANS]} if body.relevant_spans and body.relevant_spans.mode == "enabled" else {}),
             "grm": {
+                "scale": [service.vote_scale.low, service.vote_scale.high],
                 "groups": [
                     {"documents": list(g), "k_used": r.k_used, "stop_reason": r.stop_reason}
                     for g, r in zip(groups, results, strict=True)
-                ]
+                ],
             },
         },
     )

@@ -25,7 +25,7 @@ router = APIRouter(tags=["score"])
 _ERRORS = SCORING_ERRORS
 
 
-def to_output(result: ItemResult, return_samples: bool) -> ItemScoreOut:
+def to_output(result: ItemResult, return_samples: bool, template: str) -> ItemScoreOut:
     """The HTTP view of one item's result."""
     samples = None
     if return_samples:
@@ -50,6 +50,7 @@ def to_output(result: ItemResult, return_samples: bool) -> ItemScoreOut:
                 )
             )
     return ItemScoreOut(
+        template=template,
         responses=[
             ResponseScoreOut(
                 index=i,
@@ -89,8 +90,11 @@ async def score(body: ScoreBody, request: Request) -> ScoreResponse | ScoreBatch
     call = await call_context(request, app.grm)
     # An item asking for its samples is judged alone: shared samples would show other calls' responses.
     results = await service.score(call, specs, groupable=[not item.return_samples for item in items])
-    outputs = [to_output(r, item.return_samples) for r, item in zip(results, items, strict=True)]
-    model, template = service.model_name, service.template_name
+    outputs = [
+        to_output(r, item.return_samples, service.template_of(spec))
+        for r, item, spec in zip(results, items, specs, strict=True)
+    ]
+    model, scale = service.model_name, (service.vote_scale.low, service.vote_scale.high)
     if isinstance(body, ScoreBatchRequest):
-        return ScoreBatchResponse(model=model, template=template, items=outputs)
-    return ScoreResponse(model=model, template=template, **outputs[0].model_dump())
+        return ScoreBatchResponse(model=model, template=service.template_name, scale=scale, items=outputs)
+    return ScoreResponse(model=model, scale=scale, **outputs[0].model_dump())

@@ -1,6 +1,7 @@
 """Judge profiles: the generative judges grm-serve serves, each data behind one interface.
 
-``--judge NAME`` picks one (:func:`get_judge`); :mod:`server.pipeline.judges.base` says what a profile
+``--judge NAME`` picks one (:func:`get_judge`), ``--judge-file PATH`` describes one without code
+(:mod:`server.pipeline.judges.custom`); :mod:`server.pipeline.judges.base` says what a profile
 is and :mod:`server.pipeline.judges.pairing` how the pipeline turns any profile's verdicts into
 per-response votes.
 """
@@ -23,9 +24,20 @@ from server.pipeline.judges.base import (
     Verdict,
     unsupported,
 )
+from server.pipeline.judges.custom import CustomJudge
+from server.pipeline.judges.custom_file import JudgeFileError, read_judge_file
 from server.pipeline.judges.deepseek import DeepSeekGRM
 from server.pipeline.judges.nemotron import NemotronGenRM, NemotronGenRM49B
-from server.pipeline.judges.pairing import PAIRINGS, Pairing, judged_sets, pools, vote_scale, votes_of
+from server.pipeline.judges.pairing import (
+    PAIRINGS,
+    Pairing,
+    judged_sets,
+    pools,
+    states_preference,
+    unsupported_aggregation,
+    vote_scale,
+    votes_of,
+)
 from server.pipeline.judges.prometheus import PrometheusAbsolute, PrometheusRelative
 from server.pipeline.judges.rmr1 import RMR1Distilled, RMR1Instruct
 from server.pipeline.judges.skywork import SkyworkCritic
@@ -37,9 +49,11 @@ __all__ = [
     "MODES",
     "PAIRINGS",
     "Aggregation",
+    "CustomJudge",
     "DeepSeekGRM",
     "Guidance",
     "Judge",
+    "JudgeFileError",
     "JudgePrompt",
     "Mode",
     "NemotronGenRM",
@@ -52,7 +66,10 @@ __all__ = [
     "get_judge",
     "judged_sets",
     "pools",
+    "read_judge_file",
+    "states_preference",
     "unsupported",
+    "unsupported_aggregation",
     "vote_scale",
     "votes_of",
 ]

@@ -1,7 +1,9 @@
 """Which prompts an item needs, and how a verdict becomes votes: written once for every judge (pure).
 
 An item's responses are split into *pools* of at most ``max_group_size`` (even sizes,
-:func:`server.pipeline.shuffling.split_groups`): responses in different pools are never compared.
+:func:`server.pipeline.shuffling.split_groups`): responses in different pools are never compared. A
+pairwise judge's pools hold at least 2 responses (``max(2, max_group_size)``), and an item of two or more
+responses never leaves one alone: with pools of 2 and an odd count, the last pool takes 3.
 Within a pool, a judge's mode says which response sets one prompt judges (:func:`judged_sets`):
 
 * ``group``: the pool itself (one prompt shows every response of the pool);
@@ -41,10 +43,18 @@ Pairing = Literal["circular", "all_pairs"]
 PAIRINGS: tuple[Pairing, ...] = ("circular", "all_pairs")
 
 
+def pool_size(max_group_size: int, judge: Judge) -> int:
+    """The most responses one pool holds: ``max_group_size``, at least 2 for a pairwise judge."""
+    return max(2, max_group_size) if judge.mode == "pairwise" else max_group_size
+
+
 def pools(n_responses: int, max_group_size: int, judge: Judge) -> list[list[int]]:
-    """The item's pools (response indices): groups of at most ``max_group_size`` (pairwise: at least 2)."""
-    size = max(2, max_group_size) if judge.mode == "pairwise" else max_group_size
-    return split_groups(n_responses, size)
+    """The item's pools (response indices): groups of at most ``max_group_size`` (pairwise: at least 2,
+    and never a pool of one beside others, which would leave that response unpaired)."""
+    out = split_groups(n_responses, pool_size(max_group_size, judge))
+    if judge.mode == "pairwise" and len(out) > 1 and len(out[-1]) == 1:  # pools of 2, an odd count
+        out[-2].extend(out.pop())
+    return out
 
 
 def judged_sets(n_responses: int, max_group_size: int, judge: Judge, pairing: Pairing) -> list[tuple[int, ...]]:
