@@ -107,7 +107,10 @@ async def test_a_lone_response_a_relative_judge_can_never_pair_is_a_400():
     for r in (seeded, with_samples):
         assert r.status_code == 400
         message = r.json()["error"]["message"]
-        assert "item 0: judge 'prometheus-2-relative' is pairwise: an item needs at least 2 responses" in message
+        assert (
+            "judge 'prometheus-2-relative' is pairwise: an item with one response has nothing to be compared with"
+            in message
+        )
     assert engine.requests == []
 
 
