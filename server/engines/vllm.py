@@ -108,6 +108,7 @@ def encode_chat(tokenizer: Any, request: GenerationRequest) -> list[int]:
     Raises:
         ChatTemplateError: see :func:`render_chat`.
     """
+    ids: list[int] | None
     if request.raw:
         ids = _literal(tokenizer, request.prompt, add_special_tokens=True)
     else:
@@ -115,6 +116,7 @@ def encode_chat(tokenizer: Any, request: GenerationRequest) -> list[int]:
         if ids is None:  # the template rewrote a turn's content: control tokens in it defanged instead
             defanged = _defanged(request, [t for t in tokenizer.all_special_tokens if t])
             ids = list(tokenizer.encode(render_chat(tokenizer, defanged), add_special_tokens=False))
+    assert ids is not None
     if request.assistant_prefix:
         ids += _literal(tokenizer, request.assistant_prefix)
     return ids
