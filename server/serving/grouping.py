@@ -23,22 +23,34 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from server.engines.base import EngineNotReadyError, PromptTooLongError
-from server.pipeline.domain import ItemResult, Sample
+from server.pipeline.domain import ItemResult
 from server.pipeline.scoring import ScoreSpec
+from server.serving.admission import Share
 from server.serving.gate import Place, current_place
+from server.serving.grouped_results import exact_shares, share_of
 
 Judge = Callable[[ScoreSpec, str], Awaitable[ItemResult]]
 
 
-@dataclass
-class _Member:
+@dataclass(eq=False)
+class Seat:
+    """One call's rows in a batch (:meth:`Grouper.enter`); :meth:`Grouper.wait` gives their result.
+
+    Attributes:
+        responses: the call's responses in the batch.
+        batch: the batch they sit in.
+        future: their result, once the batch (or their own judging, after a split) is done.
+    """
+
     responses: tuple[str, ...]
-    future: asyncio.Future[ItemResult]
+    batch: _Batch = field(repr=False)
+    future: asyncio.Future[ItemResult] = field(repr=False)
     offset: int = 0
     alone: asyncio.Task[None] | None = None  # its own judging, once its batch did not fit the context
 
@@ -46,10 +58,13 @@ class _Member:
 @dataclass(eq=False)
 class _Batch:
     key: ScoreSpec  # the shared prompt's spec, without responses
-    # The opening call's context: the batch is judged in its place in line (admission's Place), where
-    # admission counted its k samples, whichever call fills it or closes it.
+    # The opening call's context: the batch is judged in its place in line (admission's Place), whichever
+    # call fills it or closes it.
     context: contextvars.Context
-    members: list[_Member] = field(default_factory=list)
+    # The batch's k samples on admission's books, handed over by the call that opened it: they stay
+    # counted until the batch ends, whether or not that call is still there.
+    share: Share | None = None
+    members: list[Seat] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = None
 
@@ -58,9 +73,17 @@ class _Batch:
         """Responses collected so far."""
         return sum(len(m.responses) for m in self.members)
 
+    def end(self) -> None:
+        """Its engine work is over: its samples leave admission's books."""
+        if self.share is not None:
+            self.share.release()
+
 
 class Grouper:
     """Collects items of the same prompt for a short window and judges each batch once.
+
+    A call takes its seats (:meth:`enter`) in the same step as it is admitted, so the next call
+    admitted sees them: :meth:`plan` says what a call's rows would cost before it is admitted.
 
     Args:
         judge: scores one (combined) item; called once per batch.
@@ -101,34 +124,49 @@ class Grouper:
         caller's tenant (``spec.tenant``) included."""
         return dataclasses.replace(spec, responses=())
 
-    def _joinable(self, spec: ScoreSpec) -> _Batch | None:
-        batch = self._open.get(self._key(spec))
-        return batch if batch is not None and batch.size + len(spec.responses) <= self.max_group_size else None
-
-    def would_join(self, spec: ScoreSpec) -> bool:
-        """Whether ``spec`` would join a batch already collecting (one that another call opened)."""
-        return self._joinable(spec) is not None
-
-    def joins(self, spec: ScoreSpec) -> Place | None:
-        """The place in line of the batch ``spec`` would join (that of the call that opened it), if any:
-        a joining row waits for that batch, not for its own call's place."""
-        batch = self._joinable(spec)
-        return None if batch is None else batch.context.get(current_place)
-
     def accepts(self, spec: ScoreSpec) -> bool:
         """Whether the item may wait for others: grouping is on, its responses leave room in a group, and
         it has no seed (a seeded item must be repeatable, which other calls' rows would break)."""
         return self.window_s > 0 and len(spec.responses) < self.max_group_size and spec.seed is None
 
-    async def score(self, spec: ScoreSpec) -> ItemResult:
-        """Score ``spec`` in a batch with other calls' items of the same prompt and tenant.
+    def plan(self, specs: Iterable[ScoreSpec]) -> tuple[float, list[Place]]:
+        """What entering ``specs`` now, in this order, would bring (what admission counts), as
+        :meth:`enter` would seat them.
 
-        Cancelling the caller takes its responses out of a batch still collecting; a batch already
-        running is cancelled (aborted in the engine) only when every call in it has gone.
+        Returns:
+            The samples of the batches they would open (k each; a row joining a batch, whether another
+            call's or one an earlier row of theirs opened, brings none), and the places in line of the
+            other calls' batches they would join (they wait for those).
+        """
+        samples = 0.0
+        joins: list[Place] = []
+        seen: dict[ScoreSpec, tuple[int | None, _Batch | None]] = {}  # per key: open batch's size, if others'
+        for spec in specs:
+            key = self._key(spec)
+            if key in seen:
+                size, batch = seen[key]
+            else:
+                batch = self._open.get(key)
+                size = None if batch is None else batch.size
+            if size is not None and size + len(spec.responses) <= self.max_group_size:
+                place = None if batch is None else batch.context.get(current_place)
+                if place is not None:
+                    joins.append(place)
+            else:  # no batch collecting, or no room left in it: a new one, k samples
+                samples += spec.k
+                size, batch = 0, None
+            size += len(spec.responses)
+            seen[key] = (size if size < self.max_group_size else None, batch)
+        return samples, joins
+
+    def enter(self, spec: ScoreSpec, share: Share | None = None) -> Seat:
+        """Seat ``spec``'s responses in the batch of its prompt and tenant collecting now, or open one.
+
+        A batch it opens takes ``spec.k`` samples of ``share`` (the calling call's admission share)
+        and holds them until it ends. The caller must :meth:`wait` for the seat or :meth:`leave` it.
 
         Raises:
-            EngineNotReadyError: the grouper was closed (shutdown) before the batch was judged.
-            Whatever judging the caller's own item alone raises.
+            EngineNotReadyError: the grouper was closed (shutdown).
         """
         if self._closed:
             raise EngineNotReadyError("shutting down")
@@ -138,18 +176,58 @@ class Grouper:
             self._start(batch)  # no room: judge what is there, and open a new batch
             batch = None
         if batch is None:
-            batch = _Batch(key, contextvars.copy_context())
+            batch = _Batch(key, contextvars.copy_context(), None if share is None else share.hand_over(spec.k))
             self._open[key] = batch
             batch.timer = asyncio.get_running_loop().call_later(self.window_s, self._start, batch)
-        member = _Member(spec.responses, asyncio.get_running_loop().create_future())
-        batch.members.append(member)
+        seat = Seat(spec.responses, batch, asyncio.get_running_loop().create_future())
+        batch.members.append(seat)
         if batch.size >= self.max_group_size:
             self._start(batch)
+        return seat
+
+    async def wait(self, seat: Seat) -> ItemResult:
+        """The result of ``seat``'s responses; cancelling the waiter leaves the seat (:meth:`leave`).
+
+        Raises:
+            EngineNotReadyError: the grouper was closed (shutdown) before the batch was judged.
+            Whatever judging the caller's own item alone raises.
+        """
         try:
-            return await asyncio.shield(member.future)
+            return await asyncio.shield(seat.future)
         except asyncio.CancelledError:
-            self._leave(batch, member)
+            self.leave(seat)
             raise
+
+    async def score(self, spec: ScoreSpec) -> ItemResult:
+        """Score ``spec`` in a batch with other calls' items of the same prompt and tenant
+        (:meth:`enter`, then :meth:`wait`).
+
+        Raises:
+            EngineNotReadyError: the grouper was closed (shutdown) before the batch was judged.
+            Whatever judging the caller's own item alone raises.
+        """
+        return await self.wait(self.enter(spec))
+
+    def leave(self, seat: Seat) -> None:
+        """The seat's caller no longer waits (it left, or it is done): nothing more is judged for it.
+
+        Its rows leave a batch still collecting; a batch already running is cancelled (aborted in the
+        engine) only when every call in it has gone. Doing it twice, or after the result, does nothing.
+        """
+        if seat.future.done():
+            if not seat.future.cancelled():
+                seat.future.exception()  # its outcome came as its caller left: marked read, never logged
+            return
+        seat.future.cancel()  # so nothing is judged for it, and no outcome is set on it
+        batch = seat.batch
+        if batch.task is None:  # still collecting: the batch goes on without this call's responses
+            batch.members.remove(seat)
+            if not batch.members:
+                self._start(batch)  # closes the empty batch
+        elif seat.alone is not None:
+            seat.alone.cancel()  # judged alone after a split: its engine work is its own
+        elif all(m.future.done() for m in batch.members):
+            batch.task.cancel()  # nobody is waiting any more: abort the engine work
 
     def _start(self, batch: _Batch) -> None:
         if batch.task is not None:
@@ -159,10 +237,15 @@ class Grouper:
         if batch.timer is not None:
             batch.timer.cancel()
         if not batch.members:
+            batch.end()
             return
         self._running.add(batch)
         batch.task = asyncio.get_running_loop().create_task(self._run(batch), context=batch.context)
-        batch.task.add_done_callback(lambda _: self._running.discard(batch))
+        batch.task.add_done_callback(lambda _: self._ended(batch))
+
+    def _ended(self, batch: _Batch) -> None:
+        self._running.discard(batch)
+        batch.end()
 
     async def _run(self, batch: _Batch) -> None:
         spec = batch.key
@@ -173,12 +256,9 @@ class Grouper:
         try:
             combined = await self.judge(combined_spec, f"grp-{uuid.uuid4().hex[:16]}")
         except BaseException as exc:
-            if len(batch.members) > 1 and _is_too_long(exc):
-                # Other calls' rows made the prompt too long: each call is judged on its own item instead,
-                # in a task of its own that its caller's leaving cancels.
-                for m in batch.members:
-                    m.alone = asyncio.get_running_loop().create_task(self._alone(spec, m))
-                await asyncio.gather(*(m.alone for m in batch.members if m.alone is not None), return_exceptions=True)
+            waiting = [m for m in batch.members if not m.future.done()]
+            if len(batch.members) > 1 and waiting and _is_too_long(exc):
+                await self._split(batch, waiting)
                 return
             _settle(batch.members, exc)
             if not isinstance(exc, Exception):
@@ -193,7 +273,19 @@ class Grouper:
             if not m.future.done():
                 m.future.set_result(share_of(combined, m.offset, len(m.responses), (prompt, generation)))
 
-    async def _alone(self, spec: ScoreSpec, member: _Member) -> None:
+    async def _split(self, batch: _Batch, waiting: list[Seat]) -> None:
+        """Other calls' rows made the prompt too long: each call still waiting is judged on its own item
+        instead, in a task of its own that its caller's leaving cancels (those that left are not)."""
+        spec, share = batch.key, batch.share
+        if share is not None:  # k samples per call judged alone, each off the books when it ends
+            share.resize(spec.k * len(waiting))
+        for m in waiting:
+            m.alone = asyncio.get_running_loop().create_task(self._alone(spec, m))
+            if share is not None:
+                m.alone.add_done_callback(functools.partial(_judged_alone, share, spec.k))
+        await asyncio.gather(*(m.alone for m in waiting if m.alone is not None), return_exceptions=True)
+
+    async def _alone(self, spec: ScoreSpec, member: Seat) -> None:
         """Judge one call's rows without the rest of its batch; its outcome is its own."""
         if member.future.done():
             return
@@ -210,19 +302,6 @@ class Grouper:
         if not member.future.done():
             member.future.set_result(result)
 
-    def _leave(self, batch: _Batch, member: _Member) -> None:
-        if batch.task is None:  # still collecting: the batch goes on without this call's responses
-            batch.members.remove(member)
-            if not batch.members:
-                self._start(batch)  # closes the empty batch
-            return
-        if all(m.future.done() or m is member for m in batch.members):
-            batch.task.cancel()  # nobody is waiting any more: abort the engine work
-        elif member.alone is not None:
-            member.alone.cancel()  # judged alone after a split: its engine work is its own
-        elif not member.future.done():
-            member.future.cancel()
-
     async def close(self) -> None:
         """Shutdown: every call still waiting gets :class:`EngineNotReadyError` (503 ``not_ready``), and
         batches being judged are cancelled (their engine work aborted)."""
@@ -231,6 +310,7 @@ class Grouper:
             if batch.timer is not None:
                 batch.timer.cancel()
             _settle(batch.members, EngineNotReadyError("shutting down"))
+            batch.end()
         self._open.clear()
         running = list(self._running)
         for batch in running:
@@ -243,7 +323,7 @@ class Grouper:
                 await batch.task
 
 
-def _settle(members: list[_Member], exc: BaseException) -> None:
+def _settle(members: list[Seat], exc: BaseException) -> None:
     """Give every member still waiting the batch's failure (a cancellation cancels their futures)."""
     for m in members:
         if m.future.done():
@@ -254,59 +334,12 @@ def _settle(members: list[_Member], exc: BaseException) -> None:
             m.future.set_exception(exc)
 
 
+def _judged_alone(share: Share, samples: int, _: object) -> None:
+    share.resize(share.samples - samples)
+
+
 def _is_too_long(exc: BaseException) -> bool:
     """Whether a judge's failure (perhaps inside task groups) is a prompt too long for the context."""
     if isinstance(exc, BaseExceptionGroup):
         return any(_is_too_long(e) for e in exc.exceptions)
     return isinstance(exc, PromptTooLongError)
-
-
-def exact_shares(total: int, weights: list[int]) -> list[int]:
-    """``total`` split in proportion to ``weights`` as integers that sum to ``total`` (largest remainder;
-    ties go to the earlier weight)."""
-    whole = sum(weights)
-    if whole == 0:
-        return [0] * len(weights)
-    shares = [total * w // whole for w in weights]
-    by_remainder = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))
-    for i in by_remainder[: total - sum(shares)]:
-        shares[i] += 1
-    return shares
-
-
-def share_of(combined: ItemResult, offset: int, count: int, tokens: tuple[int, int]) -> ItemResult:
-    """One call's part of a batch's result: its responses, the samples as they bear on them, its token share.
-
-    A sample's permutation and scores are restricted to this call's responses (in the order shown);
-    the group sizes stay those of the shared GRM prompt. ``tokens`` is the call's (prompt, generation)
-    share of the batch's tokens (:func:`exact_shares`).
-    """
-    mine = range(offset, offset + count)
-    samples = [_project(s, combined.groups[s.group], mine) for s in combined.samples]
-    groups = [[c - offset for c in g if c in mine] for g in combined.groups]
-    return ItemResult(
-        responses=combined.responses[offset : offset + count],
-        samples=samples,
-        k=combined.k,
-        prompt_tokens=tokens[0],
-        generation_tokens=tokens[1],
-        groups=groups,
-        k_meta=combined.k_meta,
-        generate_seconds=combined.generate_seconds,
-        meta_rm_seconds=combined.meta_rm_seconds,
-        group_sizes=combined.group_sizes[offset : offset + count],
-        k_used=combined.k_used,
-        adaptive=combined.adaptive,
-        stop_reason=combined.stop_reason,
-        rounds=combined.rounds,
-    )
-
-
-def _project(sample: Sample, members: list[int], mine: range) -> Sample:
-    local = [j for j, c in enumerate(members) if c in mine]  # positions (within the group) of this call's
-    position = {j: i for i, j in enumerate(local)}
-    return dataclasses.replace(
-        sample,
-        permutation=tuple(position[p] for p in sample.permutation if p in position),
-        scores=tuple(sample.scores[j] for j in local) if sample.scores is not None else None,
-    )
