@@ -13,8 +13,13 @@ and each call gets its own responses' scores back. Items with a seed (repeatabil
 (which would show other calls' responses) and rerank calls.
 
 Grouping can only help a call, never fail it: a batch whose prompt does not fit the engine's context
-is judged again as its calls' items alone, so each call gets exactly the answer (or the error) its own
-item gets. Token usage is split between the calls in integers that add up to the batch's.
+is judged again as the items of its calls still waiting, each alone, so each call gets exactly the
+answer (or the error) its own item gets. Token usage is split between the calls in integers that add
+up to the batch's.
+
+A call's rows take their seats (:meth:`Grouper.enter`) in the step in which the call is admitted, so
+admission counts a batch's k samples once, for the row that opens it (:meth:`Grouper.plan`), and the
+batch keeps them on admission's books until it ends, whichever of its calls are still there.
 """
 
 from __future__ import annotations
@@ -81,9 +86,6 @@ class _Batch:
 
 class Grouper:
     """Collects items of the same prompt for a short window and judges each batch once.
-
-    A call takes its seats (:meth:`enter`) in the same step as it is admitted, so the next call
-    admitted sees them: :meth:`plan` says what a call's rows would cost before it is admitted.
 
     Args:
         judge: scores one (combined) item; called once per batch.
