@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.engines.fake import FakeEngine
+from server.serving import rerank_documents
 from server.serving.errors import APIError
-from server.serving.rerank_documents import MAX_RANK_FIELDS, judged_texts
 from tests.api.conftest import running_app, with_stall
 
 
@@ -26,7 +26,7 @@ async def test_more_rank_fields_than_the_cap_are_refused_without_stalling_the_se
 
 
 async def test_the_cap_of_rank_fields_is_accepted():
-    fields = [f"f{i}" for i in range(MAX_RANK_FIELDS)]
+    fields = [f"f{i}" for i in range(rerank_documents.MAX_RANK_FIELDS)]
     documents = [{f: "x" for f in fields}, {"f0": "a much longer value"}]
     async with running_app(FakeEngine(), k=1) as client:
         reply = await client.post("/v1/rerank", json={"query": "q", "documents": documents, "rank_fields": fields})
@@ -38,7 +38,7 @@ def test_a_repeated_rank_field_is_found_in_linear_time():
     documents = [dict.fromkeys(fields, "x")]
     t0 = time.perf_counter()
     with pytest.raises(APIError) as refused:
-        judged_texts(documents, fields, max_documents=64, max_chars=10**9)
+        rerank_documents.judged_texts(documents, fields, max_documents=64, max_chars=10**9)
     assert time.perf_counter() - t0 < 1.0  # quadratic, this took about 20 s
     assert refused.value.status == 400 and "'f7' more than once" in refused.value.message
 
@@ -62,17 +62,17 @@ async def test_a_documents_text_with_its_rank_fields_joined_counts_against_max_r
 )
 def test_the_size_checked_is_the_size_of_the_text_judged(documents, fields):
     try:
-        texts = judged_texts(documents, fields, max_documents=64, max_chars=10**6)
+        texts = rerank_documents.judged_texts(documents, fields, max_documents=64, max_chars=10**6)
     except APIError:
         return  # a document with none of the fields, or a field in none of them
     longest = max(map(len, texts))
     first = [len(t) for t in texts].index(longest)
     with pytest.raises(APIError, match=rf"documents\[{first}\] is {longest} characters"):
-        judged_texts(documents, fields, max_documents=64, max_chars=longest - 1)
+        rerank_documents.judged_texts(documents, fields, max_documents=64, max_chars=longest - 1)
 
 
 def test_the_document_count_is_checked_before_any_document_is_read():
     documents = [{"other": "x"}] * 65  # none has the text field: reading them would be another 400
     with pytest.raises(APIError) as refused:
-        judged_texts(documents, None, max_documents=64, max_chars=100)
+        rerank_documents.judged_texts(documents, None, max_documents=64, max_chars=100)
     assert "65 documents exceed the server limit max_responses_per_item = 64" in refused.value.message
