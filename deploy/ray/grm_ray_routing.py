@@ -75,7 +75,7 @@ class ServerDefaults:
     adaptive: str | None = None
     adaptive_epsilon: float | None = None
     adaptive_k_min: int | None = None
-    use_labels: bool = True  # --openrlhf-labels reference (ignore: /get_reward and /v1/reward drop labels)
+    use_labels: bool = True  # labels are references (--openrlhf-labels reference, or auto with a judge that takes one)
 
     @classmethod
     def of(cls, settings: Any) -> ServerDefaults:
@@ -88,7 +88,9 @@ class ServerDefaults:
             adaptive=settings.adaptive,
             adaptive_epsilon=settings.adaptive_epsilon,
             adaptive_k_min=settings.adaptive_k_min,
-            use_labels=settings.openrlhf_labels == "reference",
+            # server.serving.trainer_rows.uses_labels: auto reads labels when the judge has a reference slot
+            use_labels=settings.openrlhf_labels == "reference"
+            or (settings.openrlhf_labels == "auto" and settings.judge_profile().takes_reference),
         )
 
 

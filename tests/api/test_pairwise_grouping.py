@@ -167,11 +167,11 @@ async def test_admission_counts_k_per_pair_and_a_full_pool_for_the_row_that_open
         service, validator = app.state.service, app.state.validator
         four = validator.resolve(ItemOptions(messages=(Message("user", "Q?"),), responses=tuple(ROLLOUTS[:4])))
         one = validator.resolve(ItemOptions(messages=(Message("user", "Name a colour."),), responses=("red",)))
-        assert service.work_of(four, False) == 4 * pairs
-        assert service.work_of(one, True) == 4 * pairs  # the batch it opens may fill a pool of 4
+        assert service.work_of(four, 4) == 4 * pairs
+        assert service.plan([one], [True])[0] == 4 * pairs  # the batch it opens may fill a pool of 4
         first = asyncio.create_task(client.post("/get_reward", json=one_row(ROLLOUTS[0])))
         await wait_until(lambda: service.grouper.collecting, what="the first row to open a batch")
-        assert service.work_of(one, True) == 0  # joining costs nothing more
+        assert service.plan([one], [True])[0] == 0  # joining costs nothing more
         await first
 
 

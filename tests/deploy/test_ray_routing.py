@@ -294,3 +294,13 @@ def test_items_share_a_key_exactly_when_the_server_resolves_them_to_one_grm_prom
         return  # a call the server refuses: its key does not matter
     keys = [routing.routing_key("POST", "/v1/score", {}, "", json.dumps(b).encode(), defaults) for b in bodies]
     assert (keys[0] == keys[1]) == (specs[0] == specs[1])
+
+
+def test_labels_key_as_the_judge_reads_them_under_auto(routing):
+    """--openrlhf-labels auto (the default) reads labels as references only for a judge with the slot:
+    under skywork-critic the server drops them, so the routing key must too."""
+    bodies = [row("2+2?", "4", label=label) for label in ("a", "b", None)]
+    raw = [json.dumps(body).encode() for body in bodies]
+    for judge, keys in (("deepseek-grm", 3), ("skywork-critic", 1)):
+        defaults = server_defaults(routing, judge=judge)
+        assert len({routing.routing_key("POST", "/get_reward", {}, "", r, defaults) for r in raw}) == keys, judge
