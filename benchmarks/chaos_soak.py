@@ -11,7 +11,8 @@ long for a moment), so calls admitted on the measured rate miss their deadlines 
 
 Before and after it times fresh calls one at a time; after it, once the lingering jobs have ended,
 it checks that the gate is idle (nothing in flight or queued), that no dedup job, grouping batch,
-admitted call or asyncio task is left, and that a fresh call is answered at its normal latency.
+admitted call, work on admission's books or asyncio task is left, and that a fresh call is answered
+at its normal latency.
 It prints the calls by outcome, the wall time, the gate's state after, the tasks left and the fresh
 calls' latency before and after; the exit status is 1 if any check fails (or a call got a 500).
 
@@ -272,6 +273,7 @@ async def soak(args: argparse.Namespace) -> Figures:
             "dedup_jobs": service.dedup.running,
             "grouping_batches": grouper.collecting + grouper.judging,
             "admitted_calls": admission.calls,
+            "admission_books": len(admission.outstanding),  # tenants with admitted work still counted
             "engine_running": len(engine.running),
         }
         fig.tasks_left = sorted(repr(t.get_coro()) for t in asyncio.all_tasks() - baseline - {asyncio.current_task()})

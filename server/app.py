@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
 from meta_rm.base import MetaRM
 from server import __version__
+from server.api.context import unicode_body
 from server.api.errors import install_error_handlers
 from server.api.middleware import RequestIdMiddleware, add_edge_checks
 from server.api.routes import compat, health, metrics, render, rerank, reward, score
@@ -87,11 +88,9 @@ def build_app(
     app.state.validator = validator
     app.state.markup = get_markup(settings.chat_markup, settings.policy_tokenizer)  # trainers' chat templates
     install_error_handlers(app)
-    app.include_router(score.router)
-    app.include_router(compat.router)
-    app.include_router(reward.router)
-    app.include_router(rerank.router)
-    app.include_router(render.router)
+    text_checked = [Depends(unicode_body)]  # before the schema: one 400 for a lone surrogate in any field
+    for scoring in (score, compat, reward, rerank, render):
+        app.include_router(scoring.router, dependencies=text_checked)
     app.include_router(health.router)
     app.include_router(metrics.router)
     open_paths = add_edge_checks(app, settings)

@@ -29,7 +29,7 @@ import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from grm_ray_routing import routing_key
+from grm_ray_routing import ServerDefaults, routing_key
 from ray.exceptions import ActorUnavailableError, RayActorError
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -107,6 +107,7 @@ def build_front_app(settings: Settings, backend: Any, *, buffer_bytes: int) -> A
     if buffer_bytes < settings.max_body_bytes:
         raise ValueError(f"front_buffer_mib must hold one body of max_body_bytes={settings.max_body_bytes} bytes")
     budget = BodyBudget(buffer_bytes)
+    defaults = ServerDefaults.of(settings)  # the routing key resolves options as the replicas will
     app = FastAPI(title="grm-serve front (Ray Serve)", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.budget = budget
     install_error_handlers(app)  # a 413 raised while reading, and any failure, in grm-serve's body
@@ -128,7 +129,7 @@ def build_front_app(settings: Settings, backend: Any, *, buffer_bytes: int) -> A
                 chunks.append(chunk)
             body = b"".join(chunks)
             del chunks
-            return await _forward(backend, request, "/" + path, body)
+            return await _forward(backend, request, "/" + path, body, defaults)
         except ClientDisconnect:
             return Response(status_code=CLIENT_CLOSED)  # never delivered: the caller has gone
         finally:
@@ -138,11 +139,11 @@ def build_front_app(settings: Settings, backend: Any, *, buffer_bytes: int) -> A
     return BelowRoutePrefix(app)
 
 
-async def _forward(backend: Any, request: Request, route: str, body: bytes) -> Response:
+async def _forward(backend: Any, request: Request, route: str, body: bytes, defaults: ServerDefaults) -> Response:
     headers = {k.lower(): v for k, v in request.headers.items()}
     # Every call carries a routing key: calls with no affinity get a key of their own, so Ray's
     # routing loop never hands them a replica that was found for a keyed call (or the reverse).
-    key = routing_key(request.method, route, headers, request.url.query, body) or f"any:{uuid.uuid4().hex}"
+    key = routing_key(request.method, route, headers, request.url.query, body, defaults) or f"any:{uuid.uuid4().hex}"
     forwarded = [(k, v) for k, v in request.headers.raw if k.lower().decode("latin-1") not in HOP_HEADERS]
     try:
         answer = await backend.options(multiplexed_model_id=key).forward.remote(

@@ -34,6 +34,7 @@ import json
 import math
 import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -61,31 +62,104 @@ def tenant_of(headers: Mapping[str, str], query: str) -> str:
     return _digest("tenant", key)[:16] if key else ""
 
 
-def _label(value: Any) -> Any:
-    """A label as the server reads it (grm-client's rule: ``3.0`` is ``"3"``, NaN and blank are none);
-    a label the server refuses keys as itself (that call gets its 400 wherever it lands)."""
+@dataclass(frozen=True)
+class ServerDefaults:
+    """What the replicas do with what a call leaves out: the settings they run with, as far as they
+    decide which calls share a GRM prompt. None (the default everywhere): nothing is assumed, and an
+    option sent at its default keys apart from one left out."""
+
+    k: int | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    k_meta: int | None = None
+    adaptive: str | None = None
+    adaptive_epsilon: float | None = None
+    adaptive_k_min: int | None = None
+    use_labels: bool = True  # --openrlhf-labels reference (ignore: /get_reward and /v1/reward drop labels)
+
+    @classmethod
+    def of(cls, settings: Any) -> ServerDefaults:
+        """The defaults of grm-serve's ``Settings`` (read by name: this module does not import the server)."""
+        return cls(
+            k=settings.k,
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
+            k_meta=settings.k_meta,
+            adaptive=settings.adaptive,
+            adaptive_epsilon=settings.adaptive_epsilon,
+            adaptive_k_min=settings.adaptive_k_min,
+            use_labels=settings.openrlhf_labels == "reference",
+        )
+
+
+NO_DEFAULTS = ServerDefaults()
+
+
+def _label(value: Any, defaults: ServerDefaults) -> Any:
+    """A label as the server reads it (grm-client's rule: ``3.0`` is ``"3"``, NaN and blank are none;
+    none at all when the server ignores labels); a label the server refuses keys as itself (that call
+    gets its 400 wherever it lands)."""
+    if not defaults.use_labels:
+        return None
     try:
         return reference_of_label(value)
     except ValueError:
         return repr(value)
 
 
-def _prompt_of(path: str, body: Any) -> Any:
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _options(part: dict[str, Any], defaults: ServerDefaults) -> dict[str, Any]:
+    """A ``/v1/score`` item's options as the server resolves them: one equal to the server's default is
+    left out, a float option sent as an integer is its float, a single principle is a list of one and
+    blank principles are dropped. Values the server refuses stay as sent (the call gets its 400)."""
+    k = part.get("k", defaults.k)
+    k_min = min(defaults.adaptive_k_min, k) if defaults.adaptive_k_min is not None and _number(k) else None
+    resolved = {
+        "k": defaults.k,
+        "temperature": defaults.temperature,
+        "max_tokens": defaults.max_tokens,
+        "k_meta": defaults.k_meta,
+        "adaptive": defaults.adaptive,
+        "adaptive_epsilon": defaults.adaptive_epsilon,
+        "k_min": k_min,
+    }
+    for name, default in resolved.items():
+        value = part.get(name)
+        if default is not None and (_number(value) or isinstance(value, str)) and value == default:
+            del part[name]
+    for name in ("temperature", "adaptive_epsilon"):
+        if isinstance(part.get(name), int) and _number(part[name]):
+            part[name] = float(part[name])
+    principles = part.get("principles")
+    if isinstance(principles, str):
+        principles = [principles]
+    if isinstance(principles, list) and all(isinstance(p, str) for p in principles):
+        kept = [p for p in principles if p.strip()]
+        if kept:
+            part["principles"] = kept
+    return part
+
+
+def _prompt_of(path: str, body: Any, defaults: ServerDefaults) -> Any:
     """What calls that may share a GRM prompt have in common, per route (None: use the whole body).
 
     Written the way the server resolves it, so equal requests in other spellings (a ``query`` or the
-    same one-turn ``messages``, an option sent as null or left out, a label 4 or "4") meet too.
-    Retries carry the same body, so they get the same key whatever this returns.
+    same one-turn ``messages``, an option sent as null, left out or at the server's default, a label 4
+    or "4", or any label when the server ignores them) meet too. Retries carry the same body, so they
+    get the same key whatever this returns.
     """
     if not isinstance(body, dict):
         return None
     if path == "/get_reward":  # OpenRLHF: one row per call; its prompt and label
         prompts, labels = body.get("prompts"), body.get("labels")
         if isinstance(prompts, list) and prompts:
-            return [prompts[0], _label(labels[0]) if isinstance(labels, list) and labels else None]
+            return [prompts[0], _label(labels[0], defaults) if isinstance(labels, list) and labels else None]
         return None
     if path == "/v1/reward":  # slime, AReaL
-        return [body.get("prompt"), _label(body.get("label"))]
+        return [body.get("prompt"), _label(body.get("label"), defaults)]
     if path == "/v1/score":  # one item (grm-client's one-row calls), or a batch by its first item
         item = body["items"][0] if isinstance(body.get("items"), list) and body["items"] else body
         if not isinstance(item, dict) or "responses" not in item:
@@ -93,13 +167,21 @@ def _prompt_of(path: str, body: Any) -> Any:
         part = {k: v for k, v in item.items() if k not in ("responses", "return_samples") and v is not None}
         if isinstance(part.get("query"), str):
             part["messages"] = [{"role": "user", "content": part.pop("query")}]
-        return part
+        return _options(part, defaults)
     return None  # rerank calls are never grouped across calls: only identical bodies share (dedup)
 
 
-def routing_key(method: str, path: str, headers: Mapping[str, str], query: str, body: bytes) -> str:
+def routing_key(
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    query: str,
+    body: bytes,
+    defaults: ServerDefaults = NO_DEFAULTS,
+) -> str:
     """The replica affinity of a call: equal for calls that can share a GRM prompt (same caller, route
-    and conversation, reference and options) and for retries of one call; "" for no affinity.
+    and conversation, reference and options, as replicas with ``defaults`` resolve them) and for
+    retries of one call; "" for no affinity.
 
     Never raises: a body it cannot read (not JSON, nested past Python's recursion limit, an odd shape)
     keys by its digest, so a retry still meets its call, and the replica answers it as grm-serve would
@@ -108,7 +190,7 @@ def routing_key(method: str, path: str, headers: Mapping[str, str], query: str, 
         return ""
     tenant = tenant_of(headers, query)
     try:
-        prompt = _prompt_of(path, json.loads(body))
+        prompt = _prompt_of(path, json.loads(body), defaults)
         if prompt is not None:
             return _digest(tenant, path, prompt)
     except Exception:  # e.g. b"[" * 100000 is a RecursionError in json.loads, not a ValueError

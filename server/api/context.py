@@ -17,6 +17,7 @@ from server.config import Settings
 from server.serving.context import CallContext, body_fingerprint, dedup_key
 from server.serving.errors import invalid_request, to_api_error
 from server.serving.state import AppState
+from server.serving.validation import refuse_lone_surrogates
 
 TIMEOUT_HEADER = "x-request-timeout"
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -72,3 +73,18 @@ async def call_context(request: Request, state: AppState) -> CallContext:
         fingerprint=fingerprint,
         disconnected=disconnected,
     )
+
+
+async def unicode_body(request: Request) -> None:
+    """Dependency of the scoring routes: a body whose text holds a lone surrogate (``"\\ud800"``) is
+    refused before its schema is checked, whatever field holds it (pydantic refuses one in some string
+    fields and passes it in others; the engine's tokenizer fails on it, failing every call grouped with it).
+
+    Raises:
+        APIError: 400 naming the field (:func:`~server.serving.validation.refuse_lone_surrogates`).
+    """
+    try:
+        body = await request.json()  # FastAPI's own parse of the body, cached on the request
+    except (ValueError, RecursionError):
+        return  # no JSON: the schema check refuses it
+    refuse_lone_surrogates(body)

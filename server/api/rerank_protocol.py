@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from server.api.protocol import GRMOptions
+from server.serving.rerank_documents import MAX_RANK_FIELDS
 
 
 def _document_kind(value: Any) -> str | None:
@@ -60,10 +61,13 @@ class _CohereRerank(BaseModel):
     return_documents: bool = Field(
         False, description="Echo each document in its result: a string as {'text': ...}, an object whole."
     )
-    rank_fields: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = Field(
+    rank_fields: (
+        Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=MAX_RANK_FIELDS)] | None
+    ) = Field(
         None,
         description="The fields of object documents to judge, in order (default: 'text'). One field: its value "
-        "as is; several: one 'name: value' line each. A document is shown the named fields it has.",
+        f"as is; several: one 'name: value' line each. A document is shown the named fields it has. At most "
+        f"{MAX_RANK_FIELDS} fields.",
     )
     relevant_spans: RelevantSpans | None = Field(
         None, description="Cohere v2's span request: accepted, but no spans are returned (meta.warnings says so)."

@@ -16,6 +16,10 @@ calls, and queues it as long as the caller's own deadline allows:
   A call whose rows join batches other calls opened (:mod:`server.serving.grouping`) brings no work
   of its own for them: it waits for those batches, judged by their places. ``max_calls`` bounds the
   calls held at once, as a memory guard only.
+
+What admission counts stays on its books (:class:`Share`) until that work ends: a call's own work
+until the call ends, and a grouped batch's k samples, handed over by the call that opened it, until
+the batch ends, whichever of its calls are still there.
 """
 
 from __future__ import annotations
@@ -24,11 +28,51 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 from server.serving.errors import APIError
 from server.serving.gate import Place, WorkGate, current_place
 
-__all__ = ["Admission", "Place", "WorkGate", "current_place"]
+__all__ = ["Admission", "Place", "Share", "WorkGate", "current_place"]
+
+
+@dataclass(eq=False)
+class Share:
+    """Samples of admitted work on admission's books (its tenant's ``outstanding``) until released.
+
+    :meth:`Admission.admit` gives each call one for the body of its ``with``; work that outlives the
+    call (a grouped batch it opened) takes its part along (:meth:`hand_over`) and releases it when
+    that work ends. Releasing twice does nothing.
+
+    Attributes:
+        tenant: whose work it is.
+        samples: the samples it holds on the books now.
+        place: the place in line of the call it came from.
+    """
+
+    admission: Admission = field(repr=False)
+    tenant: str
+    samples: float
+    place: Place
+    released: bool = False
+
+    def hand_over(self, samples: float) -> Share:
+        """A new share of ``samples`` taken out of this one (the books' total does not change)."""
+        self.resize(self.samples - samples)
+        return self.admission._share(self.tenant, samples, self.place)
+
+    def resize(self, samples: float) -> None:
+        """Hold ``samples`` from now on (the work turned out larger or smaller); nothing once released."""
+        if not self.released:
+            self.admission._book(self.tenant, samples - self.samples)
+            self.samples = samples
+
+    def release(self) -> None:
+        """The work ended: its samples leave the books."""
+        if not self.released:
+            self.resize(0.0)
+            self.released = True
+            self.admission._drop(self.tenant)
 
 
 class Admission:
@@ -55,8 +99,8 @@ class Admission:
         self.max_wait_s = max_wait_s
         self.on_reject = on_reject
         self.calls = 0
-        self.outstanding: dict[str, float] = {}  # per tenant: estimated samples of admitted, unfinished calls
-        self._tenant_calls: dict[str, int] = {}
+        self.outstanding: dict[str, float] = {}  # per tenant: estimated samples of admitted, unfinished work
+        self._tenant_shares: dict[str, int] = {}  # per tenant: shares not released
 
     def estimated_wait(self, tenant: str | None = None, samples: float = 0.0) -> float:
         """Seconds until a new call of ``tenant`` bringing ``samples`` would finish, beyond its own run.
@@ -77,15 +121,16 @@ class Admission:
         return max(0.0, ahead / rate - (self.gate.latency or 0.0))
 
     @contextlib.contextmanager
-    def admit(self, tenant: str, samples: float, deadline_s: float, *, joins: Sequence[Place] = ()) -> Iterator[Place]:
+    def admit(self, tenant: str, samples: float, deadline_s: float, *, joins: Sequence[Place] = ()) -> Iterator[Share]:
         """Admit a call for the body of the ``with``, or refuse it at once.
 
         The call waits for the later of its own work (``samples``, behind the work outstanding) and the
         batches its rows join (``joins``: the places of the calls that opened them, whose own work
         those batches are; a joining row brings none). Inside the ``with`` the call holds its place
-        in line (:data:`~server.serving.gate.current_place`, yielded too): the tasks it starts inherit
-        it, so each of its engine requests, however late (an adaptive round, a batch it opened), is
-        served before those of its tenant's later calls.
+        in line (:data:`~server.serving.gate.current_place`): the tasks it starts inherit it, so each
+        of its engine requests, however late (an adaptive round, a batch it opened), is served before
+        those of its tenant's later calls. It yields the call's :class:`Share` of the books (its place
+        with it), released when the ``with`` ends, save what it handed over.
 
         Raises:
             APIError: 429 ``overloaded`` with a ``Retry-After`` when its estimated completion does not
@@ -110,19 +155,29 @@ class Admission:
             )
         place = Place(self.gate.take_ticket(), now + own)
         self.calls += 1
-        self.outstanding[tenant] = self.outstanding.get(tenant, 0.0) + samples
-        self._tenant_calls[tenant] = self._tenant_calls.get(tenant, 0) + 1
+        share = self._share(tenant, samples, place)
         token = current_place.set(place)
         try:
-            yield place
+            yield share
         finally:
             current_place.reset(token)
             self.calls -= 1
-            self._tenant_calls[tenant] -= 1
-            if self._tenant_calls[tenant]:
-                self.outstanding[tenant] -= samples
-            else:  # its last call: nothing of it is outstanding (and no rounding is left over)
-                del self._tenant_calls[tenant], self.outstanding[tenant]
+            share.release()
+
+    def _share(self, tenant: str, samples: float, place: Place) -> Share:
+        self._tenant_shares[tenant] = self._tenant_shares.get(tenant, 0) + 1
+        self.outstanding.setdefault(tenant, 0.0)
+        share = Share(self, tenant, 0.0, place)
+        share.resize(samples)
+        return share
+
+    def _book(self, tenant: str, samples: float) -> None:
+        self.outstanding[tenant] += samples
+
+    def _drop(self, tenant: str) -> None:
+        self._tenant_shares[tenant] -= 1
+        if not self._tenant_shares[tenant]:  # its last share: nothing of it is outstanding (no rounding left)
+            del self._tenant_shares[tenant], self.outstanding[tenant]
 
     def _refuse(self, reason: str, retry_after_s: float, why: str) -> None:
         if self.on_reject is not None:

@@ -54,10 +54,12 @@ def dedup_key(scope: str, idempotency_key: str | None, fingerprint: str, *, iden
 
 
 def body_fingerprint(body: bytes) -> str:
-    """A digest of a JSON body that ignores key order and spacing (the raw bytes' when not JSON)."""
+    """A digest of a JSON body that ignores key order and spacing (the raw bytes' when not JSON, or
+    when nested too deep to parse here: the route parsed it higher up the stack, so a body just under
+    the parser's depth limit fails only here)."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):
         return hashlib.sha256(body).hexdigest()
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 

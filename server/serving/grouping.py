@@ -12,16 +12,17 @@ and each call gets its own responses' scores back. Items with a seed (repeatabil
 (:meth:`Grouper.accepts`), nor are those whose route says no: ``/v1/score`` items asking for samples
 (which would show other calls' responses) and rerank calls.
 
-Pairwise judges compare a pool's responses pair by pair, so a one-row call has nothing to be compared
-with until other rows of its prompt arrive: rows meet here, in pools of up to ``max(2, max_group_size)``,
-and each batch forms its pairs. A row still alone when the window ends is judged alone, which for a
-pairwise judge means ``unpaired`` (a null score; 0.0 and unscored on the trainer routes). A
-single-response judge (``mode: single``) judges every response in a prompt of its own, so grouping brings
-it nothing: its rows are never held (:meth:`Grouper.accepts`).
-
 Grouping can only help a call, never fail it: a batch whose prompt does not fit the engine's context
-is judged again as its calls' items alone, so each call gets exactly the answer (or the error) its own
-item gets. Token usage is split between the calls in integers that add up to the batch's.
+is judged again as the items of its calls still waiting, each alone, so each call gets exactly the
+answer (or the error) its own item gets. Token usage is split between the calls in integers that add
+up to the batch's.
+
+Pairwise judges: rows meet in pools of ``max(2, max_group_size)`` and each batch forms its pairs (a
+row left alone is ``unpaired``); a ``single`` judge's rows are never held.
+
+A call's rows take their seats (:meth:`Grouper.enter`) in the step the call is admitted, so admission
+counts a batch's work (k per judged set of a full batch) once, for the row that opens it
+(:meth:`Grouper.plan`), and the batch keeps it on the books until it ends, whoever is still there.
 """
 
 from __future__ import annotations
@@ -30,23 +31,30 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from server.engines.base import EngineNotReadyError, PromptTooLongError
-from server.pipeline.domain import ItemResult, Sample
+from server.engines.base import EngineNotReadyError
+from server.pipeline.domain import ItemResult
 from server.pipeline.judges import Mode
 from server.pipeline.scoring import ScoreSpec
+from server.serving.admission import Share
 from server.serving.gate import Place, current_place
+from server.serving.grouped_results import exact_shares, is_too_long, share_of
 
 Judge = Callable[[ScoreSpec, str], Awaitable[ItemResult]]
 
 
-@dataclass
-class _Member:
+@dataclass(eq=False)
+class Seat:
+    """One call's ``responses`` in a ``batch`` (:meth:`Grouper.enter`); ``future`` holds their result once
+    the batch (or their own judging, after a split) is done, which :meth:`Grouper.wait` gives."""
+
     responses: tuple[str, ...]
-    future: asyncio.Future[ItemResult]
+    batch: _Batch = field(repr=False)
+    future: asyncio.Future[ItemResult] = field(repr=False)
     offset: int = 0
     alone: asyncio.Task[None] | None = None  # its own judging, once its batch did not fit the context
 
@@ -54,10 +62,10 @@ class _Member:
 @dataclass(eq=False)
 class _Batch:
     key: ScoreSpec  # the shared prompt's spec, without responses
-    # The opening call's context: the batch is judged in its place in line (admission's Place), where
-    # admission counted its k samples, whichever call fills it or closes it.
-    context: contextvars.Context
-    members: list[_Member] = field(default_factory=list)
+    context: contextvars.Context  # the opening call's: the batch is judged in its place in line
+    # Its work on admission's books, handed over by the call that opened it, counted until it ends.
+    share: Share | None = None
+    members: list[Seat] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = None
 
@@ -66,6 +74,11 @@ class _Batch:
         """Responses collected so far."""
         return sum(len(m.responses) for m in self.members)
 
+    def end(self) -> None:
+        """Its engine work is over: its samples leave admission's books."""
+        if self.share is not None:
+            self.share.release()
+
 
 class Grouper:
     """Collects items of the same prompt for a short window and judges each batch once.
@@ -73,10 +86,10 @@ class Grouper:
     Args:
         judge: scores one (combined) item; called once per batch.
         window_s: how long the first item of a batch waits for others (0: no grouping).
-        max_group_size: responses judged in one GRM prompt (a pairwise judge's pool: at least 2); a full
-            batch is judged at once.
+        max_group_size: responses judged in one GRM prompt; a full batch is judged at once.
         on_batch: called with each finished batch's combined result and its number of calls (metrics).
-        mode: the judge's mode: a ``single`` judge's rows are never held; a ``pairwise`` one's meet in pools.
+        mode: the judge's mode (``single``: rows never held; ``pairwise``: rows meet in pools).
+        work: samples of judging n responses of a spec's prompt as one item (default: k per group).
     """
 
     def __init__(
@@ -87,14 +100,15 @@ class Grouper:
         max_group_size: int,
         on_batch: Callable[[ItemResult, int], None] | None = None,
         mode: Mode = "group",
+        work: Callable[[ScoreSpec, int], float] | None = None,
     ) -> None:
         self.judge = judge
         self.window_s = window_s
         self.max_group_size = max_group_size
         self.on_batch = on_batch
         self.mode = mode
-        # The responses a batch may collect: one GRM prompt's, or one pairwise pool's.
-        self.size = max(2, max_group_size) if mode == "pairwise" else max_group_size
+        self.size = max(2, max_group_size) if mode == "pairwise" else max_group_size  # a batch's responses
+        self.work = work or (lambda spec, n: spec.k * -(-n // max_group_size))
         self._open: dict[ScoreSpec, _Batch] = {}
         self._running: set[_Batch] = set()
         self._closed = False
@@ -115,38 +129,52 @@ class Grouper:
         caller's tenant (``spec.tenant``) included."""
         return dataclasses.replace(spec, responses=())
 
-    def _joinable(self, spec: ScoreSpec) -> _Batch | None:
-        batch = self._open.get(self._key(spec))
-        return batch if batch is not None and batch.size + len(spec.responses) <= self.size else None
-
-    def would_join(self, spec: ScoreSpec) -> bool:
-        """Whether ``spec`` would join a batch already collecting (one that another call opened)."""
-        return self._joinable(spec) is not None
-
-    def joins(self, spec: ScoreSpec) -> Place | None:
-        """The place in line of the batch ``spec`` would join (that of the call that opened it), if any:
-        a joining row waits for that batch, not for its own call's place."""
-        batch = self._joinable(spec)
-        return None if batch is None else batch.context.get(current_place)
-
     def accepts(self, spec: ScoreSpec) -> bool:
-        """Whether the item may wait for others: grouping is on, the judge shows several responses in a
-        prompt or compares them in pairs (not ``single``), its responses leave room in a batch
-        (:attr:`size`), and it has no seed (a seeded item must be repeatable, which other calls' rows
-        would break)."""
+        """Whether the item may wait for others: grouping is on, the judge is not ``single``, its responses
+        leave room in a batch, and it has no seed (a seeded item must be repeatable, which other calls'
+        rows would break)."""
         if self.window_s <= 0 or self.mode == "single" or spec.seed is not None:
             return False
         return len(spec.responses) < self.size
 
-    async def score(self, spec: ScoreSpec) -> ItemResult:
-        """Score ``spec`` in a batch with other calls' items of the same prompt and tenant.
+    def plan(self, specs: Iterable[ScoreSpec]) -> tuple[float, list[Place]]:
+        """What entering ``specs`` now, in this order, would bring (what admission counts), as
+        :meth:`enter` would seat them.
 
-        Cancelling the caller takes its responses out of a batch still collecting; a batch already
-        running is cancelled (aborted in the engine) only when every call in it has gone.
+        Returns:
+            The samples of the batches they would open (k each; a row joining a batch, whether another
+            call's or one an earlier row of theirs opened, brings none), and the places in line of the
+            other calls' batches they would join (they wait for those).
+        """
+        samples = 0.0
+        joins: list[Place] = []
+        seen: dict[ScoreSpec, tuple[int | None, _Batch | None]] = {}  # per key: open batch's size, if others'
+        for spec in specs:
+            key = self._key(spec)
+            if key in seen:
+                size, batch = seen[key]
+            else:
+                batch = self._open.get(key)
+                size = None if batch is None else batch.size
+            if size is not None and size + len(spec.responses) <= self.size:
+                place = None if batch is None else batch.context.get(current_place)
+                if place is not None:
+                    joins.append(place)
+            else:  # no batch collecting, or no room left in it: a new one, a full batch's work
+                samples += self.work(spec, self.size)
+                size, batch = 0, None
+            size += len(spec.responses)
+            seen[key] = (size if size < self.size else None, batch)
+        return samples, joins
+
+    def enter(self, spec: ScoreSpec, share: Share | None = None) -> Seat:
+        """Seat ``spec``'s responses in the batch of its prompt and tenant collecting now, or open one.
+
+        A batch it opens takes ``spec.k`` samples of ``share`` (the calling call's admission share)
+        and holds them until it ends. The caller must :meth:`wait` for the seat or :meth:`leave` it.
 
         Raises:
-            EngineNotReadyError: the grouper was closed (shutdown) before the batch was judged.
-            Whatever judging the caller's own item alone raises.
+            EngineNotReadyError: the grouper was closed (shutdown).
         """
         if self._closed:
             raise EngineNotReadyError("shutting down")
@@ -156,18 +184,59 @@ class Grouper:
             self._start(batch)  # no room: judge what is there, and open a new batch
             batch = None
         if batch is None:
-            batch = _Batch(key, contextvars.copy_context())
+            work = self.work(spec, self.size)
+            batch = _Batch(key, contextvars.copy_context(), None if share is None else share.hand_over(work))
             self._open[key] = batch
             batch.timer = asyncio.get_running_loop().call_later(self.window_s, self._start, batch)
-        member = _Member(spec.responses, asyncio.get_running_loop().create_future())
-        batch.members.append(member)
+        seat = Seat(spec.responses, batch, asyncio.get_running_loop().create_future())
+        batch.members.append(seat)
         if batch.size >= self.size:
             self._start(batch)
+        return seat
+
+    async def wait(self, seat: Seat) -> ItemResult:
+        """The result of ``seat``'s responses; cancelling the waiter leaves the seat (:meth:`leave`).
+
+        Raises:
+            EngineNotReadyError: the grouper was closed (shutdown) before the batch was judged.
+            Whatever judging the caller's own item alone raises.
+        """
         try:
-            return await asyncio.shield(member.future)
+            return await asyncio.shield(seat.future)
         except asyncio.CancelledError:
-            self._leave(batch, member)
+            self.leave(seat)
             raise
+
+    async def score(self, spec: ScoreSpec) -> ItemResult:
+        """Score ``spec`` in a batch with other calls' items of the same prompt and tenant
+        (:meth:`enter`, then :meth:`wait`).
+
+        Raises:
+            EngineNotReadyError: the grouper was closed (shutdown) before the batch was judged.
+            Whatever judging the caller's own item alone raises.
+        """
+        return await self.wait(self.enter(spec))
+
+    def leave(self, seat: Seat) -> None:
+        """The seat's caller no longer waits (it left, or it is done): nothing more is judged for it.
+
+        Its rows leave a batch still collecting; a batch already running is cancelled (aborted in the
+        engine) only when every call in it has gone. Doing it twice, or after the result, does nothing.
+        """
+        if seat.future.done():
+            if not seat.future.cancelled():
+                seat.future.exception()  # its outcome came as its caller left: marked read, never logged
+            return
+        seat.future.cancel()  # so nothing is judged for it, and no outcome is set on it
+        batch = seat.batch
+        if batch.task is None:  # still collecting: the batch goes on without this call's responses
+            batch.members.remove(seat)
+            if not batch.members:
+                self._start(batch)  # closes the empty batch
+        elif seat.alone is not None:
+            seat.alone.cancel()  # judged alone after a split: its engine work is its own
+        elif all(m.future.done() for m in batch.members):
+            batch.task.cancel()  # nobody is waiting any more: abort the engine work
 
     def _start(self, batch: _Batch) -> None:
         if batch.task is not None:
@@ -177,10 +246,15 @@ class Grouper:
         if batch.timer is not None:
             batch.timer.cancel()
         if not batch.members:
+            batch.end()
             return
         self._running.add(batch)
         batch.task = asyncio.get_running_loop().create_task(self._run(batch), context=batch.context)
-        batch.task.add_done_callback(lambda _: self._running.discard(batch))
+        batch.task.add_done_callback(lambda _: self._ended(batch))
+
+    def _ended(self, batch: _Batch) -> None:
+        self._running.discard(batch)
+        batch.end()
 
     async def _run(self, batch: _Batch) -> None:
         spec = batch.key
@@ -191,12 +265,9 @@ class Grouper:
         try:
             combined = await self.judge(combined_spec, f"grp-{uuid.uuid4().hex[:16]}")
         except BaseException as exc:
-            if len(batch.members) > 1 and _is_too_long(exc):
-                # Other calls' rows made the prompt too long: each call is judged on its own item instead,
-                # in a task of its own that its caller's leaving cancels.
-                for m in batch.members:
-                    m.alone = asyncio.get_running_loop().create_task(self._alone(spec, m))
-                await asyncio.gather(*(m.alone for m in batch.members if m.alone is not None), return_exceptions=True)
+            waiting = [m for m in batch.members if not m.future.done()]
+            if len(batch.members) > 1 and waiting and is_too_long(exc):
+                await self._split(batch, waiting)
                 return
             _settle(batch.members, exc)
             if not isinstance(exc, Exception):
@@ -211,7 +282,20 @@ class Grouper:
             if not m.future.done():
                 m.future.set_result(share_of(combined, m.offset, len(m.responses), (prompt, generation)))
 
-    async def _alone(self, spec: ScoreSpec, member: _Member) -> None:
+    async def _split(self, batch: _Batch, waiting: list[Seat]) -> None:
+        """Other calls' rows made the prompt too long: each call still waiting is judged on its own item
+        instead, in a task of its own that its caller's leaving cancels (those that left are not)."""
+        spec, share = batch.key, batch.share
+        if share is not None:  # each call judged alone on the books, off them when it ends
+            share.resize(sum(self.work(spec, len(m.responses)) for m in waiting))
+        for m in waiting:
+            m.alone = asyncio.get_running_loop().create_task(self._alone(spec, m))
+            if share is not None:
+                done = functools.partial(_judged_alone, share, self.work(spec, len(m.responses)))
+                m.alone.add_done_callback(done)
+        await asyncio.gather(*(m.alone for m in waiting if m.alone is not None), return_exceptions=True)
+
+    async def _alone(self, spec: ScoreSpec, member: Seat) -> None:
         """Judge one call's rows without the rest of its batch; its outcome is its own."""
         if member.future.done():
             return
@@ -228,19 +312,6 @@ class Grouper:
         if not member.future.done():
             member.future.set_result(result)
 
-    def _leave(self, batch: _Batch, member: _Member) -> None:
-        if batch.task is None:  # still collecting: the batch goes on without this call's responses
-            batch.members.remove(member)
-            if not batch.members:
-                self._start(batch)  # closes the empty batch
-            return
-        if all(m.future.done() or m is member for m in batch.members):
-            batch.task.cancel()  # nobody is waiting any more: abort the engine work
-        elif member.alone is not None:
-            member.alone.cancel()  # judged alone after a split: its engine work is its own
-        elif not member.future.done():
-            member.future.cancel()
-
     async def close(self) -> None:
         """Shutdown: every call still waiting gets :class:`EngineNotReadyError` (503 ``not_ready``), and
         batches being judged are cancelled (their engine work aborted)."""
@@ -249,6 +320,7 @@ class Grouper:
             if batch.timer is not None:
                 batch.timer.cancel()
             _settle(batch.members, EngineNotReadyError("shutting down"))
+            batch.end()
         self._open.clear()
         running = list(self._running)
         for batch in running:
@@ -261,7 +333,7 @@ class Grouper:
                 await batch.task
 
 
-def _settle(members: list[_Member], exc: BaseException) -> None:
+def _settle(members: list[Seat], exc: BaseException) -> None:
     """Give every member still waiting the batch's failure (a cancellation cancels their futures)."""
     for m in members:
         if m.future.done():
@@ -272,59 +344,5 @@ def _settle(members: list[_Member], exc: BaseException) -> None:
             m.future.set_exception(exc)
 
 
-def _is_too_long(exc: BaseException) -> bool:
-    """Whether a judge's failure (perhaps inside task groups) is a prompt too long for the context."""
-    if isinstance(exc, BaseExceptionGroup):
-        return any(_is_too_long(e) for e in exc.exceptions)
-    return isinstance(exc, PromptTooLongError)
-
-
-def exact_shares(total: int, weights: list[int]) -> list[int]:
-    """``total`` split in proportion to ``weights`` as integers that sum to ``total`` (largest remainder;
-    ties go to the earlier weight)."""
-    whole = sum(weights)
-    if whole == 0:
-        return [0] * len(weights)
-    shares = [total * w // whole for w in weights]
-    by_remainder = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))
-    for i in by_remainder[: total - sum(shares)]:
-        shares[i] += 1
-    return shares
-
-
-def share_of(combined: ItemResult, offset: int, count: int, tokens: tuple[int, int]) -> ItemResult:
-    """One call's part of a batch's result: its responses, the samples as they bear on them, its token share.
-
-    A sample's permutation and scores are restricted to this call's responses (in the order shown);
-    the group sizes stay those of the shared GRM prompt. ``tokens`` is the call's (prompt, generation)
-    share of the batch's tokens (:func:`exact_shares`).
-    """
-    mine = range(offset, offset + count)
-    samples = [_project(s, combined.groups[s.group], mine) for s in combined.samples]
-    groups = [[c - offset for c in g if c in mine] for g in combined.groups]
-    return ItemResult(
-        responses=combined.responses[offset : offset + count],
-        samples=samples,
-        k=combined.k,
-        prompt_tokens=tokens[0],
-        generation_tokens=tokens[1],
-        groups=groups,
-        k_meta=combined.k_meta,
-        generate_seconds=combined.generate_seconds,
-        meta_rm_seconds=combined.meta_rm_seconds,
-        group_sizes=combined.group_sizes[offset : offset + count],
-        k_used=combined.k_used,
-        adaptive=combined.adaptive,
-        stop_reason=combined.stop_reason,
-        rounds=combined.rounds,
-    )
-
-
-def _project(sample: Sample, members: list[int], mine: range) -> Sample:
-    local = [j for j, c in enumerate(members) if c in mine]  # positions (within the group) of this call's
-    position = {j: i for i, j in enumerate(local)}
-    return dataclasses.replace(
-        sample,
-        permutation=tuple(position[p] for p in sample.permutation if p in position),
-        scores=tuple(sample.scores[j] for j in local) if sample.scores is not None else None,
-    )
+def _judged_alone(share: Share, samples: float, _: object) -> None:
+    share.resize(share.samples - samples)

@@ -20,32 +20,54 @@ or a typo would be ignored without a word:
 * an object with none of the fields to rank on (Cohere: "document does not have a 'snippet' or a
   'text' field that can be used for chunking and reranking");
 * a rank field that no object document has (Cohere errors when no object has ``text`` by default);
-* a rank field named twice.
+* a rank field named twice;
+* more documents than ``max_responses_per_item``, or a document whose judged text (its fields joined)
+  is longer than ``max_response_chars``: both are checked before any text is built.
+
+``rank_fields`` holds at most :data:`MAX_RANK_FIELDS` names (the schema's cap, 422 past it), so the
+checks are linear in the body: no name is compared with every other, nor every document with every name
+more than that cap allows.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from server.serving.errors import invalid_request
 
 DEFAULT_RANK_FIELD = "text"
+MAX_RANK_FIELDS = 32  # Cohere publishes no cap; a ranking on more fields than this is no ranking we know of
 
 
-def judged_texts(documents: Sequence[str | Mapping[str, str]], rank_fields: Sequence[str] | None) -> list[str]:
+def judged_texts(
+    documents: Sequence[str | Mapping[str, str]],
+    rank_fields: Sequence[str] | None,
+    *,
+    max_documents: int,
+    max_chars: int,
+) -> list[str]:
     """The text the GRM judges for each document, in the documents' order.
 
     Args:
         documents: the request's documents, strings or objects of string fields.
         rank_fields: the fields of object documents to rank on, in order; None for Cohere's default
             (the ``text`` field).
+        max_documents: the most documents a call may rank (``max_responses_per_item``).
+        max_chars: the most characters of one document's judged text (``max_response_chars``).
 
     Raises:
-        APIError: 400 ``invalid_request`` for a repeated rank field, a rank field that no object
-            document has, or an object document with none of the fields to rank on.
+        APIError: 400 ``invalid_request`` for more than ``max_documents`` documents, a repeated rank
+            field, a rank field that no object document has, an object document with none of the
+            fields to rank on, or a judged text over ``max_chars`` characters.
     """
+    if len(documents) > max_documents:
+        raise invalid_request(
+            f"{len(documents)} documents exceed the server limit max_responses_per_item = {max_documents}"
+        )
     fields = list(rank_fields) if rank_fields is not None else [DEFAULT_RANK_FIELD]
-    repeated = sorted({f for f in fields if fields.count(f) > 1})
+    counts = Counter(fields)  # linear: the names are hashed once each
+    repeated = sorted(f for f, n in counts.items() if n > 1)
     if repeated:
         raise invalid_request(f"rank_fields names {', '.join(map(repr, repeated))} more than once")
     objects = [d for d in documents if not isinstance(d, str)]
@@ -53,10 +75,21 @@ def judged_texts(documents: Sequence[str | Mapping[str, str]], rank_fields: Sequ
         unused = [f for f in fields if not any(f in d for d in objects)]
         if unused:
             raise invalid_request(f"rank_fields {unused} are in none of the object documents; check their spelling")
-    return [d if isinstance(d, str) else _render(i, d, fields, rank_fields is None) for i, d in enumerate(documents)]
+    labelled = len(fields) > 1  # one rank field: its value as is; several: "name: value" lines
+    texts = []
+    for i, document in enumerate(documents):
+        if isinstance(document, str):
+            _check_size(i, len(document), max_chars, "")
+            texts.append(document)
+        else:
+            shown = _shown(i, document, fields, rank_fields is None)
+            _check_size(i, _length(document, shown, labelled), max_chars, " (its rank fields joined)")
+            texts.append(_render(document, shown, labelled))  # built only once its size passed
+    return texts
 
 
-def _render(index: int, document: Mapping[str, str], fields: list[str], default: bool) -> str:
+def _shown(index: int, document: Mapping[str, str], fields: list[str], default: bool) -> list[str]:
+    """The fields of ``document`` the judge is shown, in ``fields`` order (the rank fields it has)."""
     present = [f for f in fields if f in document]
     if not present:
         if default:
@@ -65,6 +98,25 @@ def _render(index: int, document: Mapping[str, str], fields: list[str], default:
                 "or name the fields to rank on in rank_fields"
             )
         raise invalid_request(f"documents[{index}] has none of the rank_fields {fields}: there is nothing to judge")
-    if len(fields) == 1:
-        return document[present[0]]
-    return "\n".join(f"{f}: {document[f]}" for f in present)
+    return present
+
+
+def _check_size(index: int, size: int, max_chars: int, what: str) -> None:
+    if size > max_chars:
+        raise invalid_request(
+            f"documents[{index}] is {size} characters to judge{what}, over the server limit "
+            f"max_response_chars = {max_chars}"
+        )
+
+
+def _length(document: Mapping[str, str], shown: list[str], labelled: bool) -> int:
+    """The length of :func:`_render`'s text, without building it."""
+    if not labelled:
+        return len(document[shown[0]])
+    return sum(len(f) + 2 + len(document[f]) for f in shown) + len(shown) - 1
+
+
+def _render(document: Mapping[str, str], shown: list[str], labelled: bool) -> str:
+    if not labelled:
+        return document[shown[0]]
+    return "\n".join(f"{f}: {document[f]}" for f in shown)

@@ -30,7 +30,7 @@ from server.serving.context import CallContext, cancel_on_disconnect
 from server.serving.dedup import Dedup
 from server.serving.errors import ClientClosedError, invalid_request, to_api_error
 from server.serving.gate import Place
-from server.serving.grouping import Grouper
+from server.serving.grouping import Grouper, Seat
 from server.serving.state import AppState
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class ScoringService:
             max_group_size=settings.max_group_size,
             on_batch=self._observe_batch,
             mode=state.judge.mode,
+            work=self.work_of,
         )
 
     @property
@@ -91,23 +92,16 @@ class ScoringService:
         ``unit`` rewards and rerank relevance map to [0, 1]."""
         return vote_scale(self.state.judge, self.state.settings.aggregation)
 
-    def work_of(self, spec: ScoreSpec, groupable: bool) -> float:
-        """The engine work an item brings, in samples (what admission counts against the engine's
-        capacity): k per judged set (a GRM group, a pair, a single response); a row that opens a batch
-        brings the work of a full batch (one group, or a full pool's pairs), which the rows joining it
-        then bring nothing of."""
-        responses = len(spec.responses)
-        if groupable and self.grouper.accepts(spec):
-            if self.grouper.would_join(spec):
-                return 0.0
-            responses = self.grouper.size
+    def work_of(self, spec: ScoreSpec, responses: int) -> float:
+        """The engine work of judging ``responses`` of ``spec``'s prompt as one item, in samples: k per
+        judged set (a GRM group, a pair, a single response)."""
         return spec.k * len(judged_sets(responses, self.max_group_size, self.state.judge, spec.pairing))
 
     def never_paired(self, spec: ScoreSpec, groupable: bool) -> str | None:
         """Why a pairwise judge could never judge ``spec`` (None: it can): one response, and no chance to
         meet other calls' rows of its prompt."""
         judge = self.state.judge
-        if judge.mode != "pairwise" or len(spec.responses) != 1 or (groupable and self.grouper.accepts(spec)):
+        if judge.mode != "pairwise" or len(spec.responses) != 1 or self._grouped(spec, groupable):
             return None
         if self.grouper.window_s <= 0:
             why = "grouping across calls is off (--group-window-s 0)"
@@ -120,19 +114,33 @@ class ScoringService:
             f"this one cannot wait for other calls' rows of its prompt ({why}); send at least 2 responses"
         )
 
-    def joins_of(self, spec: ScoreSpec, groupable: bool) -> Place | None:
-        """The place in line of the batch an item would join (the call's wait for it), or None."""
-        return self.grouper.joins(spec) if groupable and self.grouper.accepts(spec) else None
+    def _grouped(self, spec: ScoreSpec, groupable: bool) -> bool:
+        return groupable and self.grouper.accepts(spec)
+
+    def plan(self, specs: Sequence[ScoreSpec], flags: Sequence[bool]) -> tuple[float, list[Place]]:
+        """The engine work a call's items bring, in samples (what admission counts against the engine's
+        capacity), and the places in line of the batches other calls opened that its rows would join.
+
+        An item judged on its own brings k samples per judged set (:meth:`work_of`). Grouped rows bring
+        a full batch's work (one group, or a full pool's pairs) per batch they would open, as
+        :meth:`Grouper.enter <server.serving.grouping.Grouper.enter>` would seat them
+        in order: a row joining a batch (another call's, while it has room, or one an earlier row of
+        this call opened) brings none.
+        """
+        grouped = [spec for spec, flag in zip(specs, flags, strict=True) if self._grouped(spec, flag)]
+        alone = [spec for spec, flag in zip(specs, flags, strict=True) if not self._grouped(spec, flag)]
+        samples, joins = self.grouper.plan(grouped)
+        return samples + sum(self.work_of(spec, len(spec.responses)) for spec in alone), joins
 
     def _observe_batch(self, combined: ItemResult, calls: int) -> None:
         self.state.metrics.observe_items([combined])
         if calls > 1:
             self.state.metrics.grouped_rows.inc(len(combined.responses))
 
-    async def _score_item(self, spec: ScoreSpec, groupable: bool, request_id: str) -> ItemResult:
-        """One item: in a batch with other calls' rows of its prompt (same tenant) when it may wait, else alone."""
-        if groupable and self.grouper.accepts(spec):
-            return await self.grouper.score(spec)  # observed once per batch, by _observe_batch
+    async def _score_item(self, spec: ScoreSpec, seat: Seat | None, request_id: str) -> ItemResult:
+        """One item: in its seat of a batch with other calls' rows of its prompt (same tenant), else alone."""
+        if seat is not None:
+            return await self.grouper.wait(seat)  # observed once per batch, by _observe_batch
         result = await self.state.scorer.score(spec, request_id)
         self.state.metrics.observe_items([result])
         return result
@@ -168,8 +176,7 @@ class ScoringService:
             APIError: 400 for a pairwise judge's one-response item that can never be paired
                 (:meth:`never_paired`), 503 while the engine is not up or draining, 429 when the engine's queue cannot
                 finish the call within its deadline, 504 past this call's deadline, 422 for an
-                Idempotency-Key reused with another body, 400 for a lone response a pairwise judge can
-                never pair, the mapped status otherwise.
+                Idempotency-Key reused with another body, the mapped status otherwise.
         """
         state = self.state
         flags = [groupable and linked is None] * len(specs) if isinstance(groupable, bool) else list(groupable)
@@ -187,18 +194,21 @@ class ScoringService:
             # refuses requests by id. The caller's id stays in the logs, with this one beside it.
             engine_id = uuid.uuid4().hex
             log.debug("engine requests of this call: %s-*", engine_id)
-            work = sum(self.work_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
-            places = (self.joins_of(spec, flag) for spec, flag in zip(specs, flags, strict=True))
-            joins = [place for place in places if place is not None]
-            with state.admission.admit(call.tenant, work, call.deadline_s, joins=joins):
+            work, joins = self.plan(specs, flags)
+            with state.admission.admit(call.tenant, work, call.deadline_s, joins=joins) as share:
+                # Seated in the step of admission (no await between): the next call's plan sees these
+                # rows in their batches, and each batch this call opens takes its k samples of the share.
+                seats: list[Seat | None] = []
                 try:
+                    for spec, flag in zip(specs, flags, strict=True):
+                        seats.append(self.grouper.enter(spec, share) if self._grouped(spec, flag) else None)
                     if linked is not None:
                         results = await self._score_linked(specs, linked, engine_id)
                     else:
                         async with asyncio.TaskGroup() as tg:
                             tasks = [
-                                tg.create_task(self._score_item(spec, flag, f"{engine_id}-i{i}"))
-                                for i, (spec, flag) in enumerate(zip(specs, flags, strict=True))
+                                tg.create_task(self._score_item(spec, seat, f"{engine_id}-i{i}"))
+                                for i, (spec, seat) in enumerate(zip(specs, seats, strict=True))
                             ]
                         results = [t.result() for t in tasks]
                 except* Exception as group:
@@ -207,6 +217,10 @@ class ScoringService:
                     if error.status == 500:
                         log.error("scoring failed unexpectedly", exc_info=cause)
                     raise error from None
+                finally:  # a seat whose task never ran (cancelled before its first step) is left here
+                    for seat in seats:
+                        if seat is not None:
+                            self.grouper.leave(seat)
             return results
 
         async def wait() -> list[ItemResult]:

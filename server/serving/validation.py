@@ -8,6 +8,8 @@ once, for every route, before any work starts. Nothing here knows HTTP: a failed
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -156,3 +158,61 @@ def reference_of_label(label: object, what: str = "label") -> str | None:
         return labels.reference_of_label(label)
     except ValueError as exc:
         raise invalid_request(f"{what}: {exc}") from None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def refuse_lone_surrogates(body: object) -> None:
+    """Refuse a parsed JSON body with a lone surrogate (``"\\ud800"``: valid JSON, but no Unicode text)
+    in any string or key. The engine's tokenizer cannot encode one: it would fail the call with a 500,
+    and every other call grouped with it.
+
+    Raises:
+        APIError: 400 naming the first such field by its path in the body (``items[0].responses[1]``).
+    """
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")  # C speed for the common case: nothing to find
+        return
+    except (UnicodeEncodeError, RecursionError):
+        pass  # a surrogate, or nested past the encoder's depth here (the walk below has no depth limit)
+    found = _first_lone_surrogate(body)
+    if found is not None:
+        path, char = found
+        raise invalid_request(
+            f"{path} holds a lone surrogate (\\u{ord(char.group()):04x} at character {char.start()}), which is "
+            "not Unicode text; send text as valid UTF-8 or with paired \\u escapes"
+        )
+
+
+def _first_lone_surrogate(body: object) -> tuple[str, re.Match[str]] | None:
+    """The path of the first string or key of ``body`` that holds a surrogate (in document order), and
+    where in it.
+
+    Iterative, and each node records only its parent, so a deep or wide body costs time in proportion
+    to its size."""
+    links: list[tuple[int, str | int]] = [(-1, "")]  # node -> (its parent node, its key in the parent)
+    stack: list[tuple[object, int]] = [(body, 0)]
+    while stack:
+        value, node = stack.pop()
+        if isinstance(value, str):
+            if char := _SURROGATE.search(value):
+                return _path(links, node), char
+            continue
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        children = []
+        for key, item in items:
+            links.append((node, key))
+            if isinstance(key, str) and (char := _SURROGATE.search(key)):
+                return f"a key of {_path(links, node)}", char
+            children.append((item, len(links) - 1))
+        stack.extend(reversed(children))
+    return None
+
+
+def _path(links: list[tuple[int, str | int]], node: int) -> str:
+    parts: list[str] = []
+    while node > 0:
+        node, key = links[node]
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return "".join(reversed(parts)).lstrip(".") or "the body"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -14,6 +16,8 @@ from meta_rm.base import MetaRM
 from server.app import build_app
 from server.config import Settings
 from server.engines.fake import FakeEngine
+
+T = TypeVar("T")
 
 
 async def wait_until(condition: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
@@ -92,3 +96,27 @@ def client_for() -> Callable:
 
 
 ITEM = {"query": "Is the sky blue?", "responses": ["Yes, on a clear day.", "No."], "k": 4, "seed": 1}
+
+
+async def with_stall(call: Callable[[], Awaitable[T]]) -> tuple[T, float]:
+    """Run ``call`` beside a 10 ms ticker; return its result and the event loop's longest stall meanwhile
+    (seconds the ticker overslept): how long every other call, health checks included, was kept waiting."""
+    stall, done = 0.0, False
+
+    async def ticker() -> None:
+        nonlocal stall
+        while not done:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            stall = max(stall, time.perf_counter() - t - 0.01)
+
+    async def run() -> T:
+        nonlocal done
+        await asyncio.sleep(0.05)  # the ticker is running
+        try:
+            return await call()
+        finally:
+            done = True
+
+    result, _ = await asyncio.gather(run(), ticker())
+    return result, stall

@@ -146,11 +146,12 @@ async def test_admission_charges_a_batch_s_k_samples_to_the_call_that_opens_it()
         service = client._transport.app.state.service  # type: ignore[attr-defined]
         validator = client._transport.app.state.validator  # type: ignore[attr-defined]
         spec = validator.resolve(ItemOptions(messages=(Message("user", "Name a colour."),), responses=("red",)))
-        assert service.work_of(spec, True) == 8  # alone it would cost a whole group's k samples
+        assert service.plan([spec], [True]) == (8, [])  # alone it would cost a whole group's k samples
         first = asyncio.create_task(client.post("/get_reward", json=one_row(ROLLOUTS[0])))
         await wait_until(lambda: service.grouper.collecting, what="the first row to open a batch")
-        assert service.work_of(spec, True) == 0  # joining it costs nothing more
-        assert service.work_of(spec, False) == 8
+        work, joins = service.plan([spec], [True])
+        assert work == 0 and len(joins) == 1  # joining it costs nothing more; it waits for that batch
+        assert service.plan([spec], [False]) == (8, [])
         await first
 
 

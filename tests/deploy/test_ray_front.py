@@ -246,3 +246,22 @@ async def test_deeply_nested_json_is_routed_under_its_digest_and_answered_400_by
     keys = [c["key"] for c in backend.calls]
     assert len(set(keys)) == 1 and not keys[0].startswith("any:")  # a retry meets its call's replica
     assert again.status_code == 400
+
+
+@pytest.mark.parametrize(("labels", "keys"), [("ignore", 1), ("reference", 2)])
+async def test_the_front_keys_calls_with_the_replicas_settings(ray_front, labels, keys):
+    """Rollouts whose labels the replicas ignore are grouped there, so they get one key; an option at
+    the replicas' default keys as one left out (review of issue #30, finding 11)."""
+    backend = StubBackend()
+    app = front(ray_front, backend, openrlhf_labels=labels, k=4)
+    bodies = [
+        ("/v1/reward", {"prompt": "p", "response": "r1", "label": "a"}),
+        ("/v1/reward", {"prompt": "p", "response": "r2", "label": "b"}),
+        ("/v1/score", {"query": "q", "responses": ["x"]}),
+        ("/v1/score", {"query": "q", "responses": ["y"], "k": 4}),
+    ]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://front") as client:
+        for path, body in bodies:
+            assert (await client.post(path, json=body, headers=BEARER)).status_code == 200
+    reward_keys, score_keys = [c["key"] for c in backend.calls[:2]], [c["key"] for c in backend.calls[2:]]
+    assert len(set(reward_keys)) == keys and len(set(score_keys)) == 1

@@ -7,12 +7,18 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from server.api.protocol import ScoreItem
+from server.config import Settings
+from server.serving.errors import APIError
+from server.serving.validation import Validator
 from tests.deploy.conftest import DEPLOY
 
 RAY_APP = DEPLOY / "ray"
@@ -222,3 +228,69 @@ async def test_a_call_answered_before_ray_reports_it_routed_is_still_counted_off
     slow.complete()
     router.on_request_completed(replica, "slow")
     await wait_until(lambda: books(router) == (0, 0), what="no call in flight")
+
+
+def server_defaults(routing, **overrides):
+    return routing.ServerDefaults.of(Settings(engine="fake", **overrides))
+
+
+def test_labels_a_server_ignores_do_not_part_calls_it_groups(routing):
+    """With --openrlhf-labels ignore the server drops labels, so rollouts of one prompt group whatever
+    their labels say; with labels as references they do not (review of issue #30, finding 11)."""
+    ignoring, reading = server_defaults(routing, openrlhf_labels="ignore"), server_defaults(routing)
+    slime = {"prompt": CHATML.format(q="2+2?"), "response": "4"}
+    for path, bodies in {
+        "/v1/reward": [{**slime, "label": label} for label in ("a", "b", None)],
+        "/get_reward": [row("2+2?", "4", label=label) for label in ("a", "b", None)],
+    }.items():
+        raw = [json.dumps(body).encode() for body in bodies]
+        assert len({routing.routing_key("POST", path, {}, "", r, ignoring) for r in raw}) == 1
+        assert len({routing.routing_key("POST", path, {}, "", r, reading) for r in raw}) == 3
+
+
+def test_an_option_at_the_servers_default_keys_as_one_left_out(routing):
+    defaults = server_defaults(routing)  # k = 8
+    item = {"query": "q", "responses": ["x"]}
+
+    def keyed(body):
+        return routing.routing_key("POST", "/v1/score", {}, "", json.dumps(body).encode(), defaults)
+
+    assert keyed(item) == keyed({**item, "k": 8, "temperature": 0.5, "adaptive": "off"})
+    assert keyed(item) != keyed({**item, "k": 4})
+    assert keyed({**item, "principles": "be brief"}) == keyed({**item, "principles": ["be brief", " "]})
+
+
+OPTION_VALUES = {
+    "k": [None, 8, 4],
+    "temperature": [None, 0.5, 0.7, 1],
+    "max_tokens": [None, 1024, 256],
+    "adaptive": [None, "off", "rank", "stderr"],
+    "adaptive_epsilon": [None, 0.5, 0.3],
+    "k_min": [None, 4, 2],
+    "principles": [None, "be brief", ["be brief"], ["be brief", " "], ["be kind"]],
+    "seed": [None, 1],
+}
+ABSENT = object()
+options = st.fixed_dictionaries({name: st.sampled_from([ABSENT, *values]) for name, values in OPTION_VALUES.items()})
+
+
+@settings(max_examples=600, deadline=None)
+@given(first=options, second=options, spelled_as_messages=st.booleans())
+def test_items_share_a_key_exactly_when_the_server_resolves_them_to_one_grm_prompt(
+    routing, first, second, spelled_as_messages
+):
+    """The server groups items whose resolved spec (everything but the responses) is equal; the key
+    must be equal for those, and apart otherwise (a merged key would pile unrelated calls on a replica)."""
+    defaults, validator = server_defaults(routing), Validator(Settings(engine="fake"))
+
+    def body(chosen: dict, response: str, as_messages: bool) -> dict:
+        turn = {"messages": [{"role": "user", "content": "q"}]} if as_messages else {"query": "q"}
+        return {**turn, "responses": [response], **{k: v for k, v in chosen.items() if v is not ABSENT}}
+
+    bodies = [body(first, "x", False), body(second, "y", spelled_as_messages)]
+    try:
+        specs = [replace(validator.resolve(ScoreItem.model_validate(b).to_item()), responses=()) for b in bodies]
+    except (APIError, ValidationError):
+        return  # a call the server refuses: its key does not matter
+    keys = [routing.routing_key("POST", "/v1/score", {}, "", json.dumps(b).encode(), defaults) for b in bodies]
+    assert (keys[0] == keys[1]) == (specs[0] == specs[1])

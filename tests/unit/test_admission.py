@@ -255,16 +255,16 @@ async def test_a_call_that_only_joins_a_batch_is_judged_by_that_batch_not_its_te
     with admission.admit("a", 8, deadline_s=600) as opener, admission.admit("a", 2000, deadline_s=600):
         with pytest.raises(APIError), admission.admit("a", 8, deadline_s=5):  # its own work: behind ~100 s
             pass
-        with admission.admit("a", 0, deadline_s=5, joins=[opener]) as joiner:
-            assert joiner.ticket > opener.ticket
+        with admission.admit("a", 0, deadline_s=5, joins=[opener.place]) as joiner:
+            assert joiner.place.ticket > opener.place.ticket
 
 
 async def test_admission_gives_each_call_its_place_for_the_requests_it_sends():
     gate = WorkGate(8)
     admission = Admission(gate, max_calls=10)
     with admission.admit("a", 1, deadline_s=60) as first:
-        assert current_place.get() == first
+        assert current_place.get() == first.place
         with admission.admit("a", 1, deadline_s=60) as second:
-            assert current_place.get() == second and second.ticket > first.ticket
-        assert current_place.get() == first
+            assert current_place.get() == second.place and second.place.ticket > first.place.ticket
+        assert current_place.get() == first.place
     assert current_place.get() is None

@@ -31,6 +31,12 @@ def test_a_small_chaos_soak_leaves_the_gate_idle_and_nothing_behind(tmp_path: Pa
     assert 0.25 < abandoned / 400 < 0.42  # about a third
     assert set(figures["kinds"]) == {"plain", "plain grouped", "adaptive", "adaptive grouped"}
     assert figures["peak_queued"] > 0  # requests did wait at the gate
-    assert figures["left_after"] == {"dedup_jobs": 0, "grouping_batches": 0, "admitted_calls": 0, "engine_running": 0}
+    assert figures["left_after"] == {
+        "dedup_jobs": 0,
+        "grouping_batches": 0,
+        "admitted_calls": 0,
+        "admission_books": 0,
+        "engine_running": 0,
+    }
     assert figures["tasks_left"] == [] and figures["errors_logged"] == 0
     assert figures["fresh_after"] == {"200": 5}

@@ -1,6 +1,9 @@
 import re
+import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server.pipeline.parsing import ParseError, guidance_line_chars, guidance_regex, parse_sample, parse_scores
 
@@ -102,3 +105,24 @@ def test_guidance_regex_output_always_parses():
         text = f"Specific Criteria: p\nAnalysis: c\nScores: \\boxed{{{scores}}}"
         assert re.fullmatch(guidance_regex(n, 64), text)
         assert parse_sample(text, n).scores == tuple(range(1, n + 1))
+
+
+# The criteria rule as first written: a lazy regex that backtracked cubically on newline runs.
+OLD_PRINCIPLES = re.compile(r"Specific\s+Criteria\s*:\s*(.*?)\s*(?=\n\s*Analysis\s*:|\Z)", re.S | re.I)
+PIECES = ["Specific Criteria:", "specific\n criteria :", "Analysis:", "ANALYSIS :", "Analysis", "\n", " ", "\t", "x"]
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(PIECES), max_size=12).map("".join))
+def test_principles_are_read_as_the_first_regex_read_them(head):
+    old = OLD_PRINCIPLES.search(head)
+    sample = parse_sample(head + "\nScores: \\boxed{5}", 1)
+    assert sample.principles == (old.group(1).strip() if old else "")
+
+
+def test_a_run_of_newlines_in_the_criteria_is_read_in_linear_time():
+    text = "Specific Criteria: clarity" + "\n" * 100_000 + "x\nAnalysis: fine\nScores: \\boxed{5, 5}"
+    t0 = time.perf_counter()
+    sample = parse_sample(text, 2)
+    assert time.perf_counter() - t0 < 1.0  # 2,000 newlines took 20 s, 4,000 took 148 s
+    assert sample.principles == "clarity" + "\n" * 100_000 + "x" and sample.critique == "fine"

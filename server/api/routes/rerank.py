@@ -41,8 +41,15 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
     """Rank the documents by how well each answers the query, best first."""
     app = request.app.state
     service: ScoringService = app.service
-    documents = judged_texts(body.documents, body.rank_fields)
-    # One resolve over all documents checks every limit (count, sizes, k, ...) before any work.
+    limits = app.validator.settings
+    # The document count and each judged text's size are checked before that text is built.
+    documents = judged_texts(
+        body.documents,
+        body.rank_fields,
+        max_documents=limits.max_responses_per_item,
+        max_chars=limits.max_response_chars,
+    )
+    # One resolve over all documents checks every other limit (k, the query's size, ...) before any work.
     spec = app.validator.resolve(body.item((Message("user", body.query),), tuple(documents)))
     # Groups as the judge compares documents: a prompt's group, a pairwise pool, or one document alone.
     pairwise = app.grm.judge.mode == "pairwise"
