@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     max_responses_per_item: int = Field(64, ge=1, description="limit on responses per item")
     max_items_per_batch: int = Field(256, ge=1, description="limit on items per batch request")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="limit on request body size")
+    max_render_bytes: int = Field(
+        128 * 1024 * 1024,
+        ge=1024,
+        description="limit on a /v1/render answer's estimated size (each engine request repeats its "
+        "conversation and responses); checked before any prompt is built",
+    )
     request_timeout_s: float = Field(
         600.0, gt=0, description="deadline of a call in seconds (X-Request-Timeout may ask for less)"
     )

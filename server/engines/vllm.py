@@ -22,7 +22,6 @@ from typing import Any
 from prometheus_client.core import Metric
 
 from server.engines.base import (
-    ChatTemplateError,
     Completion,
     EngineDeadError,
     EngineInfo,
@@ -32,6 +31,7 @@ from server.engines.base import (
     PromptTooLongError,
     RenderedPrompt,
 )
+from server.engines.chat_encoding import encode_chat, render_text
 
 log = logging.getLogger(__name__)
 
@@ -60,119 +60,6 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
             flags.update(line.partition(":")[2].split())
             break
     return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-# Roles every chat template knows; any other (a judge's response_1, principle) is checked to be rendered.
-STANDARD_ROLES = frozenset({"system", "user", "assistant"})
-
-
-def render_chat(tokenizer: Any, request: GenerationRequest) -> str:
-    """``request``'s chat rendered by the model's chat template, with its generation prompt.
-
-    A judge's custom roles (Nemotron GenRM's ``response_1``, ``response_2``, ``principle``) need a
-    template that renders them: a template that refuses a role (``raise_exception``) or silently
-    drops the turn (as templates that only know the standard roles do) fails here, by name, instead
-    of sending the judge a prompt without the responses it is to judge.
-
-    Raises:
-        ChatTemplateError: if the template fails on the chat or leaves out a custom role's turn.
-    """
-    chat = request.chat()
-    try:
-        text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-    except Exception as exc:  # jinja2's TemplateError from raise_exception, or a template bug
-        roles = ", ".join(dict.fromkeys(turn["role"] for turn in chat))
-        raise ChatTemplateError(f"the model's chat template cannot render this chat (roles: {roles}): {exc}") from exc
-    for turn in chat:
-        content = turn["content"].strip()
-        if turn["role"] not in STANDARD_ROLES and content and content not in text:
-            raise ChatTemplateError(
-                f"the model's chat template dropped the {turn['role']!r} turn; the judge needs a model whose "
-                "template renders its roles (e.g. Nemotron GenRM's own)"
-            )
-    return str(text)
-
-
-def encode_chat(tokenizer: Any, request: GenerationRequest) -> list[int]:
-    """Token ids of ``request``'s prompt: its chat rendered with the model's chat template and its
-    generation prompt (:func:`render_chat`; or, for a ``raw`` request, its text as is), followed by
-    the tokens of ``assistant_prefix`` (the start of the answer) when there is one.
-
-    Caller text never becomes a special token: a response that writes ``<|im_end|>`` (or any other of
-    the tokenizer's control tokens) is read as those characters, not as the end of its turn, so it
-    cannot close its block and forge a turn of its own. The template's own markup is tokenized as
-    usual. A raw request's text is the judge's own format with caller text inside it, so none of it is
-    read as a control token (the raw profiles' markup, e.g. Prometheus 2's ``[INST]``, is plain text
-    for their models; the BOS token is added by the tokenizer).
-
-    Raises:
-        ChatTemplateError: see :func:`render_chat`.
-    """
-    ids: list[int] | None
-    if request.raw:
-        ids = _literal(tokenizer, request.prompt, add_special_tokens=True)
-    else:
-        ids = _encode_rendered(tokenizer, render_chat(tokenizer, request), [t["content"] for t in request.chat()])
-        if ids is None:  # the template rewrote a turn's content: control tokens in it defanged instead
-            defanged = _defanged(request, [t for t in tokenizer.all_special_tokens if t])
-            ids = list(tokenizer.encode(render_chat(tokenizer, defanged), add_special_tokens=False))
-    assert ids is not None
-    if request.assistant_prefix:
-        ids += _literal(tokenizer, request.assistant_prefix)
-    return ids
-
-
-def _literal(tokenizer: Any, text: str, *, add_special_tokens: bool = False) -> list[int]:
-    """``text`` tokenized with every control-token string in it read as plain characters."""
-    return list(tokenizer(text, add_special_tokens=add_special_tokens, split_special_tokens=True)["input_ids"])
-
-
-def _defanged(request: GenerationRequest, specials: list[str]) -> GenerationRequest:
-    """``request`` with every control-token string in its turns broken by a word joiner (U+2060) after
-    its first character, so the tokenizer cannot read it as the token."""
-
-    def defang(text: str) -> str:
-        for token in specials:
-            text = text.replace(token, token[0] + "\u2060" + token[1:])
-        return text
-
-    if request.messages is not None:
-        return dataclasses.replace(request, messages=tuple((r, defang(c)) for r, c in request.messages))
-    system = defang(request.system) if request.system is not None else None
-    return dataclasses.replace(request, prompt=defang(request.prompt), system=system)
-
-
-def _encode_rendered(tokenizer: Any, text: str, contents: list[str]) -> list[int] | None:
-    """A rendered chat's ids: the template's markup as usual, each turn's content (found verbatim, in
-    order) read literally; None when a content cannot be found (the template rewrote it)."""
-    pieces: list[tuple[str, bool]] = []  # (text, literal)
-    cursor = 0
-    for content in contents:
-        if not content:
-            continue
-        at = text.find(content, cursor)
-        if at < 0:
-            return None
-        pieces += [(text[cursor:at], False), (content, True)]
-        cursor = at + len(content)
-    pieces.append((text[cursor:], False))
-    ids: list[int] = []
-    for piece, literal in pieces:
-        if piece:
-            ids += _literal(tokenizer, piece) if literal else tokenizer.encode(piece, add_special_tokens=False)
-    return ids
-
-
-def render_text(tokenizer: Any, request: GenerationRequest) -> RenderedPrompt:
-    """The text and token count of ``request``'s prompt, exactly as :meth:`VLLMEngine.generate` sends it
-    (:func:`encode_chat`): the chat template applied (a raw request's text as is, its special tokens
-    counted), ``assistant_prefix`` appended.
-
-    Raises:
-        ChatTemplateError: see :func:`render_chat`.
-    """
-    text = request.prompt if request.raw else render_chat(tokenizer, request)
-    return RenderedPrompt(text + request.assistant_prefix, len(encode_chat(tokenizer, request)), exact=True)
 
 
 def to_sampling_params(request: GenerationRequest) -> Any:

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("transformers")
 
 from server.engines.base import ChatTemplateError, GenerationRequest
-from server.engines.vllm import encode_chat, render_chat
+from server.engines.chat_encoding import encode_chat, render_chat
 from server.pipeline.domain import Message
 from server.pipeline.judges import NemotronGenRM
 from tests.tiny_models import word_tokenizer
@@ -79,7 +79,7 @@ def test_standard_chats_are_not_checked_for_custom_roles():
 
 def test_render_text_is_what_generate_sends_the_model():
     """/v1/render on vLLM: the chat template's text and the token count of exactly what encode_chat sends."""
-    from server.engines.vllm import render_text
+    from server.engines.chat_encoding import render_text
 
     tok = tokenizer(SMOLLM2_TEMPLATE)
     out = render_text(tok, request())

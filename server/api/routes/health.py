@@ -70,6 +70,7 @@ async def info(request: Request) -> InfoResponse:
             "max_responses_per_item": s.max_responses_per_item,
             "max_items_per_batch": s.max_items_per_batch,
             "max_body_bytes": s.max_body_bytes,
+            "max_render_bytes": s.max_render_bytes,
             "request_timeout_s": s.request_timeout_s,
             "max_concurrent_requests": s.max_concurrent_requests,
             "max_inflight_samples": state.gate.capacity,

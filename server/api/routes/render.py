@@ -4,7 +4,8 @@ Same body as ``/v1/score`` (one item or a batch), validated the same way; the an
 every engine request of its plan: the prompt as the engine receives it (system turn, chat or raw text),
 the text the model reads and its token count where the engine can render it, n, sampling and the
 format guidance regex (:mod:`server.serving.rendering` says what a render cannot show). No admission,
-no generation, no dedup.
+no generation, no dedup; an answer estimated past ``--max-render-bytes`` is refused (413) before any
+prompt is built.
 """
 
 from __future__ import annotations

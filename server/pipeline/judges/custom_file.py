@@ -3,7 +3,8 @@
 Every check runs at startup and fails with a message naming the file's field, so a server never
 starts with a profile it cannot serve: unknown fields, placeholders the mode does not take, a verdict
 rule that is neither ``after`` nor ``regex`` (or both), named groups the mode does not read, a scale
-that is empty, sampling out of range; and a self-check: the profile's own example output for scores
+that is empty, sampling out of range, a verdict regex that can backtrack exponentially
+(:mod:`~server.pipeline.judges.backtracking`); and a self-check: the profile's own example output for scores
 across its scale (``output_format``, or the ``after`` rule's) must parse back to those scores and,
 with ``guidance``, match it whole (``re.fullmatch``), and its prompt must render.
 """
@@ -19,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from server.pipeline.domain import Message
+from server.pipeline.judges.backtracking import exponential_loop
 from server.pipeline.judges.base import ParseError, Sampling, Scale
 from server.pipeline.judges.custom import BY_MODE, COMMON, REQUIRED, SHOWN, CustomJudge, placeholders
 
@@ -141,6 +143,14 @@ def judge_from_dict(data: Any, builtin: frozenset[str] = frozenset(), where: str
         if not any(w <= groups for w in wanted[spec.mode]):
             options = " or ".join(str(sorted(w)) for w in wanted[spec.mode])
             raise fail("verdict.regex", f"mode {spec.mode!r} reads the named group(s) {options}")
+        if exponential_loop(verdict.regex):
+            raise fail(
+                "verdict.regex",
+                "can backtrack exponentially: a quantifier that repeats (*, +, {m,n}) applies to a part holding an "
+                "alternation (|) or another quantifier, and Python's re, which has no timeout, would hold the "
+                "server for seconds on one sample that nearly matches; write that part with a character class "
+                "([AB]+), possessive quantifiers (\\d++, *+) or an atomic group ((?>...))",
+            )
         if verdict.output_format is None:
             raise fail("verdict.output_format", "a regex verdict needs its output's format (e.g. 'Score: {score}')")
     if winner and spec.scale not in (None, (0.0, 1.0)):
