@@ -214,9 +214,9 @@ class Rater(Protocol):
     async def score(self, trajectories: Sequence[Trajectory]) -> list[float]: ...
 
 
-def to_sample(planned: Planned, completion: Completion, continued: bool) -> Sample:
+def to_sample(planned: Planned, completion: Completion, continued: bool, *, kept: bool = False) -> Sample:
     """One completion parsed by its judge; its votes (:func:`~server.pipeline.judges.votes_of`) mapped
-    back to the caller's order."""
+    back to the caller's order. With ``kept`` (no meta RM to choose), a parsed sample votes."""
     n = len(planned.members)
     text, finish_reason, tokens = completion.text, completion.finish_reason, completion.num_tokens
     try:
@@ -236,6 +236,7 @@ def to_sample(planned: Planned, completion: Completion, continued: bool) -> Samp
         critique=parsed.critique,
         scores=unpermute_scores(votes_of(parsed, planned.judge, planned.aggregation), planned.permutation),
         preference=parsed.preference,
+        kept=kept,
     )
 
 
@@ -253,15 +254,36 @@ def trajectory_of(spec: ScoreSpec, sample: Sample, members: tuple[int, ...]) -> 
     )
 
 
-def samples_of(plan: list[Planned], results: list[Generated]) -> tuple[list[Sample], int, int]:
+def samples_of(plan: list[Planned], results: list[Generated], *, kept: bool = False) -> tuple[list[Sample], int, int]:
+    """The requests' samples parsed (:func:`to_sample`, ``kept`` passed on), with their prompt and
+    generation tokens."""
     samples: list[Sample] = []
     prompt_tokens = generation_tokens = 0
     for planned, result in zip(plan, results, strict=True):
         prompt_tokens += result.prompt_tokens
         for c, continued in zip(result.completions, result.continued, strict=True):
             generation_tokens += c.num_tokens
-            samples.append(to_sample(planned, c, continued))
+            samples.append(to_sample(planned, c, continued, kept=kept))
     return samples, prompt_tokens, generation_tokens
+
+
+async def generate_samples(
+    generate: Generate, planned: Planned, *, kept: bool = False
+) -> tuple[list[Sample], int, int]:
+    """Run one planned request and parse its samples as soon as it returns (:func:`samples_of`): each
+    request's parsing runs on its own turn of the event loop, not all of an item's at once after the
+    last returns (an ``all_pairs`` pool of 64 responses at k=32 is 64,512 samples)."""
+    return samples_of([planned], [await generate_planned(generate, planned)], kept=kept)
+
+
+def indices_by_set(samples: Sequence[Sample], n_sets: int) -> list[list[int]]:
+    """Per judged set (``0 .. n_sets - 1``), the indices of its samples in ``samples``, in order: one
+    pass, where a scan of every sample per set would cost sets x samples (an ``all_pairs`` pool of m
+    responses has m(m-1)/2 sets, so that is quadratic in the pairs)."""
+    out: list[list[int]] = [[] for _ in range(n_sets)]
+    for i, s in enumerate(samples):
+        out[s.group].append(i)
+    return out
 
 
 def vote_groups(
@@ -279,8 +301,9 @@ def vote_groups(
     n = len(spec.responses)
     values: list[list[float]] = [[] for _ in range(n)]
     parsed_count, sets = [0] * n, [0] * n
+    by_set = indices_by_set(samples, len(groups))  # once: a scan per set is quadratic in a pool's pairs
     for g, members in enumerate(groups):
-        parsed = [s for s in samples if s.group == g and s.status is SampleStatus.PARSED]
+        parsed = [samples[i] for i in by_set[g] if samples[i].status is SampleStatus.PARSED]
         voters = [s.scores for s in parsed if s.kept and s.scores is not None]
         for local, caller in enumerate(members):
             sets[caller] += 1

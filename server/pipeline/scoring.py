@@ -41,11 +41,12 @@ from server.pipeline.sampling import (
     Rater,
     ScoreSpec,
     generate_planned,
+    generate_samples,
     group_orders,
     groups_of,
+    indices_by_set,
     plan_request,
     pool_sizes,
-    samples_of,
     trajectory_of,
     vote_groups,
 )
@@ -110,17 +111,21 @@ class Scorer:
             for p in plan:
                 log.debug("GRM prompt", extra={"engine_request_id": p.request.request_id, "prompt": p.request.prompt})
         started = time.perf_counter()
+        voting = self.meta_rm is None  # every parsed sample votes, else the meta RM chooses
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(generate_planned(self.generate, p)) for p in plan]
+            tasks = [tg.create_task(generate_samples(self.generate, p, kept=voting)) for p in plan]
         generated = time.perf_counter()
-        samples, prompt_tokens, generation_tokens = samples_of(plan, [t.result() for t in tasks])
+        samples: list[Sample] = []
+        prompt_tokens = generation_tokens = 0
+        for task in tasks:
+            parsed, prompt, generation = task.result()
+            samples += parsed
+            prompt_tokens, generation_tokens = prompt_tokens + prompt, generation_tokens + generation
         groups = groups_of(plan)
         k_meta = None
         if self.meta_rm is not None:
             k_meta = spec.k_meta if spec.k_meta is not None else default_k_meta(spec.k)
             samples = await self._guide(spec, samples, groups, k_meta)
-        else:
-            samples = [dataclasses.replace(s, kept=s.status is SampleStatus.PARSED) for s in samples]
         full_votes = k_meta if k_meta is not None else spec.k
         sizes = pool_sizes(spec, self.judge, self.max_group_size)
         result = vote_groups(spec, samples, groups, full_votes=full_votes, sizes=sizes)
@@ -141,8 +146,7 @@ class Scorer:
         for i, r in zip(rated, ratings, strict=True):
             meta[i] = r
         kept: set[int] = set()
-        for g in range(len(groups)):
-            members = [i for i, s in enumerate(samples) if s.group == g]
+        for members in indices_by_set(samples, len(groups)):
             parsed = [samples[i].status is SampleStatus.PARSED for i in members]
             chosen = select_top_k(parsed, [meta[i] for i in members], k_meta)
             kept.update(members[j] for j in chosen)

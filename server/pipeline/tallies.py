@@ -19,16 +19,25 @@ value, so every bound is the true bound of the outcomes described, not a rounded
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from meta_rm.selection import select_top_k
 
 # The range of one vote, (low, high): a judge's vote scale under its aggregation
 # (:func:`server.pipeline.judges.pairing.vote_scale`), as a pair so that this module needs no judge.
 VoteScale = tuple[float, float]
+
+
+@lru_cache(maxsize=4096)
+def exact(vote: float) -> Fraction:
+    """A vote's exact value (``Fraction(vote)``), converted once: votes take few distinct values, and a
+    large pool's rule reads hundreds of thousands of them per round."""
+    return Fraction(vote)
 
 
 def kept_count(drawn: int, k: int, k_meta: int) -> int:
@@ -85,10 +94,29 @@ class Tally:
         return select_top_k([True] * len(self.votes), self.ratings, kept_count(self.drawn, self.k, self.k_meta))
 
     def sums(self, indices: Sequence[int]) -> tuple[Fraction, ...]:
-        """Each response's exact sum of the votes of samples ``indices``."""
-        return tuple(sum((Fraction(self.votes[i][j]) for i in indices), Fraction(0)) for j in range(self.size))
+        """Each response's exact sum of the votes of samples ``indices`` (each distinct vote times its
+        count: votes repeat, and exact additions are what a large pool's rule spends its time on)."""
+        out = []
+        for j in range(self.size):
+            counts = Counter(self.votes[i][j] for i in indices)
+            out.append(sum((exact(v) * n for v, n in counts.items()), Fraction(0)))
+        return tuple(out)
+
+    @cached_property
+    def kept_sums(self) -> tuple[Fraction, ...]:
+        """Each response's exact sum of the votes that count now (:meth:`kept`)."""
+        return self.sums(self.kept())
 
     def outcomes(self) -> Iterator[tuple[tuple[Fraction, ...], int, int]]:
+        """Every way the full k could end (:meth:`_outcomes`), listed once per tally: the rule asks
+        for each of a set's responses, at both ends of the scale."""
+        return iter(self._listed_outcomes)
+
+    @cached_property
+    def _listed_outcomes(self) -> tuple[tuple[tuple[Fraction, ...], int, int], ...]:
+        return tuple(self._outcomes())
+
+    def _outcomes(self) -> Iterator[tuple[tuple[Fraction, ...], int, int]]:
         """Every way the full k could end, as ``(sums of the current samples that vote, their count,
         new votes)``: each of the ``new`` votes adds anything in ``scale`` to every response.
 
@@ -97,14 +125,14 @@ class Tally:
         so any ``m`` of them (as many as fit) may displace the worst-rated current ones.
         """
         if self.k_meta is None or self.ratings is None:
-            current = self.sums(range(len(self.votes)))
+            current = self.kept_sums  # every parsed sample votes
             for p in range(self.remaining + 1):
                 yield current, len(self.votes), p
             return
         order = sorted(range(len(self.ratings)), key=lambda i: (-self.ratings[i], i))  # type: ignore[index]
         prefix: list[tuple[Fraction, ...]] = [tuple([Fraction(0)] * self.size)]
         for i in order:
-            prefix.append(tuple(a + Fraction(b) for a, b in zip(prefix[-1], self.votes[i], strict=True)))
+            prefix.append(tuple(a + exact(b) for a, b in zip(prefix[-1], self.votes[i], strict=True)))
         parsed = len(self.votes)
         for p in range(self.remaining + 1):
             voters = min(self.k_meta, parsed + p)
@@ -152,9 +180,38 @@ Option = tuple[Fraction, int]  # one way a set may end for one response: (sum of
 
 
 def _options(tally: Tally, i: int, highest: bool) -> tuple[Option, ...]:
-    """Per outcome, response ``i``'s extreme (least, or with ``highest`` most) sum and its count."""
+    """Per outcome, response ``i``'s extreme (least, or with ``highest`` most) sum and its count, less
+    those no ratio can choose (:func:`_hull`)."""
     extreme = tally.high if highest else tally.low
-    return tuple(sorted({(sums[i] + extreme * new, count + new) for sums, count, new in tally.outcomes()}))
+    if tally.k_meta is None or tally.ratings is None:
+        # Each new vote adds the same extreme to the sum and one to the count: every outcome lies on
+        # one line, whose hull (see _hull) is its two ends.
+        sums, count, _ = next(tally.outcomes())  # the first: no new votes
+        lowest = (sums[i], count)
+        return tuple(sorted({lowest, (sums[i] + extreme * tally.remaining, count + tally.remaining)}))
+    return _hull({(sums[i] + extreme * new, count + new) for sums, count, new in tally.outcomes()}, highest)
+
+
+def _hull(options: set[Option], highest: bool) -> tuple[Option, ...]:
+    """The options that can be a set's choice in :func:`_dinkelbach`, which picks the least
+    ``s - r * c`` (with ``highest``, the most), for some ratio ``r``: the vertices of the lower (upper)
+    convex hull of the points ``(c, s)``, the rest lying on or above (below) a line between two of them.
+    The least over the vertices is the least over all, so the ratio found is the same, from a few
+    options where a set may have dozens (a large pool's rule weighs hundreds of sets per response)."""
+    sign = -1 if highest else 1
+    hull: list[tuple[int, Fraction]] = []
+    for c, s in sorted((c, sign * s) for s, c in options):  # lower hull, Andrew's monotone chain
+        if hull and hull[-1][0] == c:
+            continue  # the same count: the least sum of it came first
+        while len(hull) >= 2 and _turn(hull[-2], hull[-1], (c, s)) <= 0:
+            hull.pop()
+        hull.append((c, s))
+    return tuple((sign * s, c) for c, s in hull)
+
+
+def _turn(a: tuple[int, Fraction], b: tuple[int, Fraction], c: tuple[int, Fraction]) -> Fraction:
+    """Positive when ``a``, ``b``, ``c`` turn counter-clockwise (``b`` below the line from ``a`` to ``c``)."""
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
 
 
 @lru_cache(maxsize=4096)
@@ -184,12 +241,19 @@ def _dinkelbach(options: Sequence[Sequence[Option]], *, minimise: bool) -> Fract
     ``r`` is the minimum; else the minimising choice has a strictly smaller ratio, and ``r`` moves to
     it. The ratios strictly decrease over finitely many choices, so it ends, in exact arithmetic.
     The maximum is the minimum with every sum negated.
+
+    In integers, all the same exact: every sum times the common denominator ``d`` of the sums is an
+    integer ``S``, a ratio is ``num / den`` (``num`` such integers summed, ``den`` counts), and
+    ``s - r * c`` orders as ``S * den - num * c`` (``den > 0``). Fractions would reduce by a gcd at
+    every step, which a large pool's hundreds of sets pay for many times per round.
     """
     sign = 1 if minimise else -1
-    choice = [opts[0] for opts in options]
-    ratio = Fraction(sum(sign * s for s, _ in choice)) / sum(c for _, c in choice)
+    d = math.lcm(*(s.denominator for opts in options for s, _ in opts))
+    scaled = [[(sign * s.numerator * (d // s.denominator), c) for s, c in opts] for opts in options]
+    choice = [opts[0] for opts in scaled]
+    num, den = sum(s for s, _ in choice), sum(c for _, c in choice)
     while True:
-        choice = [min(opts, key=lambda o: sign * o[0] - ratio * o[1]) for opts in options]
-        if sum(sign * s - ratio * c for s, c in choice) == 0:
-            return sign * ratio
-        ratio = Fraction(sum(sign * s for s, _ in choice)) / sum(c for _, c in choice)
+        choice = [min(opts, key=lambda o: o[0] * den - num * o[1]) for opts in scaled]
+        if sum(s * den - num * c for s, c in choice) == 0:
+            return sign * Fraction(num, den * d)
+        num, den = sum(s for s, _ in choice), sum(c for _, c in choice)
