@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from meta_rm.base import Trajectory
-from server.engines.base import Completion, GenerationRequest, GenerationResult
+from server.engines.base import Completion, GenerationRequest, GenerationResult, PromptTooLongError
 from server.pipeline.adaptive import AdaptiveOptions
 from server.pipeline.aggregation import vote_response
 from server.pipeline.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
+from server.pipeline.errors import SetTooLongError
 from server.pipeline.judges import Aggregation, Guidance, Judge, Pairing, ParseError, judged_sets, pools, votes_of
 from server.pipeline.judges.deepseek import DeepSeekGRM
 from server.pipeline.shuffling import (
@@ -254,32 +255,29 @@ def trajectory_of(spec: ScoreSpec, sample: Sample, members: tuple[int, ...]) -> 
     )
 
 
-def samples_of(plan: list[Planned], results: list[Generated], *, kept: bool = False) -> tuple[list[Sample], int, int]:
-    """The requests' samples parsed (:func:`to_sample`, ``kept`` passed on), with their prompt and
-    generation tokens."""
-    samples: list[Sample] = []
-    prompt_tokens = generation_tokens = 0
-    for planned, result in zip(plan, results, strict=True):
-        prompt_tokens += result.prompt_tokens
-        for c, continued in zip(result.completions, result.continued, strict=True):
-            generation_tokens += c.num_tokens
-            samples.append(to_sample(planned, c, continued, kept=kept))
-    return samples, prompt_tokens, generation_tokens
-
-
 async def generate_samples(
     generate: Generate, planned: Planned, *, kept: bool = False
 ) -> tuple[list[Sample], int, int]:
-    """Run one planned request and parse its samples as soon as it returns (:func:`samples_of`): each
-    request's parsing runs on its own turn of the event loop, not all of an item's at once after the
-    last returns (an ``all_pairs`` pool of 64 responses at k=32 is 64,512 samples)."""
-    return samples_of([planned], [await generate_planned(generate, planned)], kept=kept)
+    """Run one planned request and parse its samples (:func:`to_sample`, ``kept`` passed on) as soon as
+    it returns, on its own turn of the event loop, not all of an item's at once (64 responses, all pairs,
+    k=32: 64,512 samples). Returns them with the request's prompt and generation tokens.
+
+    Raises:
+        SetTooLongError: the engine's PromptTooLongError, naming the set (its members).
+    """
+    try:
+        result = await generate_planned(generate, planned)
+    except PromptTooLongError as exc:
+        raise SetTooLongError(str(exc), planned.members) from exc
+    samples = [
+        to_sample(planned, c, cont, kept=kept) for c, cont in zip(result.completions, result.continued, strict=True)
+    ]
+    return samples, result.prompt_tokens, sum(c.num_tokens for c in result.completions)
 
 
 def indices_by_set(samples: Sequence[Sample], n_sets: int) -> list[list[int]]:
-    """Per judged set (``0 .. n_sets - 1``), the indices of its samples in ``samples``, in order: one
-    pass, where a scan of every sample per set would cost sets x samples (an ``all_pairs`` pool of m
-    responses has m(m-1)/2 sets, so that is quadratic in the pairs)."""
+    """Per judged set (``0 .. n_sets - 1``), the indices of its samples, in order: one pass, where a
+    scan per set would be quadratic in an ``all_pairs`` pool's m(m-1)/2 pairs."""
     out: list[list[int]] = [[] for _ in range(n_sets)]
     for i, s in enumerate(samples):
         out[s.group].append(i)
