@@ -213,11 +213,13 @@ class _GroupRun:
     def tally(self) -> Tally:
         """What the rules see: the parsed samples' scores (in the group's order) and ratings."""
         parsed = [s for s in self.in_plan_order() if s.status is SampleStatus.PARSED and s.scores is not None]
-        ratings = None
+        ratings = orders = None
         if self.k_meta is not None:
             ratings = tuple(s.meta_score if s.meta_score is not None else 0.0 for s in parsed)
+            if self.judge.mode == "pairwise":  # each order keeps its share of the voters, as on the plain path
+                orders = tuple(self.orders.index(s.permutation) for s in parsed)
         votes = tuple(s.scores for s in parsed if s.scores is not None)
-        return Tally(self.spec.k, self.drawn, votes, self.size, self.scale, ratings, self.k_meta)
+        return Tally(self.spec.k, self.drawn, votes, self.size, self.scale, ratings, self.k_meta, orders)
 
     def kept_samples(self) -> list[Sample]:
         """The samples with ``kept`` set as the rules counted them (:meth:`Tally.kept`)."""

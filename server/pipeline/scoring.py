@@ -9,7 +9,7 @@ For one item (a conversation and its responses):
    completed by a short guided continuation of its own text (:func:`server.pipeline.parsing.plan_guidance`);
    every sample is parsed; an unparseable one is kept for audit but never votes;
 4. with a meta RM, every parsed sample is rated and only the ``k_meta`` best of each group vote
-   (guided voting); without one, every parsed sample votes;
+   (guided voting; a pair keeps each order's share of them); without one, every parsed sample votes;
 5. the voting samples' scores, mapped back to the caller's order, are summed per response.
 
 An adaptive item (``spec.adaptive``, :mod:`server.pipeline.adaptive`) draws the same samples in rounds
@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from meta_rm.selection import default_k_meta, select_top_k
+from meta_rm.selection import default_k_meta, order_shares, select_top_k, select_top_k_by_order
 from server.pipeline.domain import ItemResult, Sample, SampleStatus
 from server.pipeline.judges import Judge
 from server.pipeline.rounds import score_in_rounds
@@ -137,7 +137,9 @@ class Scorer:
     async def _guide(
         self, spec: ScoreSpec, samples: list[Sample], groups: list[tuple[int, ...]], k_meta: int
     ) -> list[Sample]:
-        """Rate the parsed samples with the meta RM and mark the ``k_meta`` best of each group as kept."""
+        """Rate the parsed samples with the meta RM and mark the ``k_meta`` best of each group as kept; a
+        pairwise judge's pair keeps each order's share of them (:func:`~meta_rm.selection.order_shares`),
+        so that its position bias cancels in the kept votes as in all of them."""
         assert self.meta_rm is not None
         rated = [i for i, s in enumerate(samples) if s.status is SampleStatus.PARSED]
         trajectories = [trajectory_of(spec, samples[i], groups[samples[i].group]) for i in rated]
@@ -148,7 +150,13 @@ class Scorer:
         kept: set[int] = set()
         for members in indices_by_set(samples, len(groups)):
             parsed = [samples[i].status is SampleStatus.PARSED for i in members]
-            chosen = select_top_k(parsed, [meta[i] for i in members], k_meta)
+            if self.judge.mode == "pairwise":
+                shown = {p: o for o, p in enumerate(dict.fromkeys(samples[i].permutation for i in members))}
+                orders = [shown[samples[i].permutation] for i in members]
+                shares, leftover = order_shares(k_meta, [orders.count(o) for o in range(len(shown))])
+                chosen = select_top_k_by_order(parsed, [meta[i] for i in members], orders, shares, leftover)
+            else:
+                chosen = select_top_k(parsed, [meta[i] for i in members], k_meta)
             kept.update(members[j] for j in chosen)
         return [dataclasses.replace(s, meta_score=meta[i], kept=i in kept) for i, s in enumerate(samples)]
 

@@ -19,6 +19,7 @@ value, so every bound is the true bound of the outcomes described, not a rounded
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property, lru_cache
 
-from meta_rm.selection import select_top_k
+from meta_rm.selection import order_shares, select_top_k_by_order
 
 # The range of one vote, (low, high): a judge's vote scale under its aggregation
 # (:func:`server.pipeline.judges.pairing.vote_scale`), as a pair so that this module needs no judge.
@@ -55,10 +56,15 @@ class Tally:
     ``votes`` are the parsed samples' votes in the group's response order, in the plain path's sample
     order; ``scale`` the range of one vote, ``(low, high)`` (every vote lies in it: the rules' bounds
     rest on that);
-    ``ratings`` their meta RM ratings (None without a meta RM, when ``k_meta`` is None too).
+    ``ratings`` their meta RM ratings (None without a meta RM, when ``k_meta`` is None too);
+    ``orders``, for a pairwise judge's pair, the order each showed the pair in (its index among the
+    set's rotations, drawn in turn: order ``o`` at draws ``o, o + size, ...``): each order then keeps
+    its share of the voters (:func:`~meta_rm.selection.order_shares`), so that position bias cancels;
+    None: the best-rated of all vote.
 
     Raises:
-        ValueError: if a vote lies outside ``scale`` or has the wrong length.
+        ValueError: if a vote lies outside ``scale`` or has the wrong length, or ``orders`` does not
+            match ``votes``.
     """
 
     k: int
@@ -68,11 +74,16 @@ class Tally:
     scale: VoteScale
     ratings: tuple[float, ...] | None = None
     k_meta: int | None = None
+    orders: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for vote in self.votes:
             if len(vote) != self.size or not all(self.scale[0] <= v <= self.scale[1] for v in vote):
                 raise ValueError(f"vote {vote} is not {self.size} values within {self.scale}")
+        if self.orders is not None and (
+            len(self.orders) != len(self.votes) or not set(self.orders) <= set(range(self.size))
+        ):
+            raise ValueError(f"orders {self.orders} do not match {len(self.votes)} votes of {self.size} rotations")
 
     @property
     def remaining(self) -> int:
@@ -88,10 +99,22 @@ class Tally:
 
     def kept(self) -> list[int]:
         """Indices (into ``votes``) of the samples that vote now: all of them without a meta RM, else
-        the best-rated :func:`kept_count`, chosen as at full k (:func:`~meta_rm.selection.select_top_k`)."""
+        the best-rated :func:`kept_count` (with ``orders``, each order's share of it), chosen as at
+        full k (:func:`~meta_rm.selection.select_top_k_by_order`)."""
         if self.k_meta is None or self.ratings is None:
             return list(range(len(self.votes)))
-        return select_top_k([True] * len(self.votes), self.ratings, kept_count(self.drawn, self.k, self.k_meta))
+        shares, leftover = order_shares(kept_count(self.drawn, self.k, self.k_meta), self.drawn_by_order(self.drawn))
+        return select_top_k_by_order([True] * len(self.votes), self.ratings, self._order_of, shares, leftover)
+
+    def drawn_by_order(self, drawn: int) -> list[int]:
+        """Of the first ``drawn`` samples, how many showed each order (all one order without ``orders``)."""
+        if self.orders is None:
+            return [drawn]
+        return [len(range(o, drawn, self.size)) for o in range(min(self.size, self.k))]
+
+    @property
+    def _order_of(self) -> tuple[int, ...]:
+        return self.orders if self.orders is not None else (0,) * len(self.votes)
 
     def sums(self, indices: Sequence[int]) -> tuple[Fraction, ...]:
         """Each response's exact sum of the votes of samples ``indices`` (each distinct vote times its
@@ -122,22 +145,41 @@ class Tally:
 
         Without a meta RM, ``p`` of the remaining samples parse (0..remaining) and all vote. With one,
         the full k keep the ``k_meta`` best-rated parsed samples; the new ones may be rated anywhere,
-        so any ``m`` of them (as many as fit) may displace the worst-rated current ones.
+        so any ``m`` of them (as many as fit) may displace the worst-rated current ones. With
+        ``orders``, that holds for each order and its share, and the orders end independently.
         """
         if self.k_meta is None or self.ratings is None:
             current = self.kept_sums  # every parsed sample votes
             for p in range(self.remaining + 1):
                 yield current, len(self.votes), p
             return
-        order = sorted(range(len(self.ratings)), key=lambda i: (-self.ratings[i], i))  # type: ignore[index]
-        prefix: list[tuple[Fraction, ...]] = [tuple([Fraction(0)] * self.size)]
-        for i in order:
-            prefix.append(tuple(a + exact(b) for a, b in zip(prefix[-1], self.votes[i], strict=True)))
-        parsed = len(self.votes)
-        for p in range(self.remaining + 1):
-            voters = min(self.k_meta, parsed + p)
-            for m in range(max(0, voters - parsed), min(p, voters) + 1):
-                yield prefix[voters - m], voters - m, m
+        at_k = self.drawn_by_order(self.k)
+        shares, leftover = order_shares(self.k_meta, at_k)
+        for odd in itertools.combinations(range(len(at_k)), leftover):  # whichever orders the odd voters go to
+            yield from self._endings([share + (o in odd) for o, share in enumerate(shares)])
+
+    def _endings(self, quotas: list[int]) -> Iterator[tuple[tuple[Fraction, ...], int, int]]:
+        """:meth:`_outcomes` with a meta RM, each order keeping at most its ``quotas`` of the voters."""
+        assert self.ratings is not None
+        ratings, zero = self.ratings, tuple([Fraction(0)] * self.size)
+        at_k, now = self.drawn_by_order(self.k), self.drawn_by_order(self.drawn)
+        per_order = []
+        for o, quota in enumerate(quotas):
+            mine = sorted((i for i, order in enumerate(self._order_of) if order == o), key=lambda i: (-ratings[i], i))
+            prefix = [zero]  # the sums of its best-rated 0, 1, 2, ... current samples
+            for i in mine:
+                prefix.append(tuple(a + exact(b) for a, b in zip(prefix[-1], self.votes[i], strict=True)))
+            ends: set[tuple[int, int]] = set()  # (current samples that vote, new ones that do)
+            for p in range(at_k[o] - now[o] + 1):
+                voters = min(quota, len(mine) + p)
+                ends.update((voters - m, m) for m in range(max(0, voters - len(mine)), min(p, voters) + 1))
+            per_order.append([(prefix[a], a, m) for a, m in sorted(ends)])
+        for ending in itertools.product(*per_order):
+            count, new = sum(a for _, a, _ in ending), sum(m for _, _, m in ending)
+            if self.votes and count + new == 0:
+                continue  # an odd voter given to an order with none to give: the others' best votes then
+            sums = tuple(sum(column, Fraction(0)) for column in zip(*(s for s, _, _ in ending), strict=True))
+            yield sums, count, new
 
 
 def relations(lo: Fraction, hi: Fraction) -> frozenset[int]:
