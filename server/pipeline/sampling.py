@@ -294,8 +294,9 @@ def vote_groups(
 ) -> ItemResult:
     """Each response's vote: the kept votes it received in every set that judged it (its one group for
     a pointwise judge, each of its pairs for a pairwise one). ``full_votes`` is how many samples vote
-    per set at full k (the k-normalised sum's scale: that times the sets judging the response);
-    ``sizes`` is each response's pool size (default: the size of its first set)."""
+    per set at full k: the k-normalised sum is the mean times that, one set's worth however many sets
+    judged the response (so a pairwise judge's is not a count of its pairs); ``sizes`` is each
+    response's pool size (default: the size of its first set)."""
     n = len(spec.responses)
     values: list[list[float]] = [[] for _ in range(n)]
     parsed_count, sets = [0] * n, [0] * n
@@ -308,7 +309,7 @@ def vote_groups(
             parsed_count[caller] += len(parsed)
             values[caller].extend(v[local] for v in voters)
     scores: list[ResponseScore] = [
-        vote_response(values[i], parsed_count[i], full_votes=full_votes * sets[i], judged=sets[i] > 0) for i in range(n)
+        vote_response(values[i], parsed_count[i], full_votes=full_votes, judged=sets[i] > 0) for i in range(n)
     ]
     if sizes is None:
         sizes = [0] * n
