@@ -112,7 +112,8 @@ class Settings(BaseSettings):
     openrlhf_reward: Literal["unit", "mean", "raw"] = Field(
         "unit",
         description="scale of /get_reward and /v1/reward rewards: unit ([0,1] by the judge's vote scale), mean "
-        "(the mean vote, on that scale; deepseek-grm: 1..10) or raw (summed votes)",
+        "(the mean vote, on that scale; deepseek-grm: 1..10) or raw (summed votes; for adaptive items and "
+        "pairwise judges the mean times one judged set's votes at full k)",
     )
 
     openrlhf_labels: Literal["auto", "reference", "ignore"] = Field(

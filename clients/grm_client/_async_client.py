@@ -68,7 +68,7 @@ class AsyncGRMClient(BaseClient):
     async def score(self, query: Query, responses: Sequence[str], **options: Any) -> ScoreResult:
         """See :meth:`GRMClient.score`."""
         body = await self._request("POST", "/v1/score", build_item(query, responses, **options))
-        return parse_item(body, body["model"], body["template"], body.get("scale"))
+        return parse_item(body, body["model"], body["template"], body.get("scale"), body.get("judge_mode"))
 
     async def score_batch(self, items: Sequence[dict[str, Any]]) -> list[ScoreResult]:
         """See :meth:`GRMClient.score_batch`; at most ``max_concurrency`` calls in flight."""
@@ -77,7 +77,10 @@ class AsyncGRMClient(BaseClient):
         async def send(chunk: list[dict[str, Any]]) -> list[ScoreResult]:
             async with gate:
                 body = await self._request("POST", "/v1/score", {"items": chunk})
-            return [parse_item(i, body["model"], body["template"], body.get("scale")) for i in body["items"]]
+            return [
+                parse_item(i, body["model"], body["template"], body.get("scale"), body.get("judge_mode"))
+                for i in body["items"]
+            ]
 
         parts = await asyncio.gather(*(send(c) for c in self._chunks(items)))
         return [r for part in parts for r in part]

@@ -78,7 +78,7 @@ class GRMClient(BaseClient):
             GRMError: a subclass naming what went wrong, after retries where retrying makes sense.
         """
         body = self._request("POST", "/v1/score", build_item(query, responses, **options))
-        return parse_item(body, body["model"], body["template"], body.get("scale"))
+        return parse_item(body, body["model"], body["template"], body.get("scale"), body.get("judge_mode"))
 
     def score_batch(self, items: Sequence[dict[str, Any]]) -> list[ScoreResult]:
         """Judge many items (each a ``build_item`` dict), split into concurrent calls of ``batch_size``.
@@ -88,7 +88,10 @@ class GRMClient(BaseClient):
 
         def send(chunk: list[dict[str, Any]]) -> list[ScoreResult]:
             body = self._request("POST", "/v1/score", {"items": chunk})
-            return [parse_item(i, body["model"], body["template"], body.get("scale")) for i in body["items"]]
+            return [
+                parse_item(i, body["model"], body["template"], body.get("scale"), body.get("judge_mode"))
+                for i in body["items"]
+            ]
 
         chunks = self._chunks(items)
         if len(chunks) <= 1:

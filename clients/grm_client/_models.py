@@ -9,8 +9,9 @@ RewardMode = Literal["raw", "mean", "unit"]
 """How a response's votes become one float.
 
 * ``raw``: the sum of the kept votes (``score``; n votes on the scale [low, high] span n·low..n·high); for
-  an item adaptive k stopped early, the k-normalised sum (``normalized_score``: the mean times the votes of
-  full k);
+  an item adaptive k drew, or any item of a pairwise judge (whose responses are judged in as many pairs as
+  their pool gives them), the k-normalised sum (``normalized_score``: the mean times the votes one judged
+  set gives at full k, k or k_meta);
 * ``mean``: the per-vote mean on the judge's vote scale (``mean_score``; deepseek-grm: 1..10, an A/B
   judge: 0..1), comparable across k;
 * ``unit``: the mean mapped linearly to [0, 1] by that scale (``(mean - low) / (high - low)``; deepseek-grm:
@@ -31,6 +32,7 @@ class ResponseScore:
     status: str  # "ok" | "no_valid_samples" | "unpaired" (a pairwise judge had nothing to compare it with)
     normalized_score: float | None = None  # mean_score x the votes full k gives (None from older servers)
     adaptive: bool = False  # its item was drawn by adaptive k (raw rewards are then k-normalised)
+    pairwise: bool = False  # a pairwise judge scored it, over its pairs (raw rewards are then k-normalised)
     scale: tuple[float, float] = DEFAULT_SCALE  # the judge's vote scale [low, high], as the server states it
 
     def reward(self, mode: RewardMode = "mean") -> float | None:
@@ -42,7 +44,8 @@ class ResponseScore:
         if self.score is None or self.mean_score is None:
             return None
         if mode == "raw":
-            return self.normalized_score if self.adaptive and self.normalized_score is not None else self.score
+            normalized = (self.adaptive or self.pairwise) and self.normalized_score is not None
+            return self.normalized_score if normalized else self.score
         if mode == "mean":
             return self.mean_score
         if mode == "unit":
@@ -108,6 +111,7 @@ class ScoreResult:
     k_used: int | None = None  # samples drawn per group (fewer than k when adaptive k stopped early)
     stop_reason: str | None = None  # off, rank, stderr or k (None from servers without adaptive k)
     scale: tuple[float, float] = DEFAULT_SCALE  # the judge's vote scale (1..10 from servers that state none)
+    judge_mode: str | None = None  # group, single or pairwise (None from servers that state none)
 
     def rewards(self, mode: RewardMode = "mean", *, missing: float | None = None) -> list[float | None]:
         """One reward per response, in request order; ``missing`` where no sample parsed."""
@@ -153,10 +157,15 @@ def parse_rerank(data: dict[str, Any]) -> list[RerankResult]:
 
 
 def parse_item(
-    data: dict[str, Any], model: str, template: str, scale: list[float] | tuple[float, float] | None = None
+    data: dict[str, Any],
+    model: str,
+    template: str,
+    scale: list[float] | tuple[float, float] | None = None,
+    judge_mode: str | None = None,
 ) -> ScoreResult:
-    """One item of a ``/v1/score`` answer; ``template`` and ``scale`` are the answer's (an item's own
-    ``template`` wins; a missing scale is deepseek-grm's 1..10, what servers that state none serve).
+    """One item of a ``/v1/score`` answer; ``template``, ``scale`` and ``judge_mode`` are the answer's (an
+    item's own ``template`` wins; a missing scale is deepseek-grm's 1..10, what servers that state none
+    serve).
 
     Raises:
         ValueError: for a scale that is not two increasing numbers.
@@ -185,12 +194,11 @@ def parse_item(
             )
             for s in data["samples"]
         ]
-    fields = [f for f in ResponseScore.__dataclass_fields__ if f not in ("adaptive", "scale")]
-    adaptive = data.get("stop_reason", "off") != "off"
+    fields = [f for f in ResponseScore.__dataclass_fields__ if f not in ("adaptive", "pairwise", "scale")]
+    flags = {"adaptive": data.get("stop_reason", "off") != "off", "pairwise": judge_mode == "pairwise"}
     return ScoreResult(
         responses=[
-            ResponseScore(**{f: r.get(f) for f in fields}, adaptive=adaptive, scale=vote_scale)
-            for r in data["responses"]
+            ResponseScore(**{f: r.get(f) for f in fields}, **flags, scale=vote_scale) for r in data["responses"]
         ],
         k=data["k"],
         k_meta=data.get("k_meta"),
@@ -203,6 +211,7 @@ def parse_item(
         k_used=data.get("k_used"),
         stop_reason=data.get("stop_reason"),
         scale=vote_scale,
+        judge_mode=judge_mode,
     )
 
 

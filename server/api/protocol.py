@@ -160,8 +160,10 @@ class ResponseScoreOut(BaseModel):
         "judge: 0..1, its win rate)."
     )
     normalized_score: float | None = Field(
-        description="mean_score times the votes full k gives (k, or k_meta with a meta RM): a sum comparable "
-        "across items that stopped at different k (adaptive k) or lost samples that did not parse."
+        description="mean_score times the votes one judged set gives at full k (k, or k_meta with a meta RM): a "
+        "sum comparable across items that stopped at different k (adaptive k), lost samples that did not parse, "
+        "or (pairwise judges) were judged in more or fewer pairs. raw rewards of adaptive items and of "
+        "pairwise judges."
     )
     votes: int = Field(description="Samples whose scores were summed (the kept ones when a meta RM filters).")
     valid_samples: int = Field(description="Samples of this response's group that parsed.")
@@ -232,17 +234,23 @@ class ItemScoreOut(BaseModel):
 _SCALE = (
     "The judge's vote scale [low, high] (/v1/info judge.scale): the range of mean_score; unit rewards map it to [0, 1]."
 )
+_JUDGE_MODE = (
+    "The judge's mode (/v1/info judge.mode): group, single or pairwise. A pairwise judge's responses are judged in "
+    "as many pairs as their pool gives them, so their raw rewards are normalized_score, not score."
+)
 
 
 class ScoreResponse(ItemScoreOut):
     model: str
     scale: tuple[float, float] = Field(description=_SCALE)
+    judge_mode: Literal["group", "single", "pairwise"] = Field(description=_JUDGE_MODE)
 
 
 class ScoreBatchResponse(BaseModel):
     model: str
     template: str = Field(description="The judge's prompt without rubric or reference (each item names its own).")
     scale: tuple[float, float] = Field(description=_SCALE)
+    judge_mode: Literal["group", "single", "pairwise"] = Field(description=_JUDGE_MODE)
     items: list[ItemScoreOut]
 
 

@@ -12,13 +12,16 @@ RewardMode = Literal["unit", "mean", "raw"]
 
 
 def to_reward(score: ResponseScore, mode: RewardMode, *, scale: Scale, normalized: bool = False) -> float | None:
-    """One float per response for RL: ``raw`` summed votes, ``mean`` per-vote mean (on the vote
+    """One float per response for RL: ``raw`` summed votes (or k-normalised, below), ``mean`` per-vote mean (on the vote
     ``scale``: deepseek-grm's 1..10, an A/B judge's 0..1, see
     :func:`~server.pipeline.judges.pairing.vote_scale`), or ``unit`` that mean mapped linearly to
     [0, 1] by the scale (``(mean - low) / (high - low)``); None when no sample voted.
 
-    With ``normalized`` (adaptive items, which stop at different k), ``raw`` is the k-normalised sum
-    (the mean times the votes full k would give), so rewards stay comparable across items.
+    With ``normalized``, ``raw`` is the k-normalised sum: the mean times the votes one judged set gives
+    at full k (k, or k_meta with a meta RM), so rewards stay comparable across items. The trainer
+    routes ask for it for adaptive items, which stop at different k, and for a pairwise judge's,
+    whose plain sum would count the pairs a response's pool gave it (two circular pairs in a pool of
+    three, one in a pool of two) as much as how it did in them.
     """
     if score.score is None or score.mean_score is None:
         return None

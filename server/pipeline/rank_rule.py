@@ -73,6 +73,11 @@ class _Ranking:
         self, tallies: Sequence[Tally], documents: Sequence[Sequence[int]], anchored: bool, items: Sequence[int] | None
     ) -> None:
         self.tallies = tallies
+        # Each document's term and pooled range, once: every pair of documents asks for both of theirs,
+        # and a large pool's document is judged in many sets (all pairs of 64 responses: 63 each).
+        self._terms: dict[tuple[int, int | None], Term] = {}
+        self._ranges: dict[Term, tuple[Fraction, Fraction]] = {}
+        self._voted: dict[Term, Term] = {}
         self.item_of = list(items) if items is not None else list(range(len(tallies)))
         self.where: dict[int, list[Placement]] = {}
         for g, docs in enumerate(documents):
@@ -81,7 +86,7 @@ class _Ranking:
         self.open = {g for g, t in enumerate(tallies) if t.remaining > 0}
         self.unvoted = {g for g in self.open if not tallies[g].votes}  # it may yet vote, or never
         self.kept = [t.kept() for t in tallies]
-        self.kept_sums = [t.sums(kept) for t, kept in zip(tallies, self.kept, strict=True)]
+        self.kept_sums = [t.kept_sums for t in tallies]
         self.anchor = 0 if anchored else None
         self.anchor_groups = {g for g, _ in self.where.get(0, ())} if anchored else set()
         # The anchor's mean in each item, and over the items where it has one (what the reranker shifts to).
@@ -92,11 +97,13 @@ class _Ranking:
     def term(self, doc: int, item: int | None = None) -> Term:
         """Where ``doc`` is judged (in ``item``, when given), leaving out closed groups without votes:
         they add nothing, now or ever."""
-        return tuple(
-            (g, j)
-            for g, j in self.where.get(doc, ())
-            if (item is None or self.item_of[g] == item) and (self.tallies[g].votes or g in self.open)
-        )
+        if (doc, item) not in self._terms:
+            self._terms[doc, item] = tuple(
+                (g, j)
+                for g, j in self.where.get(doc, ())
+                if (item is None or self.item_of[g] == item) and (self.tallies[g].votes or g in self.open)
+            )
+        return self._terms[doc, item]
 
     def home(self, doc: int) -> int | None:
         """The item of a document other than the anchor (None: judged nowhere)."""
@@ -179,8 +186,8 @@ class _Ranking:
             return involved, None
         if len(x) == len(y) == 1 and x[0][0] == y[0][0]:
             return involved, within(self.tallies[x[0][0]], x[0][1], y[0][1])
-        lo_x, hi_x = pooled_range(self.placements(x))
-        lo_y, hi_y = pooled_range(self.placements(y))
+        lo_x, hi_x = self.pooled_range(x)
+        lo_y, hi_y = self.pooled_range(y)
         return involved, relations(lo_x - hi_y, hi_x - lo_y)
 
     def difference_range(self, plus: Term, minus: Term) -> tuple[Fraction, Fraction]:
@@ -188,8 +195,8 @@ class _Ranking:
         plus, minus = self.voted(plus), self.voted(minus)
         if len(plus) == len(minus) == 1 and plus[0][0] == minus[0][0]:
             return value_range(self.tallies[plus[0][0]], plus[0][1], minus[0][1])
-        lo_p, hi_p = pooled_range(self.placements(plus))
-        lo_m, hi_m = pooled_range(self.placements(minus))
+        lo_p, hi_p = self.pooled_range(plus)
+        lo_m, hi_m = self.pooled_range(minus)
         return lo_p - hi_m, hi_p - lo_m
 
     def unhinged(self, a: int, b: int) -> tuple[set[int], frozenset[int] | None]:
@@ -212,16 +219,22 @@ class _Ranking:
         term = self.voted(self.term(doc))
         if not term:
             return None
-        lo, hi = pooled_range(self.placements(term))
+        lo, hi = self.pooled_range(term)
         base = self.anchor_in.get(self.home(doc))  # type: ignore[arg-type]
         shift = base if base is not None else (self.overall or Fraction(0))
         return lo - shift, hi - shift
 
     def voted(self, term: Term) -> Term:
-        return tuple((g, j) for g, j in term if self.tallies[g].votes)
+        if term not in self._voted:
+            self._voted[term] = tuple((g, j) for g, j in term if self.tallies[g].votes)
+        return self._voted[term]
 
-    def placements(self, term: Term) -> tuple[tuple[Tally, int], ...]:
-        return tuple((self.tallies[g], j) for g, j in term)
+    def pooled_range(self, term: Term) -> tuple[Fraction, Fraction]:
+        """:func:`~server.pipeline.tallies.pooled_range` of a voted term, once per term (hashing its
+        many tallies for that function's own cache costs more than the range does)."""
+        if term not in self._ranges:
+            self._ranges[term] = pooled_range(tuple((self.tallies[g], j) for g, j in term))
+        return self._ranges[term]
 
 
 def _groups(*terms: Term) -> set[int]:

@@ -36,17 +36,15 @@ from server.pipeline.domain import ItemResult, Sample, SampleStatus
 from server.pipeline.judges import Judge, vote_scale
 from server.pipeline.sampling import (
     Generate,
-    Generated,
     GroupOrders,
     Linked,
     Planned,
     Rater,
     ScoreSpec,
-    generate_planned,
+    generate_samples,
     group_orders,
     plan_request,
     pool_sizes,
-    samples_of,
     trajectory_of,
     vote_groups,
 )
@@ -92,14 +90,17 @@ async def score_in_rounds(
         rounds += 1
         planned = [(run, p) for run in todo for p in run.next_requests(rounds)]
         started = time.perf_counter()
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(generate_planned(generate, p)) for _, p in planned]
+        async with asyncio.TaskGroup() as tg:  # each request's samples parsed as it returns
+            tasks = [tg.create_task(generate_samples(generate, p, kept=meta_rm is None)) for _, p in planned]
         gen_seconds += time.perf_counter() - started
         fresh: list[tuple[_GroupRun, int]] = []  # (run, index of a new parsed sample)
         for (run, p), task in zip(planned, tasks, strict=True):
-            fresh += run.add(p, task.result())
+            fresh += run.add(p, *task.result())
         for run in todo:
             run.drawn = run.target
+        # Let other calls run between the round's steps: on a large pool (all pairs of 64 responses:
+        # 2016 sets) each step takes a good part of a second, and together they would stall the loop.
+        await asyncio.sleep(0)
         if meta_rm is not None and fresh:
             started = time.perf_counter()
             ratings = await meta_rm.score([run.trajectory(i) for run, i in fresh])
@@ -108,6 +109,7 @@ async def score_in_rounds(
                 run.samples[i] = dataclasses.replace(run.samples[i], meta_score=rating)
         for g in _undecided(runs, options, linked, specs):
             runs[g].target = next_round(runs[g].drawn, runs[g].size, runs[g].spec.k)
+        await asyncio.sleep(0)
     results = []
     for i, spec in enumerate(specs):
         sizes = pool_sizes(spec, judge, max_group_size)
@@ -184,9 +186,11 @@ class _GroupRun:
             self._starts[request_id] = (j, first)
         return planned
 
-    def add(self, planned: Planned, generated: Generated) -> list[tuple[_GroupRun, int]]:
-        """Keep a request's samples; returns the new parsed ones (for the meta RM to rate)."""
-        samples, prompt_tokens, generation_tokens = samples_of([planned], [generated])
+    def add(
+        self, planned: Planned, samples: list[Sample], prompt_tokens: int, generation_tokens: int
+    ) -> list[tuple[_GroupRun, int]]:
+        """Keep a request's parsed samples (:func:`~server.pipeline.sampling.generate_samples`); returns
+        the new parsed ones (for the meta RM to rate)."""
         self.prompt_tokens += prompt_tokens
         self.generation_tokens += generation_tokens
         order, first = self._starts.pop(planned.request.request_id)
@@ -209,18 +213,23 @@ class _GroupRun:
     def tally(self) -> Tally:
         """What the rules see: the parsed samples' scores (in the group's order) and ratings."""
         parsed = [s for s in self.in_plan_order() if s.status is SampleStatus.PARSED and s.scores is not None]
-        ratings = None
+        ratings = orders = None
         if self.k_meta is not None:
             ratings = tuple(s.meta_score if s.meta_score is not None else 0.0 for s in parsed)
+            if self.judge.mode == "pairwise":  # each order keeps its share of the voters, as on the plain path
+                orders = tuple(self.orders.index(s.permutation) for s in parsed)
         votes = tuple(s.scores for s in parsed if s.scores is not None)
-        return Tally(self.spec.k, self.drawn, votes, self.size, self.scale, ratings, self.k_meta)
+        return Tally(self.spec.k, self.drawn, votes, self.size, self.scale, ratings, self.k_meta, orders)
 
     def kept_samples(self) -> list[Sample]:
         """The samples with ``kept`` set as the rules counted them (:meth:`Tally.kept`)."""
         samples = self.in_plan_order()
         parsed = [i for i, s in enumerate(samples) if s.status is SampleStatus.PARSED]
         voting = {parsed[j] for j in self.tally().kept()}
-        return [dataclasses.replace(s, kept=i in voting) for i, s in enumerate(samples)]
+        # Without a meta RM every parsed sample came back kept (generate_samples): nothing to replace.
+        return [
+            s if s.kept == (i in voting) else dataclasses.replace(s, kept=i in voting) for i, s in enumerate(samples)
+        ]
 
 
 def _undecided(

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from meta_rm.base import Trajectory
-from server.engines.base import Completion, GenerationRequest, GenerationResult
+from server.engines.base import Completion, GenerationRequest, GenerationResult, PromptTooLongError
 from server.pipeline.adaptive import AdaptiveOptions
 from server.pipeline.aggregation import vote_response
 from server.pipeline.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
+from server.pipeline.errors import SetTooLongError
 from server.pipeline.judges import Aggregation, Guidance, Judge, Pairing, ParseError, judged_sets, pools, votes_of
 from server.pipeline.judges.deepseek import DeepSeekGRM
 from server.pipeline.shuffling import (
@@ -214,9 +215,9 @@ class Rater(Protocol):
     async def score(self, trajectories: Sequence[Trajectory]) -> list[float]: ...
 
 
-def to_sample(planned: Planned, completion: Completion, continued: bool) -> Sample:
+def to_sample(planned: Planned, completion: Completion, continued: bool, *, kept: bool = False) -> Sample:
     """One completion parsed by its judge; its votes (:func:`~server.pipeline.judges.votes_of`) mapped
-    back to the caller's order."""
+    back to the caller's order. With ``kept`` (no meta RM to choose), a parsed sample votes."""
     n = len(planned.members)
     text, finish_reason, tokens = completion.text, completion.finish_reason, completion.num_tokens
     try:
@@ -236,6 +237,7 @@ def to_sample(planned: Planned, completion: Completion, continued: bool) -> Samp
         critique=parsed.critique,
         scores=unpermute_scores(votes_of(parsed, planned.judge, planned.aggregation), planned.permutation),
         preference=parsed.preference,
+        kept=kept,
     )
 
 
@@ -253,15 +255,33 @@ def trajectory_of(spec: ScoreSpec, sample: Sample, members: tuple[int, ...]) -> 
     )
 
 
-def samples_of(plan: list[Planned], results: list[Generated]) -> tuple[list[Sample], int, int]:
-    samples: list[Sample] = []
-    prompt_tokens = generation_tokens = 0
-    for planned, result in zip(plan, results, strict=True):
-        prompt_tokens += result.prompt_tokens
-        for c, continued in zip(result.completions, result.continued, strict=True):
-            generation_tokens += c.num_tokens
-            samples.append(to_sample(planned, c, continued))
-    return samples, prompt_tokens, generation_tokens
+async def generate_samples(
+    generate: Generate, planned: Planned, *, kept: bool = False
+) -> tuple[list[Sample], int, int]:
+    """Run one planned request and parse its samples (:func:`to_sample`, ``kept`` passed on) as soon as
+    it returns, on its own turn of the event loop, not all of an item's at once (64 responses, all pairs,
+    k=32: 64,512 samples). Returns them with the request's prompt and generation tokens.
+
+    Raises:
+        SetTooLongError: the engine's PromptTooLongError, naming the set (its members).
+    """
+    try:
+        result = await generate_planned(generate, planned)
+    except PromptTooLongError as exc:
+        raise SetTooLongError(str(exc), planned.members) from exc
+    samples = [
+        to_sample(planned, c, cont, kept=kept) for c, cont in zip(result.completions, result.continued, strict=True)
+    ]
+    return samples, result.prompt_tokens, sum(c.num_tokens for c in result.completions)
+
+
+def indices_by_set(samples: Sequence[Sample], n_sets: int) -> list[list[int]]:
+    """Per judged set (``0 .. n_sets - 1``), the indices of its samples, in order: one pass, where a
+    scan per set would be quadratic in an ``all_pairs`` pool's m(m-1)/2 pairs."""
+    out: list[list[int]] = [[] for _ in range(n_sets)]
+    for i, s in enumerate(samples):
+        out[s.group].append(i)
+    return out
 
 
 def vote_groups(
@@ -274,20 +294,22 @@ def vote_groups(
 ) -> ItemResult:
     """Each response's vote: the kept votes it received in every set that judged it (its one group for
     a pointwise judge, each of its pairs for a pairwise one). ``full_votes`` is how many samples vote
-    per set at full k (the k-normalised sum's scale: that times the sets judging the response);
-    ``sizes`` is each response's pool size (default: the size of its first set)."""
+    per set at full k: the k-normalised sum is the mean times that, one set's worth however many sets
+    judged the response (so a pairwise judge's is not a count of its pairs); ``sizes`` is each
+    response's pool size (default: the size of its first set)."""
     n = len(spec.responses)
     values: list[list[float]] = [[] for _ in range(n)]
     parsed_count, sets = [0] * n, [0] * n
+    by_set = indices_by_set(samples, len(groups))  # once: a scan per set is quadratic in a pool's pairs
     for g, members in enumerate(groups):
-        parsed = [s for s in samples if s.group == g and s.status is SampleStatus.PARSED]
+        parsed = [samples[i] for i in by_set[g] if samples[i].status is SampleStatus.PARSED]
         voters = [s.scores for s in parsed if s.kept and s.scores is not None]
         for local, caller in enumerate(members):
             sets[caller] += 1
             parsed_count[caller] += len(parsed)
             values[caller].extend(v[local] for v in voters)
     scores: list[ResponseScore] = [
-        vote_response(values[i], parsed_count[i], full_votes=full_votes * sets[i], judged=sets[i] > 0) for i in range(n)
+        vote_response(values[i], parsed_count[i], full_votes=full_votes, judged=sets[i] > 0) for i in range(n)
     ]
     if sizes is None:
         sizes = [0] * n

@@ -9,7 +9,7 @@ For one item (a conversation and its responses):
    completed by a short guided continuation of its own text (:func:`server.pipeline.parsing.plan_guidance`);
    every sample is parsed; an unparseable one is kept for audit but never votes;
 4. with a meta RM, every parsed sample is rated and only the ``k_meta`` best of each group vote
-   (guided voting); without one, every parsed sample votes;
+   (guided voting; a pair keeps each order's share of them); without one, every parsed sample votes;
 5. the voting samples' scores, mapped back to the caller's order, are summed per response.
 
 An adaptive item (``spec.adaptive``, :mod:`server.pipeline.adaptive`) draws the same samples in rounds
@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from meta_rm.selection import default_k_meta, select_top_k
+from meta_rm.selection import default_k_meta, order_shares, select_top_k, select_top_k_by_order
 from server.pipeline.domain import ItemResult, Sample, SampleStatus
 from server.pipeline.judges import Judge
 from server.pipeline.rounds import score_in_rounds
@@ -41,11 +41,12 @@ from server.pipeline.sampling import (
     Rater,
     ScoreSpec,
     generate_planned,
+    generate_samples,
     group_orders,
     groups_of,
+    indices_by_set,
     plan_request,
     pool_sizes,
-    samples_of,
     trajectory_of,
     vote_groups,
 )
@@ -110,17 +111,21 @@ class Scorer:
             for p in plan:
                 log.debug("GRM prompt", extra={"engine_request_id": p.request.request_id, "prompt": p.request.prompt})
         started = time.perf_counter()
+        voting = self.meta_rm is None  # every parsed sample votes, else the meta RM chooses
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(generate_planned(self.generate, p)) for p in plan]
+            tasks = [tg.create_task(generate_samples(self.generate, p, kept=voting)) for p in plan]
         generated = time.perf_counter()
-        samples, prompt_tokens, generation_tokens = samples_of(plan, [t.result() for t in tasks])
+        samples: list[Sample] = []
+        prompt_tokens = generation_tokens = 0
+        for task in tasks:
+            parsed, prompt, generation = task.result()
+            samples += parsed
+            prompt_tokens, generation_tokens = prompt_tokens + prompt, generation_tokens + generation
         groups = groups_of(plan)
         k_meta = None
         if self.meta_rm is not None:
             k_meta = spec.k_meta if spec.k_meta is not None else default_k_meta(spec.k)
             samples = await self._guide(spec, samples, groups, k_meta)
-        else:
-            samples = [dataclasses.replace(s, kept=s.status is SampleStatus.PARSED) for s in samples]
         full_votes = k_meta if k_meta is not None else spec.k
         sizes = pool_sizes(spec, self.judge, self.max_group_size)
         result = vote_groups(spec, samples, groups, full_votes=full_votes, sizes=sizes)
@@ -132,7 +137,9 @@ class Scorer:
     async def _guide(
         self, spec: ScoreSpec, samples: list[Sample], groups: list[tuple[int, ...]], k_meta: int
     ) -> list[Sample]:
-        """Rate the parsed samples with the meta RM and mark the ``k_meta`` best of each group as kept."""
+        """Rate the parsed samples with the meta RM and mark the ``k_meta`` best of each group as kept; a
+        pairwise judge's pair keeps each order's share of them (:func:`~meta_rm.selection.order_shares`),
+        so that its position bias cancels in the kept votes as in all of them."""
         assert self.meta_rm is not None
         rated = [i for i, s in enumerate(samples) if s.status is SampleStatus.PARSED]
         trajectories = [trajectory_of(spec, samples[i], groups[samples[i].group]) for i in rated]
@@ -141,10 +148,15 @@ class Scorer:
         for i, r in zip(rated, ratings, strict=True):
             meta[i] = r
         kept: set[int] = set()
-        for g in range(len(groups)):
-            members = [i for i, s in enumerate(samples) if s.group == g]
+        for members in indices_by_set(samples, len(groups)):
             parsed = [samples[i].status is SampleStatus.PARSED for i in members]
-            chosen = select_top_k(parsed, [meta[i] for i in members], k_meta)
+            if self.judge.mode == "pairwise":
+                shown = {p: o for o, p in enumerate(dict.fromkeys(samples[i].permutation for i in members))}
+                orders = [shown[samples[i].permutation] for i in members]
+                shares, leftover = order_shares(k_meta, [orders.count(o) for o in range(len(shown))])
+                chosen = select_top_k_by_order(parsed, [meta[i] for i in members], orders, shares, leftover)
+            else:
+                chosen = select_top_k(parsed, [meta[i] for i in members], k_meta)
             kept.update(members[j] for j in chosen)
         return [dataclasses.replace(s, meta_score=meta[i], kept=i in kept) for i, s in enumerate(samples)]
 

@@ -19,16 +19,26 @@ value, so every bound is the true bound of the outcomes described, not a rounded
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
-from meta_rm.selection import select_top_k
+from meta_rm.selection import order_shares, select_top_k_by_order
 
 # The range of one vote, (low, high): a judge's vote scale under its aggregation
 # (:func:`server.pipeline.judges.pairing.vote_scale`), as a pair so that this module needs no judge.
 VoteScale = tuple[float, float]
+
+
+@lru_cache(maxsize=4096)
+def exact(vote: float) -> Fraction:
+    """A vote's exact value (``Fraction(vote)``), converted once: votes take few distinct values, and a
+    large pool's rule reads hundreds of thousands of them per round."""
+    return Fraction(vote)
 
 
 def kept_count(drawn: int, k: int, k_meta: int) -> int:
@@ -46,10 +56,15 @@ class Tally:
     ``votes`` are the parsed samples' votes in the group's response order, in the plain path's sample
     order; ``scale`` the range of one vote, ``(low, high)`` (every vote lies in it: the rules' bounds
     rest on that);
-    ``ratings`` their meta RM ratings (None without a meta RM, when ``k_meta`` is None too).
+    ``ratings`` their meta RM ratings (None without a meta RM, when ``k_meta`` is None too);
+    ``orders``, for a pairwise judge's pair, the order each showed the pair in (its index among the
+    set's rotations, drawn in turn: order ``o`` at draws ``o, o + size, ...``): each order then keeps
+    its share of the voters (:func:`~meta_rm.selection.order_shares`), so that position bias cancels;
+    None: the best-rated of all vote.
 
     Raises:
-        ValueError: if a vote lies outside ``scale`` or has the wrong length.
+        ValueError: if a vote lies outside ``scale`` or has the wrong length, or ``orders`` does not
+            match ``votes``.
     """
 
     k: int
@@ -59,11 +74,16 @@ class Tally:
     scale: VoteScale
     ratings: tuple[float, ...] | None = None
     k_meta: int | None = None
+    orders: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for vote in self.votes:
             if len(vote) != self.size or not all(self.scale[0] <= v <= self.scale[1] for v in vote):
                 raise ValueError(f"vote {vote} is not {self.size} values within {self.scale}")
+        if self.orders is not None and (
+            len(self.orders) != len(self.votes) or not set(self.orders) <= set(range(self.size))
+        ):
+            raise ValueError(f"orders {self.orders} do not match {len(self.votes)} votes of {self.size} rotations")
 
     @property
     def remaining(self) -> int:
@@ -79,37 +99,87 @@ class Tally:
 
     def kept(self) -> list[int]:
         """Indices (into ``votes``) of the samples that vote now: all of them without a meta RM, else
-        the best-rated :func:`kept_count`, chosen as at full k (:func:`~meta_rm.selection.select_top_k`)."""
+        the best-rated :func:`kept_count` (with ``orders``, each order's share of it), chosen as at
+        full k (:func:`~meta_rm.selection.select_top_k_by_order`)."""
         if self.k_meta is None or self.ratings is None:
             return list(range(len(self.votes)))
-        return select_top_k([True] * len(self.votes), self.ratings, kept_count(self.drawn, self.k, self.k_meta))
+        shares, leftover = order_shares(kept_count(self.drawn, self.k, self.k_meta), self.drawn_by_order(self.drawn))
+        return select_top_k_by_order([True] * len(self.votes), self.ratings, self._order_of, shares, leftover)
+
+    def drawn_by_order(self, drawn: int) -> list[int]:
+        """Of the first ``drawn`` samples, how many showed each order (all one order without ``orders``)."""
+        if self.orders is None:
+            return [drawn]
+        return [len(range(o, drawn, self.size)) for o in range(min(self.size, self.k))]
+
+    @property
+    def _order_of(self) -> tuple[int, ...]:
+        return self.orders if self.orders is not None else (0,) * len(self.votes)
 
     def sums(self, indices: Sequence[int]) -> tuple[Fraction, ...]:
-        """Each response's exact sum of the votes of samples ``indices``."""
-        return tuple(sum((Fraction(self.votes[i][j]) for i in indices), Fraction(0)) for j in range(self.size))
+        """Each response's exact sum of the votes of samples ``indices`` (each distinct vote times its
+        count: votes repeat, and exact additions are what a large pool's rule spends its time on)."""
+        out = []
+        for j in range(self.size):
+            counts = Counter(self.votes[i][j] for i in indices)
+            out.append(sum((exact(v) * n for v, n in counts.items()), Fraction(0)))
+        return tuple(out)
+
+    @cached_property
+    def kept_sums(self) -> tuple[Fraction, ...]:
+        """Each response's exact sum of the votes that count now (:meth:`kept`)."""
+        return self.sums(self.kept())
 
     def outcomes(self) -> Iterator[tuple[tuple[Fraction, ...], int, int]]:
+        """Every way the full k could end (:meth:`_outcomes`), listed once per tally: the rule asks
+        for each of a set's responses, at both ends of the scale."""
+        return iter(self._listed_outcomes)
+
+    @cached_property
+    def _listed_outcomes(self) -> tuple[tuple[tuple[Fraction, ...], int, int], ...]:
+        return tuple(self._outcomes())
+
+    def _outcomes(self) -> Iterator[tuple[tuple[Fraction, ...], int, int]]:
         """Every way the full k could end, as ``(sums of the current samples that vote, their count,
         new votes)``: each of the ``new`` votes adds anything in ``scale`` to every response.
 
         Without a meta RM, ``p`` of the remaining samples parse (0..remaining) and all vote. With one,
         the full k keep the ``k_meta`` best-rated parsed samples; the new ones may be rated anywhere,
-        so any ``m`` of them (as many as fit) may displace the worst-rated current ones.
+        so any ``m`` of them (as many as fit) may displace the worst-rated current ones. With
+        ``orders``, that holds for each order and its share, and the orders end independently.
         """
         if self.k_meta is None or self.ratings is None:
-            current = self.sums(range(len(self.votes)))
+            current = self.kept_sums  # every parsed sample votes
             for p in range(self.remaining + 1):
                 yield current, len(self.votes), p
             return
-        order = sorted(range(len(self.ratings)), key=lambda i: (-self.ratings[i], i))  # type: ignore[index]
-        prefix: list[tuple[Fraction, ...]] = [tuple([Fraction(0)] * self.size)]
-        for i in order:
-            prefix.append(tuple(a + Fraction(b) for a, b in zip(prefix[-1], self.votes[i], strict=True)))
-        parsed = len(self.votes)
-        for p in range(self.remaining + 1):
-            voters = min(self.k_meta, parsed + p)
-            for m in range(max(0, voters - parsed), min(p, voters) + 1):
-                yield prefix[voters - m], voters - m, m
+        at_k = self.drawn_by_order(self.k)
+        shares, leftover = order_shares(self.k_meta, at_k)
+        for odd in itertools.combinations(range(len(at_k)), leftover):  # whichever orders the odd voters go to
+            yield from self._endings([share + (o in odd) for o, share in enumerate(shares)])
+
+    def _endings(self, quotas: list[int]) -> Iterator[tuple[tuple[Fraction, ...], int, int]]:
+        """:meth:`_outcomes` with a meta RM, each order keeping at most its ``quotas`` of the voters."""
+        assert self.ratings is not None
+        ratings, zero = self.ratings, tuple([Fraction(0)] * self.size)
+        at_k, now = self.drawn_by_order(self.k), self.drawn_by_order(self.drawn)
+        per_order = []
+        for o, quota in enumerate(quotas):
+            mine = sorted((i for i, order in enumerate(self._order_of) if order == o), key=lambda i: (-ratings[i], i))
+            prefix = [zero]  # the sums of its best-rated 0, 1, 2, ... current samples
+            for i in mine:
+                prefix.append(tuple(a + exact(b) for a, b in zip(prefix[-1], self.votes[i], strict=True)))
+            ends: set[tuple[int, int]] = set()  # (current samples that vote, new ones that do)
+            for p in range(at_k[o] - now[o] + 1):
+                voters = min(quota, len(mine) + p)
+                ends.update((voters - m, m) for m in range(max(0, voters - len(mine)), min(p, voters) + 1))
+            per_order.append([(prefix[a], a, m) for a, m in sorted(ends)])
+        for ending in itertools.product(*per_order):
+            count, new = sum(a for _, a, _ in ending), sum(m for _, _, m in ending)
+            if self.votes and count + new == 0:
+                continue  # an odd voter given to an order with none to give: the others' best votes then
+            sums = tuple(sum(column, Fraction(0)) for column in zip(*(s for s, _, _ in ending), strict=True))
+            yield sums, count, new
 
 
 def relations(lo: Fraction, hi: Fraction) -> frozenset[int]:
@@ -152,9 +222,38 @@ Option = tuple[Fraction, int]  # one way a set may end for one response: (sum of
 
 
 def _options(tally: Tally, i: int, highest: bool) -> tuple[Option, ...]:
-    """Per outcome, response ``i``'s extreme (least, or with ``highest`` most) sum and its count."""
+    """Per outcome, response ``i``'s extreme (least, or with ``highest`` most) sum and its count, less
+    those no ratio can choose (:func:`_hull`)."""
     extreme = tally.high if highest else tally.low
-    return tuple(sorted({(sums[i] + extreme * new, count + new) for sums, count, new in tally.outcomes()}))
+    if tally.k_meta is None or tally.ratings is None:
+        # Each new vote adds the same extreme to the sum and one to the count: every outcome lies on
+        # one line, whose hull (see _hull) is its two ends.
+        sums, count, _ = next(tally.outcomes())  # the first: no new votes
+        lowest = (sums[i], count)
+        return tuple(sorted({lowest, (sums[i] + extreme * tally.remaining, count + tally.remaining)}))
+    return _hull({(sums[i] + extreme * new, count + new) for sums, count, new in tally.outcomes()}, highest)
+
+
+def _hull(options: set[Option], highest: bool) -> tuple[Option, ...]:
+    """The options that can be a set's choice in :func:`_dinkelbach`, which picks the least
+    ``s - r * c`` (with ``highest``, the most), for some ratio ``r``: the vertices of the lower (upper)
+    convex hull of the points ``(c, s)``, the rest lying on or above (below) a line between two of them.
+    The least over the vertices is the least over all, so the ratio found is the same, from a few
+    options where a set may have dozens (a large pool's rule weighs hundreds of sets per response)."""
+    sign = -1 if highest else 1
+    hull: list[tuple[int, Fraction]] = []
+    for c, s in sorted((c, sign * s) for s, c in options):  # lower hull, Andrew's monotone chain
+        if hull and hull[-1][0] == c:
+            continue  # the same count: the least sum of it came first
+        while len(hull) >= 2 and _turn(hull[-2], hull[-1], (c, s)) <= 0:
+            hull.pop()
+        hull.append((c, s))
+    return tuple((sign * s, c) for c, s in hull)
+
+
+def _turn(a: tuple[int, Fraction], b: tuple[int, Fraction], c: tuple[int, Fraction]) -> Fraction:
+    """Positive when ``a``, ``b``, ``c`` turn counter-clockwise (``b`` below the line from ``a`` to ``c``)."""
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
 
 
 @lru_cache(maxsize=4096)
@@ -184,12 +283,19 @@ def _dinkelbach(options: Sequence[Sequence[Option]], *, minimise: bool) -> Fract
     ``r`` is the minimum; else the minimising choice has a strictly smaller ratio, and ``r`` moves to
     it. The ratios strictly decrease over finitely many choices, so it ends, in exact arithmetic.
     The maximum is the minimum with every sum negated.
+
+    In integers, all the same exact: every sum times the common denominator ``d`` of the sums is an
+    integer ``S``, a ratio is ``num / den`` (``num`` such integers summed, ``den`` counts), and
+    ``s - r * c`` orders as ``S * den - num * c`` (``den > 0``). Fractions would reduce by a gcd at
+    every step, which a large pool's hundreds of sets pay for many times per round.
     """
     sign = 1 if minimise else -1
-    choice = [opts[0] for opts in options]
-    ratio = Fraction(sum(sign * s for s, _ in choice)) / sum(c for _, c in choice)
+    d = math.lcm(*(s.denominator for opts in options for s, _ in opts))
+    scaled = [[(sign * s.numerator * (d // s.denominator), c) for s, c in opts] for opts in options]
+    choice = [opts[0] for opts in scaled]
+    num, den = sum(s for s, _ in choice), sum(c for _, c in choice)
     while True:
-        choice = [min(opts, key=lambda o: sign * o[0] - ratio * o[1]) for opts in options]
-        if sum(sign * s - ratio * c for s, c in choice) == 0:
-            return sign * ratio
-        ratio = Fraction(sum(sign * s for s, _ in choice)) / sum(c for _, c in choice)
+        choice = [min(opts, key=lambda o: o[0] * den - num * o[1]) for opts in scaled]
+        if sum(s * den - num * c for s, c in choice) == 0:
+            return sign * Fraction(num, den * d)
+        num, den = sum(s for s, _ in choice), sum(c for _, c in choice)

@@ -3,10 +3,21 @@ samples as they bear on them, and its share of the batch's tokens in integers th
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Sequence
+from typing import Protocol
 
 from server.engines.base import PromptTooLongError
 from server.pipeline.domain import ItemResult, Sample
+from server.pipeline.errors import SetTooLongError
+from server.serving.admission import Share
+
+
+class Waiting(Protocol):
+    """A call waiting for its rows' result (a grouped batch's seat)."""
+
+    future: asyncio.Future[ItemResult]
 
 
 def exact_shares(total: int, weights: list[int]) -> list[int]:
@@ -65,3 +76,38 @@ def is_too_long(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return any(is_too_long(e) for e in exc.exceptions)
     return isinstance(exc, PromptTooLongError)
+
+
+def blamed_rows(exc: BaseException, responses: Sequence[str]) -> dict[int, PromptTooLongError]:
+    """The rows of a pairwise pool that a too-long failure blames, each with the error of its set: of
+    every judged set whose prompt did not fit (:class:`~server.pipeline.errors.SetTooLongError`), the
+    longest response (in characters; of equal ones the last, the latest call's). A row too long for
+    every pair is blamed by whichever of its pairs failed; of two rows that only together overflow,
+    the longer one. Empty when the failure names no set."""
+    out: dict[int, PromptTooLongError] = {}
+    for e in _leaves(exc):
+        if isinstance(e, SetTooLongError) and e.responses:
+            out.setdefault(max(e.responses, key=lambda i: (len(responses[i]), i)), e)
+    return out
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
+def settle(members: Sequence[Waiting], exc: BaseException) -> None:
+    """Give every member still waiting the batch's failure (a cancellation cancels their futures)."""
+    for m in members:
+        if m.future.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            m.future.cancel()
+        else:
+            m.future.set_exception(exc)
+
+
+def judged_alone(share: Share, samples: float, _: object) -> None:
+    """A call judged alone after a split ended: its samples leave the batch's share of the books."""
+    share.resize(share.samples - samples)

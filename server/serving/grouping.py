@@ -17,8 +17,9 @@ is judged again as the items of its calls still waiting, each alone, so each cal
 answer (or the error) its own item gets. Token usage is split between the calls in integers that add
 up to the batch's.
 
-Pairwise judges: rows meet in pools of ``max(2, max_group_size)`` and each batch forms its pairs (a
-row left alone is ``unpaired``); a ``single`` judge's rows are never held.
+Pairwise judges: rows meet in pools of ``max(2, max_group_size)`` and each batch forms its pairs (a row
+left alone is ``unpaired``; a row too long for its pairs gets its own error, the rest are paired again);
+a ``single`` judge's rows are never held.
 
 A call's rows take their seats (:meth:`Grouper.enter`) in the step the call is admitted, so admission
 counts a batch's work (k per judged set of a full batch) once, for the row that opens it
@@ -42,7 +43,7 @@ from server.pipeline.judges import Mode
 from server.pipeline.scoring import ScoreSpec
 from server.serving.admission import Share
 from server.serving.gate import Place, current_place
-from server.serving.grouped_results import exact_shares, is_too_long, share_of
+from server.serving.grouped_results import blamed_rows, exact_shares, is_too_long, judged_alone, settle, share_of
 
 Judge = Callable[[ScoreSpec, str], Awaitable[ItemResult]]
 
@@ -257,28 +258,43 @@ class Grouper:
         batch.end()
 
     async def _run(self, batch: _Batch) -> None:
-        spec = batch.key
+        """Judge the batch. If its prompt does not fit the context, a group's calls still waiting are each
+        judged alone (:meth:`_split`). A pairwise pool's would have nothing to pair with: instead each
+        call whose row the failed pairs blame (:func:`~server.serving.grouped_results.blamed_rows`) gets
+        that pair's error, and the others are judged together again, until their pairs fit (a refused
+        prompt costs no generation: its length is checked first)."""
+        judged = batch.members
+        while judged:  # until it is judged, or every call got its error
+            try:
+                return await self._together(batch.key, judged)
+            except BaseException as exc:
+                waiting = [m for m in judged if not m.future.done()]
+                if len(judged) < 2 or not waiting or not is_too_long(exc):
+                    settle(judged, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    return
+                blamed = blamed_rows(exc, [r for m in judged for r in m.responses]) if self.mode == "pairwise" else {}
+                guilty = [(m, i) for m in waiting for i in range(m.offset, m.offset + len(m.responses)) if i in blamed]
+                if not guilty:  # a group, or a failure that names none of their pairs
+                    return await self._split(batch, waiting)
+                for m, i in guilty:
+                    settle([m], blamed[i])
+                judged = [m for m in waiting if not m.future.done()]
+
+    async def _together(self, spec: ScoreSpec, members: list[Seat]) -> None:
+        """Judge ``members``' rows as one item and give each its part (raises what judging raises)."""
         offset = 0
-        for m in batch.members:
+        for m in members:
             m.offset, offset = offset, offset + len(m.responses)
-        combined_spec = dataclasses.replace(spec, responses=tuple(r for m in batch.members for r in m.responses))
-        try:
-            combined = await self.judge(combined_spec, f"grp-{uuid.uuid4().hex[:16]}")
-        except BaseException as exc:
-            waiting = [m for m in batch.members if not m.future.done()]
-            if len(batch.members) > 1 and waiting and is_too_long(exc):
-                await self._split(batch, waiting)
-                return
-            _settle(batch.members, exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+        combined_spec = dataclasses.replace(spec, responses=tuple(r for m in members for r in m.responses))
+        combined = await self.judge(combined_spec, f"grp-{uuid.uuid4().hex[:16]}")
         if self.on_batch is not None:
-            self.on_batch(combined, len(batch.members))
-        sizes = [len(m.responses) for m in batch.members]
+            self.on_batch(combined, len(members))
+        sizes = [len(m.responses) for m in members]
         prompt_shares = exact_shares(combined.prompt_tokens, sizes)
         generation_shares = exact_shares(combined.generation_tokens, sizes)
-        for m, prompt, generation in zip(batch.members, prompt_shares, generation_shares, strict=True):
+        for m, prompt, generation in zip(members, prompt_shares, generation_shares, strict=True):
             if not m.future.done():
                 m.future.set_result(share_of(combined, m.offset, len(m.responses), (prompt, generation)))
 
@@ -291,7 +307,7 @@ class Grouper:
         for m in waiting:
             m.alone = asyncio.get_running_loop().create_task(self._alone(spec, m))
             if share is not None:
-                done = functools.partial(_judged_alone, share, self.work(spec, len(m.responses)))
+                done = functools.partial(judged_alone, share, self.work(spec, len(m.responses)))
                 m.alone.add_done_callback(done)
         await asyncio.gather(*(m.alone for m in waiting if m.alone is not None), return_exceptions=True)
 
@@ -303,7 +319,7 @@ class Grouper:
             own = dataclasses.replace(spec, responses=member.responses)
             result = await self.judge(own, f"grp-{uuid.uuid4().hex[:16]}")
         except BaseException as exc:
-            _settle([member], exc)
+            settle([member], exc)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -319,30 +335,15 @@ class Grouper:
         for batch in list(self._open.values()):
             if batch.timer is not None:
                 batch.timer.cancel()
-            _settle(batch.members, EngineNotReadyError("shutting down"))
+            settle(batch.members, EngineNotReadyError("shutting down"))
             batch.end()
         self._open.clear()
         running = list(self._running)
         for batch in running:
-            _settle(batch.members, EngineNotReadyError("shutting down"))
+            settle(batch.members, EngineNotReadyError("shutting down"))
             assert batch.task is not None
             batch.task.cancel()
         for batch in running:
             assert batch.task is not None
             with contextlib.suppress(BaseException):
                 await batch.task
-
-
-def _settle(members: list[Seat], exc: BaseException) -> None:
-    """Give every member still waiting the batch's failure (a cancellation cancels their futures)."""
-    for m in members:
-        if m.future.done():
-            continue
-        if isinstance(exc, asyncio.CancelledError):
-            m.future.cancel()
-        else:
-            m.future.set_exception(exc)
-
-
-def _judged_alone(share: Share, samples: float, _: object) -> None:
-    share.resize(share.samples - samples)

@@ -134,15 +134,22 @@ def is_adaptive(result: ItemResult) -> bool:
 
 
 def row_rewards(
-    rows_of_items: Sequence[list[int]], results: Sequence[ItemResult], mode: RewardMode, scale: Scale
+    rows_of_items: Sequence[list[int]],
+    results: Sequence[ItemResult],
+    mode: RewardMode,
+    scale: Scale,
+    *,
+    pairwise: bool = False,
 ) -> RowRewards:
     """The items' results scattered back to their rows, in ``mode`` on the judge's vote ``scale``
-    (0.0 for an unscored row)."""
+    (0.0 for an unscored row). ``raw`` rewards are k-normalised sums for adaptive items and for a
+    ``pairwise`` judge, whose responses are judged in as many pairs as their pool gives them
+    (:func:`~server.pipeline.aggregation.to_reward`)."""
     count = sum(len(rows) for rows in rows_of_items)
     out = RowRewards(rewards=[0.0] * count, unscored=[False] * count, group_sizes=[0] * count, k_used=[0] * count)
     for rows, result in zip(rows_of_items, results, strict=True):
         for row, score, size in zip(rows, result.responses, result.group_sizes, strict=True):
-            value = to_reward(score, mode, scale=scale, normalized=is_adaptive(result))
+            value = to_reward(score, mode, scale=scale, normalized=pairwise or is_adaptive(result))
             out.rewards[row] = 0.0 if value is None else value
             out.unscored[row] = value is None
             out.group_sizes[row] = size

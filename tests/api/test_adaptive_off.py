@@ -5,8 +5,8 @@
 each sample's seed, a meta RM on some calls). Today's answers must match them field for field; only
 the fields added with adaptive k (``k_used``, ``stop_reason``, ``rounds``, ``normalized_score``, the rerank's
 ``meta.grm`` and ``/get_reward``'s ``grm_k_used``) and with judge profiles (``/v1/score``'s ``scale``, the
-judge's vote scale, and each batch item's own ``template``; :func:`test_the_fields_judge_profiles_added`
-pins their deepseek-grm values) may be new. Regenerate only on purpose:
+judge's vote scale, ``judge_mode`` and each batch item's own ``template``;
+:func:`test_the_fields_judge_profiles_added` pins their deepseek-grm values) may be new. Regenerate only on purpose:
 ``GRM_WRITE_GOLDEN=1 pytest tests/api/test_adaptive_off.py``.
 """
 
@@ -26,7 +26,7 @@ from tests.api.conftest import running_app
 
 GOLDEN = Path(__file__).resolve().parent.parent / "data" / "adaptive_off_golden.json"
 # Fields that adaptive k added to the answers: not in the golden file, ignored when comparing.
-NEW_FIELDS = {"k_used", "stop_reason", "rounds", "normalized_score", "grm", "grm_k_used", "scale"}
+NEW_FIELDS = {"k_used", "stop_reason", "rounds", "normalized_score", "grm", "grm_k_used", "scale", "judge_mode"}
 
 
 def _draw(*parts: object) -> int:
@@ -109,12 +109,13 @@ async def test_off_is_byte_identical_to_before_adaptive_k() -> None:
 
 
 async def test_the_fields_judge_profiles_added() -> None:
-    """deepseek-grm's answers say its vote scale, 1..10; a batch item names its own prompt version."""
+    """deepseek-grm's answers say its vote scale, 1..10, and mode, group; a batch item names its own prompt version."""
     raw: dict[str, Any] = {}
     await _answers(raw)
     for name, path, _ in CALLS + META_CALLS:
         if path == "/v1/score":
             assert raw[name]["scale"] == [1, 10], name
+            assert raw[name]["judge_mode"] == "group", name
     templates = [i["template"] for i in raw["batch"]["items"]]
     assert templates == [raw["batch"]["template"]] * 2 == ["deepseek-grm-default-v1"] * 2
     assert raw["rerank"]["meta"]["grm"]["scale"] == [1, 10]

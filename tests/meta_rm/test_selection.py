@@ -1,6 +1,6 @@
 import pytest
 
-from meta_rm.selection import default_k_meta, select_top_k
+from meta_rm.selection import default_k_meta, order_shares, select_top_k, select_top_k_by_order
 
 
 def test_keeps_the_highest_rated_samples_in_sample_order():
@@ -31,3 +31,18 @@ def test_rejects_mismatched_lengths_and_missing_scores():
         select_top_k([True], [None], 1)
     with pytest.raises(ValueError, match="k_meta"):
         select_top_k([True], [1.0], 0)
+
+
+def test_each_order_keeps_its_share_of_the_voters() -> None:
+    orders = [0, 0, 1, 1]
+    assert select_top_k_by_order([True] * 4, [5.0, 4.0, 3.0, 2.0], orders, [1, 1]) == [0, 2]
+
+
+def test_an_order_with_too_few_parsed_samples_does_not_hand_its_share_to_the_other() -> None:
+    orders = [0, 0, 1, 1]
+    assert select_top_k_by_order([True, True, False, False], [5.0, 4.0, None, None], orders, [1, 1]) == [0]
+
+
+def test_the_odd_voter_goes_to_the_best_rated_sample_left_one_per_order() -> None:
+    assert order_shares(3, [2, 2]) == ([1, 1], 1)
+    assert select_top_k_by_order([True] * 4, [1.0, 0.5, 3.0, 2.0], [0, 0, 1, 1], [1, 1], 1) == [0, 2, 3]

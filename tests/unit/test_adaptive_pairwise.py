@@ -18,8 +18,8 @@ Invariants:
   verdict depends only on what it is shown, position bias included when k is even), under
   ``all_pairs`` (and ``circular`` up to 3 responses, where it is all pairs: for more, which pairs
   are judged depends on the caller's order, by design);
-* ``normalized_score`` is the pooled mean times the votes full k gives: per set k (or ``k_meta``),
-  times the sets judging the response.
+* ``normalized_score`` is the pooled mean times the votes one set gives at full k (k, or ``k_meta``),
+  however many sets judge the response.
 
 Cases per property: ``GRM_ADAPTIVE_EXAMPLES`` (default 300; ``stderr`` and reranks half), derandomised.
 """
@@ -214,18 +214,19 @@ def test_rank_keeps_a_pairwise_reranks_top_n_in_order_anchored_or_not(case: dict
     event(case["judge"])
 
 
-def test_k_normalised_sums_of_pooled_responses_count_every_set_judging_them() -> None:
+def test_k_normalised_sums_of_pooled_responses_are_one_sets_worth_of_votes() -> None:
     """Three responses in circular pairs, an A/B judge that always prefers the better: each response is
-    judged in two sets, so full k gives it 2k votes (2 k_meta with a meta RM), and normalized_score is
-    the pooled mean (a win rate: 1, 1/2, 0) times that, adaptive or not."""
+    judged in two sets, so full k gives it 2k votes (2 k_meta with a meta RM), and score sums them; its
+    normalized_score (and raw reward) is the pooled mean (a win rate: 1, 1/2, 0) times the votes one
+    set gives, k (k_meta), adaptive or not: not a count of the pairs its pool gave it (review #31)."""
     case = {"judge": "ab", "aggregation": "mean", "pairing": "circular", "k": 16, "k_min": 2, "max_group_size": 8,
             "seed": 3, "responses": tuple(response_text(i, q, 0, 0) for i, q in enumerate((9, 5, 0)))}  # fmt: skip
     for meta, per_set in ((False, 16), (True, 8)):
         full, fast = both({**case, "meta": meta}, AdaptiveOptions("rank", k_min=2))
         assert [r.mean_score for r in full.responses] == [r.mean_score for r in fast.responses] == [1, 0.5, 0]
         for f, a in zip(full.responses, fast.responses, strict=True):
-            assert f.votes == 2 * per_set and f.normalized_score == f.score == f.mean_score * 2 * per_set
-            assert a.normalized_score == a.mean_score * 2 * per_set == f.score
+            assert f.votes == 2 * per_set and f.score == f.mean_score * 2 * per_set
+            assert f.normalized_score == a.normalized_score == f.mean_score * per_set
         if not meta:  # decided once 2/3 of k is drawn, so in the round that ends at 14 of 16
             assert (fast.k_used, fast.stop_reason) == (14, "rank") and fast.responses[0].votes == 28
 

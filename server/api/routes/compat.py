@@ -65,7 +65,8 @@ async def get_reward(body: GetRewardRequest, request: Request) -> GetRewardRespo
     app.validator.check_items(len(items))
     specs = [app.validator.resolve(item) for item in items]
     results = await app.service.score(await call_context(request, app.grm), specs, groupable=True)
-    out = row_rewards(rows, results, body.reward or settings.openrlhf_reward, app.service.vote_scale)
+    mode = body.reward or settings.openrlhf_reward
+    out = row_rewards(rows, results, mode, app.service.vote_scale, pairwise=app.grm.judge.mode == "pairwise")
     extra_logs = {
         "grm_unscored": [float(u) for u in out.unscored],
         "grm_group_size": [float(g) for g in out.group_sizes],

@@ -72,7 +72,7 @@ async def reward(body: RewardRequest, request: Request) -> RewardResponse:
     if ignored:
         app.grm.metrics.labels_ignored.inc()
     scale = app.service.vote_scale
-    out = row_rewards([[0]], [result], settings.openrlhf_reward, scale)
+    out = row_rewards([[0]], [result], settings.openrlhf_reward, scale, pairwise=app.grm.judge.mode == "pairwise")
     unit = row_rewards([[0]], [result], "unit", scale)
     return RewardResponse(
         reward=out.rewards[0],

@@ -95,6 +95,7 @@ async def score(body: ScoreBody, request: Request) -> ScoreResponse | ScoreBatch
         for r, item, spec in zip(results, items, specs, strict=True)
     ]
     model, scale = service.model_name, (service.vote_scale.low, service.vote_scale.high)
+    judge = {"scale": scale, "judge_mode": app.grm.judge.mode}
     if isinstance(body, ScoreBatchRequest):
-        return ScoreBatchResponse(model=model, template=service.template_name, scale=scale, items=outputs)
-    return ScoreResponse(model=model, scale=scale, **outputs[0].model_dump())
+        return ScoreBatchResponse(model=model, template=service.template_name, items=outputs, **judge)
+    return ScoreResponse(model=model, **judge, **outputs[0].model_dump())
