@@ -229,8 +229,9 @@ def _options(tally: Tally, i: int, highest: bool) -> tuple[Option, ...]:
         # Each new vote adds the same extreme to the sum and one to the count: every outcome lies on
         # one line, whose hull (see _hull) is its two ends.
         sums, count, _ = next(tally.outcomes())  # the first: no new votes
-        lowest = (sums[i], count)
-        return tuple(sorted({lowest, (sums[i] + extreme * tally.remaining, count + tally.remaining)}))
+        if not tally.remaining:
+            return ((sums[i], count),)
+        return (sums[i], count), (sums[i] + extreme * tally.remaining, count + tally.remaining)
     return _hull({(sums[i] + extreme * new, count + new) for sums, count, new in tally.outcomes()}, highest)
 
 
