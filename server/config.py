@@ -17,8 +17,13 @@ from server.pipeline.judges import (
     get_judge,
     read_judge_file,
     unsupported_aggregation,
+    vote_scale,
 )
 from server.pipeline.prompts import DEFAULT_TEMPLATE, TEMPLATES, get_template
+
+# The stderr rule's default: 0.5 on deepseek-grm's 1..10 votes (a spread of 9), where it was tuned, and
+# the same share of any other judge's vote scale (Settings.stderr_epsilon).
+DEFAULT_EPSILON, DEFAULT_EPSILON_SPREAD = 0.5, 9.0
 
 
 class Settings(BaseSettings):
@@ -93,11 +98,12 @@ class Settings(BaseSettings):
         description="default stopping rule of adaptive k: off (always k samples), rank (stop once the order is "
         "provably final) or stderr (stop once every mean vote's standard error is at most --adaptive-epsilon)",
     )
-    adaptive_epsilon: float = Field(
-        0.5,
+    adaptive_epsilon: float | None = Field(
+        None,
         gt=0,
         description="stderr rule: default largest standard error of a mean vote to stop at, in the judge's vote "
-        "units (/v1/info's vote scale; deepseek-grm: 1..10)",
+        "units (/v1/info's vote scale); unset: 0.5 per 9 units of the scale's spread (0.5 on deepseek-grm's "
+        "1..10, 1/18 on an A/B judge's 0..1 win rate; /v1/info says which)",
     )
     adaptive_k_min: int = Field(4, ge=1, description="adaptive k: default fewest samples per group before a stop")
 
@@ -234,6 +240,15 @@ class Settings(BaseSettings):
         if refused := unsupported_aggregation(self._judge, self.aggregation):
             raise ValueError(f"--aggregation {self.aggregation}: {refused}")
         return self
+
+    def stderr_epsilon(self) -> float:
+        """The ``stderr`` rule's default bound, in vote units: ``--adaptive-epsilon`` when set, else the same
+        share of the judge's vote scale (its aggregation's, :func:`vote_scale`) as 0.5 is of deepseek-grm's
+        1..10, where it was tuned (docs/adaptive.md): on an A/B judge's 0..1 win rate, 1/18."""
+        if self.adaptive_epsilon is not None:
+            return self.adaptive_epsilon
+        scale = vote_scale(self._judge, self.aggregation)
+        return DEFAULT_EPSILON * (scale.high - scale.low) / DEFAULT_EPSILON_SPREAD
 
     def judge_profile(self) -> Judge:
         """The judge the server runs: the ``--judge-file`` profile, else the ``--judge`` one (DeepSeek-GRM

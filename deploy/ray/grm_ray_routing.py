@@ -86,7 +86,7 @@ class ServerDefaults:
             max_tokens=settings.max_tokens,
             k_meta=settings.k_meta,
             adaptive=settings.adaptive,
-            adaptive_epsilon=settings.adaptive_epsilon,
+            adaptive_epsilon=settings.stderr_epsilon(),  # --adaptive-epsilon, or its share of the vote scale
             adaptive_k_min=settings.adaptive_k_min,
             # server.serving.trainer_rows.uses_labels: auto reads labels when the judge has a reference slot
             use_labels=settings.openrlhf_labels == "reference"

@@ -44,7 +44,8 @@ class GRMOptions(BaseModel):
         None,
         gt=0,
         description="stderr rule: the largest standard error of a mean vote to stop at, in the judge's vote units "
-        "(/v1/info's vote scale; deepseek-grm: 1..10).",
+        "(/v1/info's vote scale; deepseek-grm: 1..10). Unset: the server's (/v1/info defaults.adaptive_epsilon; "
+        "by default 0.5 per 9 units of the vote scale).",
     )
     k_min: int | None = Field(None, ge=1, description="Adaptive k: fewest samples per group before a stop.")
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import TypeVar
 
 from meta_rm.base import Trajectory
 from meta_rm.selection import default_k_meta
@@ -91,32 +92,49 @@ async def score_in_rounds(
         planned = [(run, p) for run in todo for p in run.next_requests(rounds)]
         started = time.perf_counter()
         async with asyncio.TaskGroup() as tg:  # each request's samples parsed as it returns
-            tasks = [tg.create_task(generate_samples(generate, p, kept=meta_rm is None)) for _, p in planned]
+            tasks = await start_in_turns(tg, (generate_samples(generate, p, kept=meta_rm is None) for _, p in planned))
         gen_seconds += time.perf_counter() - started
         fresh: list[tuple[_GroupRun, int]] = []  # (run, index of a new parsed sample)
         for (run, p), task in zip(planned, tasks, strict=True):
             fresh += run.add(p, *task.result())
         for run in todo:
             run.drawn = run.target
-        # Let other calls run between the round's steps: on a large pool (all pairs of 64 responses:
-        # 2016 sets) each step takes a good part of a second, and together they would stall the loop.
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # other calls run between the round's steps (a large pool's take a while)
         if meta_rm is not None and fresh:
             started = time.perf_counter()
             ratings = await meta_rm.score([run.trajectory(i) for run, i in fresh])
             meta_seconds += time.perf_counter() - started
             for (run, i), rating in zip(fresh, ratings, strict=True):
                 run.samples[i] = dataclasses.replace(run.samples[i], meta_score=rating)
-        for g in _undecided(runs, options, linked, specs):
+        # The rule is pure CPU work on the runs, which nothing else touches meanwhile: in a thread, the
+        # event loop keeps serving other calls (all pairs of 64 responses: about 0.3 s of CPU a round).
+        for g in await asyncio.to_thread(_undecided, runs, options, linked, specs):
             runs[g].target = next_round(runs[g].drawn, runs[g].size, runs[g].spec.k)
-        await asyncio.sleep(0)
     results = []
     for i, spec in enumerate(specs):
         sizes = pool_sizes(spec, judge, max_group_size)
-        result = _adaptive_result(spec, [run for run in runs if run.item == i], options, sizes)
+        mine = [run for run in runs if run.item == i]
+        result = await asyncio.to_thread(_adaptive_result, spec, mine, options, sizes)  # as the rule, off the loop
         result.rounds, result.generate_seconds, result.meta_rm_seconds = rounds, gen_seconds, meta_seconds
         results.append(result)
     return results
+
+
+T = TypeVar("T")
+REQUESTS_PER_TURN = 256
+
+
+async def start_in_turns(tg: asyncio.TaskGroup, calls: Iterable[Coroutine[object, object, T]]) -> list[asyncio.Task[T]]:
+    """Start ``calls`` in ``tg``, :data:`REQUESTS_PER_TURN` per turn of the event loop: starting an engine
+    request takes the gate and the engine some work, and an ``all_pairs`` pool of 64 responses sends 4032
+    at once, which would hold every other call for a good part of a second. ``calls`` is read lazily,
+    so the coroutines not started when the group fails are never made."""
+    tasks: list[asyncio.Task[T]] = []
+    for i, call in enumerate(calls):
+        if i and i % REQUESTS_PER_TURN == 0:
+            await asyncio.sleep(0)
+        tasks.append(tg.create_task(call))
+    return tasks
 
 
 def _runs(

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from meta_rm.selection import default_k_meta, order_shares, select_top_k, select_top_k_by_order
 from server.pipeline.domain import ItemResult, Sample, SampleStatus
 from server.pipeline.judges import Judge
-from server.pipeline.rounds import score_in_rounds
+from server.pipeline.rounds import score_in_rounds, start_in_turns
 from server.pipeline.sampling import (
     Generate,
     Generated,
@@ -113,7 +113,7 @@ class Scorer:
         started = time.perf_counter()
         voting = self.meta_rm is None  # every parsed sample votes, else the meta RM chooses
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(generate_samples(self.generate, p, kept=voting)) for p in plan]
+            tasks = await start_in_turns(tg, (generate_samples(self.generate, p, kept=voting) for p in plan))
         generated = time.perf_counter()
         samples: list[Sample] = []
         prompt_tokens = generation_tokens = 0

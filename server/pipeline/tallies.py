@@ -137,7 +137,7 @@ class Tally:
 
     @cached_property
     def _listed_outcomes(self) -> tuple[tuple[tuple[Fraction, ...], int, int], ...]:
-        return tuple(self._outcomes())
+        return tuple(dict.fromkeys(self._outcomes()))  # each once: orders' endings often sum alike
 
     def _outcomes(self) -> Iterator[tuple[tuple[Fraction, ...], int, int]]:
         """Every way the full k could end, as ``(sums of the current samples that vote, their count,
@@ -153,33 +153,34 @@ class Tally:
             for p in range(self.remaining + 1):
                 yield current, len(self.votes), p
             return
-        at_k = self.drawn_by_order(self.k)
-        shares, leftover = order_shares(self.k_meta, at_k)
-        for odd in itertools.combinations(range(len(at_k)), leftover):  # whichever orders the odd voters go to
-            yield from self._endings([share + (o in odd) for o, share in enumerate(shares)])
-
-    def _endings(self, quotas: list[int]) -> Iterator[tuple[tuple[Fraction, ...], int, int]]:
-        """:meth:`_outcomes` with a meta RM, each order keeping at most its ``quotas`` of the voters."""
-        assert self.ratings is not None
         ratings, zero = self.ratings, tuple([Fraction(0)] * self.size)
         at_k, now = self.drawn_by_order(self.k), self.drawn_by_order(self.drawn)
-        per_order = []
-        for o, quota in enumerate(quotas):
+        prefixes: list[list[tuple[Fraction, ...]]] = []  # per order: sums of its best-rated 0, 1, 2, ... samples
+        parsed: list[int] = []
+        for o in range(len(at_k)):
             mine = sorted((i for i, order in enumerate(self._order_of) if order == o), key=lambda i: (-ratings[i], i))
-            prefix = [zero]  # the sums of its best-rated 0, 1, 2, ... current samples
+            prefix = [zero]
             for i in mine:
                 prefix.append(tuple(a + exact(b) for a, b in zip(prefix[-1], self.votes[i], strict=True)))
-            ends: set[tuple[int, int]] = set()  # (current samples that vote, new ones that do)
-            for p in range(at_k[o] - now[o] + 1):
-                voters = min(quota, len(mine) + p)
-                ends.update((voters - m, m) for m in range(max(0, voters - len(mine)), min(p, voters) + 1))
-            per_order.append([(prefix[a], a, m) for a, m in sorted(ends)])
-        for ending in itertools.product(*per_order):
-            count, new = sum(a for _, a, _ in ending), sum(m for _, _, m in ending)
-            if self.votes and count + new == 0:
+            prefixes.append(prefix)
+            parsed.append(len(mine))
+        shares, leftover = order_shares(self.k_meta, at_k)
+        endings: dict[tuple[tuple[int, ...], int], None] = {}  # (current voters per order, new voters)
+        for odd in itertools.combinations(range(len(at_k)), leftover):  # whichever orders the odd voters go to
+            per_order = []
+            for o, share in enumerate(shares):
+                quota, ends = share + (o in odd), set[tuple[int, int]]()
+                for p in range(at_k[o] - now[o] + 1):
+                    voters = min(quota, parsed[o] + p)
+                    ends.update((voters - m, m) for m in range(max(0, voters - parsed[o]), min(p, voters) + 1))
+                per_order.append(sorted(ends))
+            for ending in itertools.product(*per_order):
+                endings[tuple(a for a, _ in ending), sum(m for _, m in ending)] = None
+        for voting, new in endings:
+            if self.votes and sum(voting) + new == 0:
                 continue  # an odd voter given to an order with none to give: the others' best votes then
-            sums = tuple(sum(column, Fraction(0)) for column in zip(*(s for s, _, _ in ending), strict=True))
-            yield sums, count, new
+            chosen = [prefixes[o][a] for o, a in enumerate(voting)]
+            yield tuple(sum(column, Fraction(0)) for column in zip(*chosen, strict=True)), sum(voting), new
 
 
 def relations(lo: Fraction, hi: Fraction) -> frozenset[int]:
@@ -229,8 +230,9 @@ def _options(tally: Tally, i: int, highest: bool) -> tuple[Option, ...]:
         # Each new vote adds the same extreme to the sum and one to the count: every outcome lies on
         # one line, whose hull (see _hull) is its two ends.
         sums, count, _ = next(tally.outcomes())  # the first: no new votes
-        lowest = (sums[i], count)
-        return tuple(sorted({lowest, (sums[i] + extreme * tally.remaining, count + tally.remaining)}))
+        if not tally.remaining:
+            return ((sums[i], count),)
+        return (sums[i], count), (sums[i] + extreme * tally.remaining, count + tally.remaining)
     return _hull({(sums[i] + extreme * new, count + new) for sums, count, new in tally.outcomes()}, highest)
 
 

@@ -142,7 +142,7 @@ class Validator:
             raise invalid_request(f"adaptive_epsilon applies only to adaptive 'stderr', not {rule!r}")
         if rule == "off":
             return AdaptiveOptions()
-        epsilon = item.adaptive_epsilon if item.adaptive_epsilon is not None else s.adaptive_epsilon
+        epsilon = item.adaptive_epsilon if item.adaptive_epsilon is not None else s.stderr_epsilon()
         k_min = item.k_min if item.k_min is not None else min(s.adaptive_k_min, k)
         return AdaptiveOptions(rule, epsilon if rule == "stderr" else AdaptiveOptions.epsilon, k_min)
 

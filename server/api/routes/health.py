@@ -48,8 +48,7 @@ async def info(request: Request) -> InfoResponse:
         defaults["k_meta"] = s.k_meta if s.k_meta is not None else default_k_meta(s.k)
     if s.adaptive != "off":
         defaults["k_min"] = s.adaptive_k_min
-    if s.adaptive == "stderr":
-        defaults["adaptive_epsilon"] = s.adaptive_epsilon
+    defaults["adaptive_epsilon"] = s.stderr_epsilon()  # any call may ask for stderr; relative to the vote scale
     return InfoResponse(
         version=__version__,
         model=engine_info.model if engine_info else s.model,
