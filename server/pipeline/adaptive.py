@@ -67,7 +67,7 @@ StopReason = Literal["off", "rank", "stderr", "confident", "k"]
 # on the scale (they are invariant under any increasing affine map of the votes), so any is as good.
 UNIT_SCALE: VoteScale = (0.0, 1.0)
 # confident's default delta, chosen from benchmarks/adaptive.py's simulation (docs/adaptive.md).
-DEFAULT_DELTA = 0.05
+DEFAULT_DELTA = 0.02
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ worst case, every new vote at the far end of the scale. ``confident`` asks what 
 pair of documents whose relation matters (the pairs ``rank`` checks: every pair, or a rerank's
 ``top_n`` against the rest and among themselves), it estimates the probability ``P(flip)`` that the
 full k would order the two differently from now, and stops once every such probability is at most
-``delta``. A pair that ``rank`` has proven decided is settled too, so ``delta = 0`` decides exactly
-as ``rank`` does (the normal model below never gives a probability of exactly 0 while samples remain).
+``delta``. A pair that ``rank`` has proven decided is settled too, and ``delta = 0`` decides exactly
+as ``rank`` does: the model is not consulted then (its probability rounds to 0.0 in floating point
+on a wide enough lead, and 0 must mean proven).
 
 **The quantity.** The same one ``rank`` orders by (:mod:`server.pipeline.rank_rule`): a document's
 pooled mean over every group judging it, minus, with a rerank's anchor, the anchor's mean in its
@@ -29,8 +30,8 @@ settles it.
 :data:`PRIOR_VOTES` pseudo-votes at :data:`PRIOR_SD_SHARE` of the scale's spread per vote (2.25 on
 1..10). Without it two identical votes would mean zero variance and a certain order after two
 samples; a judge's votes are rounded, coarse and correlated within a few samples, so that is never
-evidence enough. With it, four identical 9-vs-2 votes at k=16 still stop (P(flip) about 1e-6), but a
-one-point lead on four samples does not (about 0.3).
+evidence enough. With it (k=16, 1..10), four identical 9-vs-2 votes give P(flip) 1.5e-24, but four
+identical 6-vs-5 votes 0.073 and two 0.25 (docs/adaptive.md).
 """
 
 from __future__ import annotations

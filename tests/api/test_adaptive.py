@@ -66,7 +66,7 @@ async def test_confident_stops_a_clear_pair_at_k_min_counts_it_and_runs_a_tie_to
         metrics = (await client.get("/metrics")).text
     assert (settled.json()["k_used"], settled.json()["stop_reason"]) == (2, "confident"), settled.text
     assert (tied.json()["k_used"], tied.json()["stop_reason"]) == (8, "k")  # a tie now is never likely final
-    assert info["adaptive"] == "confident" and info["defaults"]["adaptive_delta"] == 0.05
+    assert info["adaptive"] == "confident" and info["defaults"]["adaptive_delta"] == 0.02
     assert metric(metrics, 'grm_adaptive_stops_total{reason="confident"}') == 1
     assert metric(metrics, 'grm_samples_saved_total{adaptive="confident"}') == 14
 
