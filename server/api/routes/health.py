@@ -50,6 +50,8 @@ async def info(request: Request) -> InfoResponse:
         defaults["k_min"] = s.adaptive_k_min
     if s.adaptive == "stderr":
         defaults["adaptive_epsilon"] = s.adaptive_epsilon
+    if s.adaptive == "confident":
+        defaults["adaptive_delta"] = s.adaptive_delta
     return InfoResponse(
         version=__version__,
         model=engine_info.model if engine_info else s.model,
