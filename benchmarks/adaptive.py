@@ -1,11 +1,11 @@
-"""Adaptive k, side by side in one run: full k against each stopping rule (``rank``, ``stderr``).
+"""Adaptive k, side by side in one run: full k against each stopping rule (``rank``, ``stderr``, ``confident``).
 
 Two parts, each printed as one table:
 
 * **model**: the embedded GRM (or ``--server-args "--model ..."``) behind one grm-serve, scoring real
   preference pairs from ``../shared/data`` (round-robin over its dev sets, texts cut to
   ``--max-response-chars``). Every pair is scored five times, all pairs of a mode at once: ``rank``
-  and ``stderr`` first, then full k with the same seeds (``full``), the same again, and full k with
+  ``stderr`` and ``confident`` first, then full k with the same seeds (``full``), the same again, and full k with
   other seeds. Columns: generated tokens per reward (from each answer's usage), samples per pair,
   rounds, the mode's wall time and median call latency, how often its pairwise decision (which
   response has the higher mean vote, or a tie) agrees with ``full``, for how many pairs every sample
@@ -22,10 +22,12 @@ Two parts, each printed as one table:
   distribution around its quality (sd ``--sim-sd``), rounded and clamped to 1..10, two responses
   ``separation`` apart, from indistinguishable (0) to clear; the pipeline is grm-serve's own
   (``Scorer`` with its rounds) on a scripted engine. Columns as above, wall time replaced by rounds
-  (each costs one generation's latency on a real engine), plus how often the better response wins.
+  (each costs one generation's latency on a real engine), plus how often the better response wins;
+  one table per k (``--sim-ks 8 16 32``), a row per separation and one for their even mixture.
 
     python benchmarks/adaptive.py                      # both parts: embedded model, 32 pairs, k=8
-    python benchmarks/adaptive.py --part sim           # the simulation alone (seconds)
+    python benchmarks/adaptive.py --part sim           # the simulation alone (a minute)
+    python benchmarks/adaptive.py --part sim --sim-ks 8 16 32 --epsilons --deltas 0.01 0.05 0.1
     python benchmarks/adaptive.py --pairs 64 --max-tokens 1024 --server-args "--model /models/grm"
 """
 
@@ -109,6 +111,7 @@ def load_pairs(data: Path, n: int, max_chars: int) -> list[dict[str, Any]]:
 MODES: list[tuple[str, dict[str, Any], int]] = [
     ("rank", {"adaptive": "rank"}, 0),
     ("stderr", {"adaptive": "stderr"}, 0),
+    ("confident", {"adaptive": "confident"}, 0),
     ("full", {}, 0),
     ("full, same seeds again", {}, 0),
     ("full, other seeds", {}, OTHER_SEEDS),
@@ -169,8 +172,8 @@ def run_model(args: argparse.Namespace) -> None:
             "prefers chosen %": 100.0 * sum(d == 1 for d in decisions) / len(decisions),
         })  # fmt: skip
     table(rows, list(rows[0]))
-    full, again, floor = rows[2], rows[3], rows[4]
-    for row in rows[:2]:
+    full, again, floor = rows[3], rows[4], rows[5]
+    for row in rows[:3]:
         tokens = row["gen tokens/reward"] / full["gen tokens/reward"]
         wall, p50 = row["wall s"] / full["wall s"], row["p50 call s"] / full["p50 call s"]
         print(f"{row['mode']} / full: gen tokens {tokens:.3f}, wall time {wall:.3f}, p50 latency {p50:.3f}; "
@@ -202,40 +205,77 @@ def simulated_judge(sd: float):
     return generate
 
 
-async def simulate(args: argparse.Namespace) -> None:
-    judge = DeepSeekGRM(template=get_template(DEFAULT_TEMPLATE))
-    scorer = Scorer(judge, generate=simulated_judge(args.sim_sd), max_group_size=4, format_guidance=False)
-    modes: list[tuple[str, AdaptiveOptions, int]] = [
+def sim_modes(args: argparse.Namespace) -> list[tuple[str, AdaptiveOptions, int]]:
+    k_min = args.k_min
+    return [
         ("full", AdaptiveOptions(), 0),
         ("full, other seeds", AdaptiveOptions(), OTHER_SEEDS),
-        ("rank", AdaptiveOptions("rank", k_min=args.k_min), 0),
-        *((f"stderr eps={e:g}", AdaptiveOptions("stderr", epsilon=e, k_min=args.k_min), 0) for e in args.epsilons),
+        *([("rank", AdaptiveOptions("rank", k_min=k_min), 0)] if args.rank else []),
+        *((f"stderr eps={e:g}", AdaptiveOptions("stderr", epsilon=e, k_min=k_min), 0) for e in args.epsilons),
+        *((f"confident d={d:g}", AdaptiveOptions("confident", delta=d, k_min=k_min), 0) for d in args.deltas),
     ]
-    print(f"\nSIMULATION (not a model): {args.sim_pairs} pairs per separation, vote sd {args.sim_sd}, k={args.k}, "
-          f"k_min={args.k_min}; the first response is the better one (or equal at separation 0)")  # fmt: skip
-    rows, nan = [], float("nan")
+
+
+async def simulate_k(scorer: Scorer, args: argparse.Namespace, k: int) -> None:
+    """One table at ``k``: a row per separation and one for their even mixture, a cell per mode."""
+    modes = sim_modes(args)
+    stats: dict[tuple[float, str], dict[str, Any]] = {}
     for separation in args.separations:
         center = 5.5
         pairs = [(f"a{i} quality={center + separation / 2}", f"b{i} quality={center - separation / 2}")
                  for i in range(args.sim_pairs)]  # fmt: skip
         outcomes: dict[str, list[Any]] = {}
         for name, options, seed0 in modes:
-            specs = [ScoreSpec((Message("user", "Which is better?"),), pair, args.k, 0.5, 1.0, 256, seed=seed0 + i,
+            specs = [ScoreSpec((Message("user", "Which is better?"),), pair, k, 0.5, 1.0, 256, seed=seed0 + i,
                                adaptive=options) for i, pair in enumerate(pairs)]  # fmt: skip
             outcomes[name] = await scorer.score_many(specs)
         reference = [decision([r.mean_score for r in x.responses]) for x in outcomes["full"]]
         for name, _, _ in modes:
-            results = outcomes[name]
-            decisions = [decision([r.mean_score for r in x.responses]) for x in results]
-            rows.append({
-                "separation": separation,
-                "mode": name,
-                "samples/reward": statistics.mean(len(x.samples) for x in results) / 2,
-                "rounds": statistics.mean(x.rounds for x in results),
-                "agrees with full %": agreement(decisions, reference),
-                "better wins %": 100.0 * sum(d == 1 for d in decisions) / len(decisions) if separation else nan,
-            })  # fmt: skip
-    table(rows, list(rows[0]))
+            decisions = [decision([r.mean_score for r in x.responses]) for x in outcomes[name]]
+            stats[separation, name] = {
+                "samples": statistics.mean(len(x.samples) for x in outcomes[name]) / 2,
+                "rounds": statistics.mean(x.rounds for x in outcomes[name]),
+                "agrees": agreement(decisions, reference),
+                "wins": 100.0 * sum(d == 1 for d in decisions) / len(decisions) if separation else None,
+            }
+    rows = [*args.separations, "mixture"]
+    for name, _, _ in modes:  # the even mixture: every separation's pairs together
+        cells = [stats[s, name] for s in args.separations]
+        wins = [c["wins"] for c in cells if c["wins"] is not None]
+        stats["mixture", name] = {
+            "samples": statistics.mean(c["samples"] for c in cells),
+            "rounds": statistics.mean(c["rounds"] for c in cells),
+            "agrees": statistics.mean(c["agrees"] for c in cells),
+            "wins": statistics.mean(wins) if wins else None,
+        }
+    shown = [name for name, _, _ in modes if not name.startswith("full")]
+    print(f"\nk={k}: each cell samples per reward (full k: {k // 2}) · rounds · agrees with full k % · better wins %")
+    print("| separation | full k: better wins % | noise floor % | " + " | ".join(f"`{n}`" for n in shown) + " |")
+    print("|" + "---|" * (3 + len(shown)))
+    for row in rows:
+
+        def fmt(x: float | None) -> str:
+            return "-" if x is None else f"{x:.3g}"
+
+        cells = [f"{fmt(stats[row, n]['samples'])} · {fmt(stats[row, n]['rounds'])} · {fmt(stats[row, n]['agrees'])}"
+                 f" · {fmt(stats[row, n]['wins'])}" for n in shown]  # fmt: skip
+        full, floor = stats[row, "full"], stats[row, "full, other seeds"]
+        print(f"| {row} | {fmt(full['wins'])} | {fmt(floor['agrees'])} | " + " | ".join(cells) + " |")
+    for name in shown:  # the issue's target: <= 0.6x samples, agreement >= floor everywhere, wins within 1 point
+        ratio = stats["mixture", name]["samples"] / stats["mixture", "full"]["samples"]
+        below = [s for s in args.separations if stats[s, name]["agrees"] < stats[s, "full, other seeds"]["agrees"]]
+        lost = max((stats[s, "full"]["wins"] - stats[s, name]["wins"] for s in args.separations if s), default=0.0)
+        print(f"k={k} {name}: {ratio:.3f}x full k's samples on the mixture; agreement below the noise floor at "
+              f"separations {below or 'none'}; better-wins at most {lost:.1f} points below full k")  # fmt: skip
+
+
+async def simulate(args: argparse.Namespace) -> None:
+    judge = DeepSeekGRM(template=get_template(DEFAULT_TEMPLATE))
+    scorer = Scorer(judge, generate=simulated_judge(args.sim_sd), max_group_size=4, format_guidance=False)
+    print(f"\nSIMULATION (not a model): {args.sim_pairs} pairs per separation, vote sd {args.sim_sd}, "
+          f"k_min={args.k_min}; the first response is the better one (or equal at separation 0)")  # fmt: skip
+    for k in args.sim_ks or [args.k]:
+        await simulate_k(scorer, args, k)
 
 
 def main() -> None:
@@ -253,7 +293,10 @@ def main() -> None:
     parser.add_argument("--sim-sd", type=float, default=1.5)
     parser.add_argument("--k-min", type=int, default=4, help="simulation: k_min of the adaptive modes")
     parser.add_argument("--separations", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0, 4.0])
-    parser.add_argument("--epsilons", type=float, nargs="+", default=[0.25, 0.5, 0.75])
+    parser.add_argument("--epsilons", type=float, nargs="*", default=[0.25, 0.5, 0.75], help="stderr rule's")
+    parser.add_argument("--deltas", type=float, nargs="*", default=[0.01, 0.05, 0.1], help="confident rule's")
+    parser.add_argument("--no-rank", dest="rank", action="store_false", help="simulation: leave rank out")
+    parser.add_argument("--sim-ks", type=int, nargs="*", default=None, help="simulation: several k (default --k)")
     args = parser.parse_args()
     if args.part in ("model", "both"):
         run_model(args)

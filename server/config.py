@@ -9,6 +9,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.engines.model_files import EMBEDDED, default_cache_dir
+from server.pipeline.adaptive import DEFAULT_DELTA
 from server.pipeline.judges import (
     DEFAULT_JUDGE,
     JUDGES,
@@ -93,10 +94,11 @@ class Settings(BaseSettings):
     )
 
     # Adaptive k (server/pipeline/adaptive.py, docs/adaptive.md)
-    adaptive: Literal["off", "rank", "stderr"] = Field(
+    adaptive: Literal["off", "rank", "stderr", "confident"] = Field(
         "off",
         description="default stopping rule of adaptive k: off (always k samples), rank (stop once the order is "
-        "provably final) or stderr (stop once every mean vote's standard error is at most --adaptive-epsilon)",
+        "provably final), stderr (stop once every mean vote's standard error is at most --adaptive-epsilon) or "
+        "confident (stop once full k would order every pair as now with probability at least 1 - --adaptive-delta)",
     )
     adaptive_epsilon: float | None = Field(
         None,
@@ -104,6 +106,13 @@ class Settings(BaseSettings):
         description="stderr rule: default largest standard error of a mean vote to stop at, in the judge's vote "
         "units (/v1/info's vote scale); unset: 0.5 per 9 units of the scale's spread (0.5 on deepseek-grm's "
         "1..10, 1/18 on an A/B judge's 0..1 win rate; /v1/info says which)",
+    )
+    adaptive_delta: float = Field(
+        DEFAULT_DELTA,
+        ge=0,
+        le=1,
+        description="confident rule: default largest estimated probability that full k orders a pair of responses "
+        "otherwise than now (0: only a proven order stops, as rank)",
     )
     adaptive_k_min: int = Field(4, ge=1, description="adaptive k: default fewest samples per group before a stop")
 

@@ -64,13 +64,15 @@ def build_item(
     return_samples: bool = False,
     adaptive: str | None = None,
     adaptive_epsilon: float | None = None,
+    adaptive_delta: float | None = None,
     k_min: int | None = None,
 ) -> dict[str, Any]:
     """The JSON of one ``/v1/score`` item; ``query`` is a string or a list of ``{role, content}``.
 
     ``reference`` is a reference answer the GRM judges correctness against; ``principles`` a rubric;
-    ``adaptive`` (``"rank"``, ``"stderr"`` or ``"off"``) lets the item stop before k samples once its
-    vote is decided, with ``adaptive_epsilon`` and ``k_min`` (see the server's docs/adaptive.md).
+    ``adaptive`` (``"rank"``, ``"stderr"``, ``"confident"`` or ``"off"``) lets the item stop before k
+    samples once its vote is decided, with ``adaptive_epsilon``, ``adaptive_delta`` and ``k_min`` (see the
+    server's docs/adaptive.md).
     """
     item: dict[str, Any] = {"responses": list(responses)}
     if isinstance(query, str):
@@ -78,7 +80,8 @@ def build_item(
     else:
         item["messages"] = [{"role": m["role"], "content": m["content"]} for m in query]
     options = {"k": k, "k_meta": k_meta, "temperature": temperature, "max_tokens": max_tokens, "seed": seed,
-               "adaptive": adaptive, "adaptive_epsilon": adaptive_epsilon, "k_min": k_min}  # fmt: skip
+               "adaptive": adaptive, "adaptive_epsilon": adaptive_epsilon, "adaptive_delta": adaptive_delta,
+               "k_min": k_min}  # fmt: skip
     item.update({key: v for key, v in options.items() if v is not None})
     if reference is not None:
         item["reference"] = reference

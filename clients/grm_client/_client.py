@@ -71,8 +71,9 @@ class GRMClient(BaseClient):
         """Judge ``responses`` to ``query`` (a string or a list of ``{role, content}`` messages).
 
         Options: ``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``, ``reference`` (a reference
-        answer), ``principles`` (a rubric), ``return_samples``, ``adaptive`` (``"rank"`` or ``"stderr"``:
-        stop before k samples once the vote is decided), ``adaptive_epsilon``, ``k_min``.
+        answer), ``principles`` (a rubric), ``return_samples``, ``adaptive`` (``"rank"``, ``"stderr"`` or
+        ``"confident"``: stop before k samples once the vote is decided), ``adaptive_epsilon``,
+        ``adaptive_delta``, ``k_min``.
 
         Raises:
             GRMError: a subclass naming what went wrong, after retries where retrying makes sense.

@@ -109,7 +109,7 @@ class ScoreResult:
     model: str
     template: str
     k_used: int | None = None  # samples drawn per group (fewer than k when adaptive k stopped early)
-    stop_reason: str | None = None  # off, rank, stderr or k (None from servers without adaptive k)
+    stop_reason: str | None = None  # off, rank, stderr, confident or k (None from servers without adaptive k)
     scale: tuple[float, float] = DEFAULT_SCALE  # the judge's vote scale (1..10 from servers that state none)
     judge_mode: str | None = None  # group, single or pairwise (None from servers that state none)
 

@@ -74,6 +74,7 @@ class ServerDefaults:
     k_meta: int | None = None
     adaptive: str | None = None
     adaptive_epsilon: float | None = None
+    adaptive_delta: float | None = None
     adaptive_k_min: int | None = None
     use_labels: bool = True  # labels are references (--openrlhf-labels reference, or auto with a judge that takes one)
 
@@ -87,6 +88,7 @@ class ServerDefaults:
             k_meta=settings.k_meta,
             adaptive=settings.adaptive,
             adaptive_epsilon=settings.stderr_epsilon(),  # --adaptive-epsilon, or its share of the vote scale
+            adaptive_delta=settings.adaptive_delta,
             adaptive_k_min=settings.adaptive_k_min,
             # server.serving.trainer_rows.uses_labels: auto reads labels when the judge has a reference slot
             use_labels=settings.openrlhf_labels == "reference"
@@ -126,13 +128,14 @@ def _options(part: dict[str, Any], defaults: ServerDefaults) -> dict[str, Any]:
         "k_meta": defaults.k_meta,
         "adaptive": defaults.adaptive,
         "adaptive_epsilon": defaults.adaptive_epsilon,
+        "adaptive_delta": defaults.adaptive_delta,
         "k_min": k_min,
     }
     for name, default in resolved.items():
         value = part.get(name)
         if default is not None and (_number(value) or isinstance(value, str)) and value == default:
             del part[name]
-    for name in ("temperature", "adaptive_epsilon"):
+    for name in ("temperature", "adaptive_epsilon", "adaptive_delta"):
         if isinstance(part.get(name), int) and _number(part[name]):
             part[name] = float(part[name])
     principles = part.get("principles")

@@ -34,11 +34,12 @@ class GRMOptions(BaseModel):
     principles: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | str | None = Field(
         None, description="A user rubric (criteria list or one text): the GRM judges by it instead of its own."
     )
-    adaptive: Literal["off", "rank", "stderr"] | None = Field(
+    adaptive: Literal["off", "rank", "stderr", "confident"] | None = Field(
         None,
         description="Adaptive k: draw samples in rounds and stop once the vote is decided. rank: the order "
         "of the responses can no longer change; stderr: every mean vote's standard error is at most "
-        "adaptive_epsilon; off: always k (server default if unset, --adaptive).",
+        "adaptive_epsilon; confident: full k would order every pair of responses as now with estimated "
+        "probability at least 1 - adaptive_delta; off: always k (server default if unset, --adaptive).",
     )
     adaptive_epsilon: float | None = Field(
         None,
@@ -46,6 +47,13 @@ class GRMOptions(BaseModel):
         description="stderr rule: the largest standard error of a mean vote to stop at, in the judge's vote units "
         "(/v1/info's vote scale; deepseek-grm: 1..10). Unset: the server's (/v1/info defaults.adaptive_epsilon; "
         "by default 0.5 per 9 units of the vote scale).",
+    )
+    adaptive_delta: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="confident rule: the largest estimated probability that full k orders a pair of responses "
+        "otherwise than now (0: only a proven order stops).",
     )
     k_min: int | None = Field(None, ge=1, description="Adaptive k: fewest samples per group before a stop.")
 
@@ -65,6 +73,7 @@ class GRMOptions(BaseModel):
             reference=reference,
             adaptive=self.adaptive,
             adaptive_epsilon=self.adaptive_epsilon,
+            adaptive_delta=self.adaptive_delta,
             k_min=self.k_min,
         )
 
@@ -215,9 +224,9 @@ class ItemScoreOut(BaseModel):
     responses: list[ResponseScoreOut]
     k: int
     k_used: int = Field(description="Samples drawn per group (at most k; fewer when adaptive k stopped early).")
-    stop_reason: Literal["off", "rank", "stderr", "k"] = Field(
-        description="off: not adaptive (k drawn); rank or stderr: that rule stopped it; k: adaptive, but the "
-        "rule decided only at k."
+    stop_reason: Literal["off", "rank", "stderr", "confident", "k"] = Field(
+        description="off: not adaptive (k drawn); rank, stderr or confident: that rule stopped it; k: adaptive, "
+        "but the rule decided only at k."
     )
     rounds: int = Field(description="Rounds of engine requests (1 unless adaptive).")
     k_meta: int | None = Field(description="Samples kept per group by the meta RM; null when all parsed samples vote.")
@@ -319,7 +328,9 @@ class InfoResponse(BaseModel):
     template: str
     judge: JudgeOut
     format_guidance: bool
-    adaptive: Literal["off", "rank", "stderr"] = Field(description="The default rule of adaptive k (--adaptive).")
+    adaptive: Literal["off", "rank", "stderr", "confident"] = Field(
+        description="The default rule of adaptive k (--adaptive)."
+    )
     meta_rm: MetaRMOut | None
     defaults: dict[str, float | int]
     limits: dict[str, float | int]

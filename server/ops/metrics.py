@@ -185,7 +185,7 @@ class Metrics:
         )
         self.adaptive_stops = Counter(
             "grm_adaptive_stops",
-            "Adaptive items by why they stopped: the rule decided early (rank, stderr) or only at k (k).",
+            "Adaptive items by why they stopped: the rule decided early (rank, stderr, confident) or only at k (k).",
             ["reason"],
             registry=r,
         )

@@ -11,7 +11,10 @@ vote is decided. ``k`` stays the most an item may spend. Rules:
   ``top_n`` best and their order). The reported order is then provably the one the full k samples
   would give, continuing from the same samples (:mod:`server.pipeline.rank_rule`);
 * ``stderr``: stop once every response's mean vote, pooled over every set that judges it, has a
-  standard error at or below ``epsilon`` (after at least ``k_min`` samples).
+  standard error at or below ``epsilon`` (after at least ``k_min`` samples);
+* ``confident``: stop once, for every pair whose relation matters (those ``rank`` checks), the
+  estimated probability that full k would order them differently from now is at most ``delta``, or
+  ``rank`` has proven their relation (:mod:`server.pipeline.confident`; ``delta = 0`` is ``rank``).
 
 No group stops before ``k_min`` samples (rounded up to whole rotations). ``docs/adaptive.md`` says why
 these rules and how the defaults were chosen, with the numbers.
@@ -39,6 +42,7 @@ from server.pipeline.rank_rule import rank_undecided
 from server.pipeline.tallies import Tally, VoteScale, kept_count
 
 __all__ = [
+    "DEFAULT_DELTA",
     "STOP_RULES",
     "AdaptiveOptions",
     "StopReason",
@@ -54,14 +58,16 @@ __all__ = [
     "stderr_undecided",
 ]
 
-StopRule = Literal["off", "rank", "stderr"]
-STOP_RULES: tuple[StopRule, ...] = ("off", "rank", "stderr")
+StopRule = Literal["off", "rank", "stderr", "confident"]
+STOP_RULES: tuple[StopRule, ...] = ("off", "rank", "stderr", "confident")
 # Why an item stopped: "off" (not adaptive, k drawn), the rule that decided early, or "k" (the whole
 # budget drawn without the rule deciding earlier).
-StopReason = Literal["off", "rank", "stderr", "k"]
+StopReason = Literal["off", "rank", "stderr", "confident", "k"]
 # A scale to count on where the caller names none: where the rules could first stop does not depend
 # on the scale (they are invariant under any increasing affine map of the votes), so any is as good.
 UNIT_SCALE: VoteScale = (0.0, 1.0)
+# confident's default delta, chosen from benchmarks/adaptive.py's simulation (docs/adaptive.md).
+DEFAULT_DELTA = 0.02
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class AdaptiveOptions:
     rule: StopRule = "off"
     epsilon: float = 0.5  # stderr: the largest standard error of a response's mean vote to stop at
     k_min: int = 4  # no group stops before this many samples (rounded up to whole rotations)
+    delta: float = DEFAULT_DELTA  # confident: the largest probability that full k orders a pair otherwise
 
 
 @lru_cache(maxsize=256)
@@ -142,8 +149,8 @@ def stderr_undecided(
 def first_round(options: AdaptiveOptions, size: int, k: int, k_meta: int | None, scale: VoteScale = UNIT_SCALE) -> int:
     """Samples a group of ``size`` responses draws in its first round: ``k_min``, and no fewer than the
     rule could stop at (:func:`earliest_rank_stop` for ``rank`` on two or more responses,
-    :func:`earliest_stderr_stop` for ``stderr``), in whole rotations, at most ``k``. ``scale`` is the
-    vote scale (the point is the same on any)."""
+    :func:`earliest_stderr_stop` for ``stderr``; ``confident`` may stop at ``k_min``), in whole
+    rotations, at most ``k``. ``scale`` is the vote scale (the point is the same on any)."""
     target = options.k_min
     if options.rule == "rank" and size >= 2:
         target = max(target, earliest_rank_stop(k, k_meta, scale))

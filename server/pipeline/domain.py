@@ -99,7 +99,7 @@ class ItemResult:
     group_sizes: list[int] = field(default_factory=list)  # per response: responses in its GRM prompt
     k_used: int = 0  # samples its groups drew, at most (k unless adaptive k stopped it early)
     adaptive: StopRule = "off"  # adaptive k's rule: off, rank or stderr
-    stop_reason: StopReason = "off"  # off (not adaptive), rank or stderr (the rule stopped it), k (drew them all)
+    stop_reason: StopReason = "off"  # off (not adaptive), rank, stderr or confident (the rule stopped it), k (drew all)
     rounds: int = 1  # rounds of engine requests it took (adaptive items draw in rounds)
 
     def approx_bytes(self) -> int:

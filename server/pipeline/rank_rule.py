@@ -26,7 +26,7 @@ so the reported order is the full k's on the same samples. Bounds, tightest firs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from fractions import Fraction
 
 from server.pipeline.tallies import Tally, pooled_range, relations, value_range, within
@@ -44,6 +44,7 @@ def rank_undecided(
     anchored: bool = False,
     top_n: int | None = None,
     items: Sequence[int] | None = None,
+    settled: Collection[tuple[int, int]] = frozenset(),
 ) -> set[int]:
     """The groups that must draw more before the order is decided (empty: it is).
 
@@ -59,11 +60,13 @@ def rank_undecided(
         top_n: only the ``top_n`` best must be decided, in their order (None: the whole order).
         items: per group, the item it belongs to (a rerank's group of documents, judged in one or
             more groups); default: each group its own item. Only the anchor is in several items.
+        settled: pairs of documents ``(a, b)``, ``a < b``, the caller counts as decided whatever
+            their bounds say (the ``confident`` rule's likely pairs, :mod:`server.pipeline.confident`).
 
     With ``top_n``, the relations among the reported top ``top_n`` and between them and the rest must
     be decided, not those among the rest.
     """
-    return _Ranking(tallies, documents, anchored, items).undecided(n_documents, top_n)
+    return _Ranking(tallies, documents, anchored, items).undecided(n_documents, top_n, settled)
 
 
 class _Ranking:
@@ -124,7 +127,7 @@ class _Ranking:
         base = self.anchor_in.get(self.home(doc))  # type: ignore[arg-type]
         return mean - (self.overall if base is None else base)
 
-    def undecided(self, n_documents: int, top_n: int | None) -> set[int]:
+    def undecided(self, n_documents: int, top_n: int | None, settled: Collection[tuple[int, int]]) -> set[int]:
         values = [self.value(doc) for doc in range(n_documents)]
         order = sorted(range(n_documents), key=lambda d: (values[d] is None, -(values[d] or 0), d))
         if top_n is not None and top_n < n_documents:
@@ -135,6 +138,8 @@ class _Ranking:
             pairs = [(a, b) for a in range(n_documents) for b in range(a + 1, n_documents)]
         must_draw: set[int] = set()
         for a, b in pairs:
+            if (min(a, b), max(a, b)) in settled:
+                continue
             now = _compare(values[a], values[b])
             involved, possible = self.relation(a, b)
             if self.anchor in (a, b) and values[self.anchor] is None:

@@ -33,6 +33,7 @@ from server.pipeline.adaptive import (
     rank_undecided,
     stderr_undecided,
 )
+from server.pipeline.confident import confident_undecided
 from server.pipeline.domain import ItemResult, Sample, SampleStatus
 from server.pipeline.judges import Judge, vote_scale
 from server.pipeline.sampling import (
@@ -261,11 +262,13 @@ def _undecided(
         names = [[(run.item, doc) for doc in run.documents] for run in runs]
         return stderr_undecided(tallies, options.epsilon, options.k_min, names)
     items = [run.item for run in runs]
-    if linked is None:
-        return rank_undecided(tallies, documents, len(specs[0].responses), items=items)
-    return rank_undecided(
-        tallies, documents, linked.n_documents, anchored=linked.anchored, top_n=linked.top_n, items=items
-    )
+    n_documents = len(specs[0].responses) if linked is None else linked.n_documents
+    anchored, top_n = (False, None) if linked is None else (linked.anchored, linked.top_n)
+    if options.rule == "confident":
+        return confident_undecided(
+            tallies, documents, n_documents, options.delta, options.k_min, anchored=anchored, top_n=top_n, items=items
+        )
+    return rank_undecided(tallies, documents, n_documents, anchored=anchored, top_n=top_n, items=items)
 
 
 def _adaptive_result(spec: ScoreSpec, runs: list[_GroupRun], options: AdaptiveOptions, sizes: list[int]) -> ItemResult:

@@ -37,6 +37,7 @@ class ItemOptions:
     reference: str | None = None  # a reference answer (OpenRLHF's label, verl's ground_truth)
     adaptive: StopRule | None = None  # adaptive k's stopping rule
     adaptive_epsilon: float | None = None  # the stderr rule's bound
+    adaptive_delta: float | None = None  # the confident rule's bound
     k_min: int | None = None  # fewest samples per group before an adaptive stop
 
 
@@ -137,14 +138,22 @@ class Validator:
         if item.k_min is not None and item.k_min > k:
             raise invalid_request(f"k_min = {item.k_min} exceeds k = {k}")
         if rule == "off" and item.k_min is not None:
-            raise invalid_request("k_min applies only to adaptive k; set adaptive to 'rank' or 'stderr'")
+            raise invalid_request("k_min applies only to adaptive k; set adaptive to 'rank', 'stderr' or 'confident'")
         if rule != "stderr" and item.adaptive_epsilon is not None:
             raise invalid_request(f"adaptive_epsilon applies only to adaptive 'stderr', not {rule!r}")
+        if rule != "confident" and item.adaptive_delta is not None:
+            raise invalid_request(f"adaptive_delta applies only to adaptive 'confident', not {rule!r}")
         if rule == "off":
             return AdaptiveOptions()
         epsilon = item.adaptive_epsilon if item.adaptive_epsilon is not None else s.stderr_epsilon()
+        delta = item.adaptive_delta if item.adaptive_delta is not None else s.adaptive_delta
         k_min = item.k_min if item.k_min is not None else min(s.adaptive_k_min, k)
-        return AdaptiveOptions(rule, epsilon if rule == "stderr" else AdaptiveOptions.epsilon, k_min)
+        return AdaptiveOptions(
+            rule,
+            epsilon if rule == "stderr" else AdaptiveOptions.epsilon,
+            k_min,
+            delta if rule == "confident" else AdaptiveOptions.delta,
+        )
 
 
 def reference_of_label(label: object, what: str = "label") -> str | None:

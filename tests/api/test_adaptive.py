@@ -58,12 +58,29 @@ async def test_stderr_stops_at_k_min_when_every_vote_agrees_and_a_tie_runs_to_k(
     assert info["defaults"]["k_min"] == 2 and info["defaults"]["adaptive_epsilon"] == 0.5
 
 
+async def test_confident_stops_a_clear_pair_at_k_min_counts_it_and_runs_a_tie_to_k():
+    async with running_app(FakeEngine(), group_window_s=0, adaptive="confident", adaptive_k_min=2) as client:
+        settled = await client.post("/v1/score", json={**CLEAR, "k": 16})  # the server's default rule
+        tied = await client.post("/v1/score", json={**TIED, "k": 8, "adaptive_delta": 0.2})
+        info = (await client.get("/v1/info")).json()
+        metrics = (await client.get("/metrics")).text
+    assert (settled.json()["k_used"], settled.json()["stop_reason"]) == (2, "confident"), settled.text
+    assert (tied.json()["k_used"], tied.json()["stop_reason"]) == (8, "k")  # a tie now is never likely final
+    assert info["adaptive"] == "confident" and info["defaults"]["adaptive_delta"] == 0.02
+    assert metric(metrics, 'grm_adaptive_stops_total{reason="confident"}') == 1
+    assert metric(metrics, 'grm_samples_saved_total{adaptive="confident"}') == 14
+
+
 @pytest.mark.parametrize(
     ("options", "status", "message"),
     [
         ({"k": 4, "adaptive": "rank", "k_min": 5}, 400, "k_min = 5 exceeds k = 4"),
         ({"k_min": 2}, 400, "k_min applies only to adaptive k"),
         ({"adaptive": "rank", "adaptive_epsilon": 0.3}, 400, "adaptive_epsilon applies only to adaptive 'stderr'"),
+        ({"adaptive": "stderr", "adaptive_delta": 0.1}, 400, "adaptive_delta applies only to adaptive 'confident'"),
+        ({"adaptive_delta": 0.1}, 400, "adaptive_delta applies only to adaptive 'confident', not 'off'"),
+        ({"adaptive": "confident", "adaptive_epsilon": 0.3}, 400, "adaptive_epsilon applies only"),
+        ({"adaptive": "confident", "adaptive_delta": 1.5}, 422, "adaptive_delta"),
         ({"adaptive": "sometimes"}, 422, "adaptive"),
         ({"adaptive": "stderr", "adaptive_epsilon": 0}, 422, "adaptive_epsilon"),
         ({"adaptive": "rank", "k_min": 0}, 422, "k_min"),

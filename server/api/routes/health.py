@@ -49,6 +49,7 @@ async def info(request: Request) -> InfoResponse:
     if s.adaptive != "off":
         defaults["k_min"] = s.adaptive_k_min
     defaults["adaptive_epsilon"] = s.stderr_epsilon()  # any call may ask for stderr; relative to the vote scale
+    defaults["adaptive_delta"] = s.adaptive_delta  # any call may ask for confident
     return InfoResponse(
         version=__version__,
         model=engine_info.model if engine_info else s.model,
