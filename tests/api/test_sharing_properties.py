@@ -89,7 +89,7 @@ def bodies(draw: st.DrawFn, tenant: str) -> tuple[str, bytes]:
         docs = draw(st.lists(st.sampled_from(texts), min_size=2, max_size=5))
         body = {"query": query, "documents": docs, "k": draw(st.sampled_from([1, 2]))}
         if draw(st.integers(0, 3)) == 0:
-            body["adaptive"] = draw(st.sampled_from(["rank", "stderr", "off"]))
+            body["adaptive"] = draw(st.sampled_from(["rank", "stderr", "confident", "off"]))
     else:
         body = {
             "query": query,
@@ -101,7 +101,7 @@ def bodies(draw: st.DrawFn, tenant: str) -> tuple[str, bytes]:
         if draw(st.integers(0, 5)) == 0:
             body["seed"] = 7
         if draw(st.integers(0, 3)) == 0:
-            body["adaptive"] = draw(st.sampled_from(["rank", "stderr", "off"]))
+            body["adaptive"] = draw(st.sampled_from(["rank", "stderr", "confident", "off"]))
     return route, json.dumps(body).encode()
 
 
@@ -185,7 +185,7 @@ servers = st.builds(
     context=st.sampled_from([None, None, prompt_chars(3)]),
     cache_entries=st.sampled_from([1, 3, 64]),
     cache_mib=st.sampled_from([0.02, 64.0]),  # 0.02 MiB holds only a few results
-    adaptive=st.sampled_from(["off", "off", "rank", "stderr"]),
+    adaptive=st.sampled_from(["off", "off", "rank", "stderr", "confident"]),
 )
 
 
