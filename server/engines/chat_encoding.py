@@ -72,11 +72,15 @@ def encode_chat(tokenizer: Any, request: GenerationRequest) -> list[int]:
     Raises:
         ChatTemplateError: see :func:`render_chat`.
     """
+    return _encode(tokenizer, request, None if request.raw else render_chat(tokenizer, request))
+
+
+def _encode(tokenizer: Any, request: GenerationRequest, text: str | None) -> list[int]:
+    """:func:`encode_chat` given ``text``, ``request``'s chat already rendered (None for a raw request)."""
     ids: list[int] = []
-    if request.raw:
+    if text is None:
         ids = _literal(tokenizer, request.prompt, add_special_tokens=True)
     else:
-        text = render_chat(tokenizer, request)
         pieces = _turn_pieces(tokenizer, request.chat(), text)
         if pieces is None:  # the template rewrote a turn's content: control tokens in it defanged instead
             defanged = _defanged(request, [t for t in tokenizer.all_special_tokens if t])
@@ -146,5 +150,6 @@ def render_text(tokenizer: Any, request: GenerationRequest) -> RenderedPrompt:
     Raises:
         ChatTemplateError: see :func:`render_chat`.
     """
-    text = request.prompt if request.raw else render_chat(tokenizer, request)
-    return RenderedPrompt(text + request.assistant_prefix, len(encode_chat(tokenizer, request)), exact=True)
+    chat = None if request.raw else render_chat(tokenizer, request)  # rendered once, for the text and its ids
+    text = request.prompt if chat is None else chat
+    return RenderedPrompt(text + request.assistant_prefix, len(_encode(tokenizer, request, chat)), exact=True)
