@@ -116,6 +116,14 @@ class Settings(BaseSettings):
     )
     adaptive_k_min: int = Field(4, ge=1, description="adaptive k: default fewest samples per group before a stop")
 
+    # Soft votes (server/pipeline/soft_votes.py, docs/adaptive.md "Soft votes")
+    votes: Literal["hard", "soft"] = Field(
+        "hard",
+        description="default votes of a sample: hard (the scores it wrote, the paper's) or soft (the expectation "
+        "of the judge's own distribution over the scale's values where it wrote each, from the engine's top "
+        "logprobs; pairwise: the probability of each verdict)",
+    )
+
     # Meta RM (guided voting)
     meta_rm: str = Field(
         "auto", description="auto (the embedded meta RM for the embedded GRM), none, a folder or a cached hub name"

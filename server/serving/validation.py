@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from grm_client import labels
 from server.config import Settings
 from server.pipeline.adaptive import AdaptiveOptions, StopRule
-from server.pipeline.domain import Message
+from server.pipeline.domain import Message, Votes
 from server.pipeline.judges import Judge, unsupported
 from server.pipeline.scoring import ScoreSpec
 from server.serving.errors import invalid_request
@@ -39,6 +39,7 @@ class ItemOptions:
     adaptive_epsilon: float | None = None  # the stderr rule's bound
     adaptive_delta: float | None = None  # the confident rule's bound
     k_min: int | None = None  # fewest samples per group before an adaptive stop
+    votes: Votes | None = None  # hard or soft votes
 
 
 class Validator:
@@ -125,6 +126,7 @@ class Validator:
             adaptive=adaptive,
             pairing=s.pairing,  # --pairing and --aggregation apply to every item of a pairwise judge
             aggregation=s.aggregation,
+            votes=item.votes if item.votes is not None else s.votes,
         )
 
     def _adaptive(self, item: ItemOptions, k: int) -> AdaptiveOptions:

@@ -21,7 +21,9 @@ from server.pipeline.judges.base import (
     ParseError,
     Sampling,
     Scale,
+    Slot,
     Verdict,
+    integer_values,
     unsupported,
 )
 from server.pipeline.judges.custom import CustomJudge
@@ -62,8 +64,10 @@ __all__ = [
     "ParseError",
     "Sampling",
     "Scale",
+    "Slot",
     "Verdict",
     "get_judge",
+    "integer_values",
     "judged_sets",
     "pools",
     "read_judge_file",
