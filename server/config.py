@@ -17,6 +17,7 @@ from server.pipeline.judges import (
     Judge,
     get_judge,
     read_judge_file,
+    soft_votes_problem,
     unsupported_aggregation,
     vote_scale,
 )
@@ -256,6 +257,8 @@ class Settings(BaseSettings):
             self._judge = get_judge(self.judge)
         if refused := unsupported_aggregation(self._judge, self.aggregation):
             raise ValueError(f"--aggregation {self.aggregation}: {refused}")
+        if self.votes == "soft" and (no_soft := soft_votes_problem(self._judge)):
+            raise ValueError(f"--votes soft: {no_soft}")
         return self
 
     def stderr_epsilon(self) -> float:

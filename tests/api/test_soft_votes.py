@@ -4,12 +4,16 @@ engine's deterministic logprobs (the default ``graded`` model: a written digit 0
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from meta_rm.fake import FakeMetaRM
+from server.config import Settings
 from server.engines.fake import FakeEngine
 from server.engines.fake_tokens import certain
+from server.pipeline.judges import read_judge_file
+from server.pipeline.judges.testing import judge_script
 from server.pipeline.soft_values import SOFT_LOGPROBS
 from tests.api.conftest import running_app
 
@@ -175,3 +179,37 @@ async def test_render_says_a_soft_calls_requests_ask_for_logprobs() -> None:
         hard = (await client.post("/v1/render", json=body)).json()
     assert {r["logprobs"] for r in soft["requests"]} == {SOFT_LOGPROBS}
     assert all("logprobs" not in r for r in hard["requests"])
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "judges"
+
+
+@pytest.mark.parametrize("name", ["pointwise-1-10.yaml", "pairwise-ab.yaml"])
+async def test_the_example_judge_files_vote_softly(name: str) -> None:
+    path = EXAMPLES / name
+    judge = read_judge_file(path)
+    body = {"query": QUERY, "responses": RESPONSES, "k": 2, "votes": "soft", "return_samples": True}
+    async with running_app(FakeEngine(judge_script(judge)), judge_file=path, group_window_s=0) as client:
+        answer = (await client.post("/v1/score", json=body)).json()
+    low, high = answer["scale"]
+    samples = answer["samples"]
+    assert samples and {s["status"] for s in samples} == {"parsed"}
+    assert all(low <= v <= high for s in samples for v in s["soft_scores"])
+    assert [x["mean_score"] for x in answer["responses"]] == pytest.approx(soft_means(answer))
+
+
+def fractional_judge(tmp_path: Path) -> Path:
+    """A judge file scoring on 0.5..4.5: no integers to read a soft vote over."""
+    text = (EXAMPLES / "pointwise-1-10.yaml").read_text().replace("scale: [1, 10]", "scale: [0.5, 4.5]")
+    path = tmp_path / "half.yaml"
+    path.write_text("\n".join(line for line in text.splitlines() if not line.startswith("guidance:")))
+    return path
+
+
+async def test_soft_votes_are_refused_for_a_judge_whose_scale_has_no_integer_values(tmp_path: Path) -> None:
+    path = fractional_judge(tmp_path)
+    async with running_app(FakeEngine(), judge_file=path) as client:
+        r = await client.post("/v1/score", json={"query": QUERY, "responses": RESPONSES, "votes": "soft"})
+    assert r.status_code == 400 and "soft votes need a scale of integers" in r.json()["error"]["message"]
+    with pytest.raises(ValueError, match="--votes soft"):
+        Settings(engine="fake", judge_file=path, votes="soft")

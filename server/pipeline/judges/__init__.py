@@ -24,6 +24,7 @@ from server.pipeline.judges.base import (
     Slot,
     Verdict,
     integer_values,
+    soft_votes_problem,
     unsupported,
 )
 from server.pipeline.judges.custom import CustomJudge
@@ -71,6 +72,7 @@ __all__ = [
     "judged_sets",
     "pools",
     "read_judge_file",
+    "soft_votes_problem",
     "states_preference",
     "unsupported",
     "unsupported_aggregation",

@@ -239,3 +239,10 @@ def unsupported(
         problem: str | None = check(rubric)
         return problem
     return None
+
+
+def soft_votes_problem(judge: Judge) -> str | None:
+    """Why ``judge``'s verdicts have no soft votes (None: they have); a profile says why through an
+    optional ``soft_votes_problem() -> str | None`` method (a judge file's scale of non-integers)."""
+    check = getattr(judge, "soft_votes_problem", None)
+    return None if check is None else check()

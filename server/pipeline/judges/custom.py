@@ -229,6 +229,18 @@ class CustomJudge:
             raise ParseError(f"the verdict regex read {len(numbers)} scores, expected {n}")
         return numbers, rest
 
+    def soft_votes_problem(self) -> str | None:
+        """Why this profile's verdicts have no soft votes (None: they have): a score on a scale whose ends
+        are not integers, or that holds more than :data:`MAX_SOFT_VALUES` integers."""
+        if self.winner_verdict:
+            return None
+        low, high = self.scale.low, self.scale.high
+        if not (float(low).is_integer() and float(high).is_integer()):
+            return f"judge {self.name!r} scores on {low:g}..{high:g}: soft votes need a scale of integers"
+        if len(integer_values(self.scale)) > MAX_SOFT_VALUES:
+            return f"judge {self.name!r} scores on more than {MAX_SOFT_VALUES} integers: too many for soft votes"
+        return None
+
     def slots(self, text: str, n: int) -> tuple[Slot, ...]:
         """The verdict's slots: the winner's label, or each number read (empty on a scale whose ends are
         not integers or that holds more than :data:`MAX_SOFT_VALUES` integers)."""
@@ -250,10 +262,9 @@ class CustomJudge:
                 if match.group(key) is not None
                 for m in NUMBER.finditer(match.group(key))
             ]
-        values = integer_values(self.scale)
-        integral = float(self.scale.low).is_integer() and float(self.scale.high).is_integer()
-        if not integral or len(values) > MAX_SOFT_VALUES:
+        if self.soft_votes_problem() is not None:
             return ()
+        values = integer_values(self.scale)
         return tuple(Slot(start, end, values, "score", i) for i, (start, end) in enumerate(spans))
 
     def shown_responses(self, prompt: JudgePrompt) -> list[str]:
