@@ -1,11 +1,12 @@
 """Property: adaptive k's ``rank`` rule returns the order full k gives, and stops as soon as it may.
 
 Hypothesis draws items (1-7 responses, groups of 1-4, k 1-16, ``k_min``, a meta RM or none,
-unparseable samples or none, hard or soft votes: the fake's graded logprobs make soft votes fractions) and reranks (2-9 documents, anchored groups or not, ``top_n``) on a
-deterministic fake judge: a sample's votes depend only on its seed (vLLM's child ``i`` of a request
-seeded ``s`` is seeded ``s + i``) and the responses it was shown, each response having a quality and a
-spread the test draws, from indistinguishable to clear. Each case runs the full k (``off``) and the
-adaptive rule on the same seeds.
+unparseable samples or none, hard or soft votes: the fake engine's graded logprobs make soft votes
+fractions) and reranks (2-9 documents, anchored groups or not, ``top_n``) on a deterministic fake judge:
+a sample's votes depend only on its seed (vLLM's child ``i`` of a request seeded ``s`` is seeded
+``s + i``) and the responses it was shown, each response having a quality and a spread the test draws,
+from indistinguishable to clear. Each case runs the full k (``off``) and the adaptive rule on the same
+seeds.
 
 Invariants:
 * ``rank``: every pair of responses keeps its relation (above, tied, below by mean vote, unvoted
