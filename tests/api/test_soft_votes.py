@@ -105,7 +105,7 @@ async def test_soft_votes_rerank() -> None:
 
 @pytest.mark.parametrize("rule", ["rank", "stderr", "confident"])
 async def test_adaptive_rules_stop_on_soft_votes(rule: str) -> None:
-    # Votes 1 and 6 as the length script writes them; softly about 4.1 and 5.9, every sample alike.
+    # Votes 1 and 6 as the length script writes them; softly about 1.9 and 5.8, every sample alike.
     far = ["short", "a response of fifty characters, give or take a few"]
     body = {"query": QUERY, "responses": far, "k": 16, "seed": 4, "votes": "soft", "adaptive": rule,
             "return_samples": True}  # fmt: skip
