@@ -1,10 +1,11 @@
 """The fake engine's tokens and top logprobs: deterministic, and consistent with the text it writes.
 
-:class:`FakeVocabulary` cuts a text into tokens the way a small BPE model might: a digit is a token of
-its own, with the space before it when there is one (``" 7"``: a token that carries a fixed prefix before
-the value, as some real tokenizers do), so ``"10"`` is ``"1"`` then ``"0"`` as on SmolLM2 and Gemma; a
-word is a token with its leading space; any other character is a token. Ids are given in order of first
-sight; ``decode`` joins the tokens' texts.
+:class:`FakeVocabulary` cuts a text into tokens: a letter or a digit is a token of its own, with the
+space before it when there is one (``" 7"``, ``" A"``: a token that carries a fixed prefix before the
+value, as some real tokenizers write ``" A"``), so ``"10"`` is ``"1"`` then ``"0"`` as on SmolLM2 and
+Gemma; any other character is a token. So the vocabulary stays small however long a fake server runs
+(a few hundred ids for ASCII text). Ids are given in order of first sight; ``decode`` joins the tokens'
+texts.
 
 A *logprob model* says what the fake judge "thought" at a position: ``model(previous, written)`` maps
 token texts to logprobs at a position whose previous token's text is ``previous`` (``""`` at the start),
@@ -24,7 +25,7 @@ from server.engines.base import TokenLogprobs
 
 LogprobModel = Callable[[str, str | None], dict[str, float]]
 
-_TOKEN = re.compile(r" ?\d| ?[A-Za-z]+|\s|[^\sA-Za-z\d]")
+_TOKEN = re.compile(r" ?[A-Za-z\d]|.", re.S)
 _DIGIT = re.compile(r" ?\d")
 _LABEL = re.compile(r" ?[AB]")
 

@@ -15,7 +15,7 @@ from server.pipeline.adaptive import StopReason, StopRule
 _SAMPLE_OVERHEAD = 600
 _RESPONSE_OVERHEAD = 300
 _ITEM_OVERHEAD = 800
-_SOFT_OVERHEAD = 200  # a sample's soft scores: their tuple and floats
+_SOFT_OVERHEAD, _SOFT_PER_VOTE = 64, 40  # a sample's soft scores: their tuple, and per vote its slot and float
 
 # Votes of a sample: the integers it wrote (hard, the paper's), or the expectation of the judge's own
 # distribution over the values where it wrote each (soft, :mod:`server.pipeline.soft_votes`).
@@ -127,7 +127,8 @@ class ItemResult:
         size = _ITEM_OVERHEAD + _RESPONSE_OVERHEAD * len(self.responses)
         for s in self.samples:
             size += _SAMPLE_OVERHEAD + str_bytes(s.text) + str_bytes(s.principles) + str_bytes(s.critique)
-            size += _SOFT_OVERHEAD if s.soft_scores is not None else 0
+            if s.soft_scores is not None:
+                size += _SOFT_OVERHEAD + _SOFT_PER_VOTE * len(s.soft_scores)
         return size
 
 
