@@ -7,7 +7,9 @@ first ``--pairs`` pairs of ``--data`` (one item per pair, chosen and rejected as
 so both draw the same samples (asking for logprobs changes no sampling) and the difference is what soft
 votes add: the engine's top logprobs, the scoring passes and the reading. Reports each call's wall time,
 the soft/hard ratio, the scoring passes (``grm_soft_vote_passes_total``), the soft samples that could not
-be read (``no_soft_score``), and per sample how far each soft vote lies from the hard one it replaces.
+be read (``no_soft_score``), how many soft samples came back the same as the hard call's (the CPU engine
+does not always reproduce a seeded sample when its batch differs), and per soft sample how far each soft
+vote lies from the hard score that sample wrote.
 
     python benchmarks/soft_votes.py                                 # 8 smoke pairs, k=4, embedded model
     python benchmarks/soft_votes.py --server-args "--engine fake"   # plumbing only (seconds)
@@ -70,7 +72,7 @@ def main() -> None:
     log = Path(tempfile.mkdtemp()) / "server.log"
     times: dict[str, list[float]] = {"hard": [], "soft": []}
     gaps: list[float] = []
-    samples = unread = 0
+    samples = unread = same = 0
     with launch(shlex.split(args.server_args), log=log, start_timeout_s=900) as srv:
         client = httpx.Client(base_url=srv.url, timeout=3600)
         info = client.get("/v1/info").json()
@@ -87,10 +89,11 @@ def main() -> None:
             for hard, soft in zip(answers["hard"]["items"], answers["soft"]["items"], strict=True):
                 for h, s in zip(hard["samples"], soft["samples"], strict=True):
                     samples += 1
+                    same += h["critique"] == s["critique"] and h["scores"] == s["scores"]
                     if s["status"] == "no_soft_score":
                         unread += 1
-                    elif s.get("soft_scores") is not None and h["scores"] is not None:
-                        gaps += [abs(a - b) for a, b in zip(s["soft_scores"], h["scores"], strict=True)]
+                    elif s.get("soft_scores") is not None:  # beside the hard scores that sample wrote
+                        gaps += [abs(a - b) for a, b in zip(s["soft_scores"], s["scores"], strict=True)]
         passes = counter(client.get("/metrics").text, PASSES) - before
     hard_s, soft_s = statistics.mean(times["hard"]), statistics.mean(times["soft"])
     print(json.dumps({
@@ -99,7 +102,7 @@ def main() -> None:
         "hard_s": [round(t, 2) for t in times["hard"]], "soft_s": [round(t, 2) for t in times["soft"]],
         "soft_over_hard": round(soft_s / hard_s, 3),
         "scoring_passes_per_soft_call": passes / args.repeats,
-        "soft_samples": samples, "no_soft_score": unread,
+        "soft_samples": samples, "no_soft_score": unread, "same_sample_as_hard": same,
         "mean_abs_soft_minus_hard": round(statistics.mean(gaps), 3) if gaps else None,
     }, indent=1))  # fmt: skip
 

@@ -69,11 +69,17 @@ class _Reader:
         self.text = text
         self.next_top = next_top
         self._offsets: dict[int, int] = {0: 0}
+        # A SentencePiece tokenizer decodes a sequence without the space its first token carries (Llama 2,
+        # Mistral: "▁The" alone is "The"), where the engine's text, decoded after the prompt, keeps it:
+        # what the decoded tokens lack at the start is that leading whitespace.
+        full = self.decode(self.ids)
+        lead = text[: len(text) - len(full)]
+        self.shift = len(lead) if text.endswith(full) and not lead.strip() else 0
 
     def offset(self, i: int) -> int:
-        """Characters the first ``i`` tokens wrote."""
+        """Characters of the text the first ``i`` tokens wrote."""
         if i not in self._offsets:
-            self._offsets[i] = len(self.decode(self.ids[:i]))
+            self._offsets[i] = self.shift + len(self.decode(self.ids[:i]))
         return self._offsets[i]
 
     def position(self, char: int) -> int | None:
@@ -89,7 +95,7 @@ class _Reader:
         if low >= len(self.ids):
             return None
         written = self.decode(self.ids[: low + 1])
-        if not self.text.startswith(written) or not self.offset(low) <= char < len(written):
+        if not self.text.startswith(written, self.shift) or not self.offset(low) <= char < self.offset(low + 1):
             return None
         return low
 

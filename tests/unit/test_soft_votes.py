@@ -228,3 +228,33 @@ def test_only_soft_requests_ask_for_logprobs():
     soft, hard = engine.requests[: len(engine.requests) - 2], engine.requests[-2:]
     assert {r.logprobs for r in soft} == {SOFT_LOGPROBS} and {r.logprobs for r in hard} == {None}
     assert all(shown_responses(r.prompt) for r in hard)
+
+
+class SentencePiece(FakeEngine):
+    """Decodes as a SentencePiece tokenizer with a dummy prefix does (Llama 2, Mistral): a sequence whose
+    first token carries a space decodes without it, while the engine's text, decoded after the prompt,
+    keeps it."""
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        result = await super().generate(request)
+        texts = self.vocabulary.texts
+
+        def decode(ids) -> str:
+            text = self.vocabulary.decode(ids)
+            return text[1:] if ids and texts[ids[0]].startswith(" ") else text
+
+        return dataclasses.replace(
+            result,
+            completions=[
+                dataclasses.replace(c, logprobs=dataclasses.replace(c.logprobs, decode=decode))
+                for c in result.completions
+            ],
+        )
+
+
+def test_a_leading_space_the_tokenizer_decodes_away_does_not_misplace_the_scores():
+    text = " Specific Criteria: c.\nAnalysis: a.\nScores: \\boxed{7}"
+    engine = SentencePiece(lambda request: [text] * request.n, logprob_model=model_of({"7": 0.5, "8": 0.5}))
+    (sample,) = score(engine, k=1).samples
+    assert sample.status is SampleStatus.PARSED
+    assert sample.soft_scores == (7.5,)
