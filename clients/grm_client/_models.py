@@ -67,7 +67,7 @@ class RolloutReward:
     unscored: bool
     group_size: int
     k_used: int | None = None  # samples its GRM prompt drew (fewer than k when adaptive k stopped early)
-    votes: str | None = None  # hard or soft: what the samples voted with (None from servers without soft votes)
+    votes: str | None = None  # "soft" when the samples voted with soft votes (None: hard, or an older server)
 
 
 def parse_rollout_reward(data: dict[str, Any]) -> RolloutReward:

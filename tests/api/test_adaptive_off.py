@@ -126,8 +126,9 @@ async def test_the_fields_judge_profiles_added() -> None:
 
 
 async def test_the_votes_field_says_hard() -> None:
-    """Soft votes added one field, ``votes``: every answer of the default (hard votes) says ``hard``, and
-    no sample carries ``soft_scores`` or ``soft_source``."""
+    """Soft votes added one field, ``votes``: every /v1/score and rerank answer of the default (hard votes)
+    says ``hard``, a trainer route's answer carries none (it says ``soft`` only for soft votes), and no
+    sample carries ``soft_scores`` or ``soft_source``."""
     raw: dict[str, Any] = {}
     await _answers(raw)
     for name, path, _ in CALLS + META_CALLS:
@@ -138,6 +139,6 @@ async def test_the_votes_field_says_hard() -> None:
                 for sample in item.get("samples") or []:
                     assert "soft_scores" not in sample and "soft_source" not in sample, name
         elif path == "/get_reward":
-            assert answer["votes"] == "hard", name
+            assert "votes" not in answer, name  # the trainer routes say it only for soft votes
         else:
             assert answer["meta"]["grm"]["votes"] == "hard", name

@@ -13,8 +13,8 @@ markup) and reads ``rewards`` (and ``scores``, ``extra_logs`` when present) from
   ``extra_logs.grm_group_size`` says how many responses shared each row's GRM prompt, and
   ``extra_logs.grm_k_used`` how many samples that prompt drew (fewer than k when adaptive k stopped early);
   ``extra_logs.grm_label_ignored`` (present only then) marks rows whose label was dropped because the judge
-  has no reference slot (``--openrlhf-labels auto``); ``votes`` says what the samples voted with (``--votes``, or
-  the body's own ``votes``: hard or soft).
+  has no reference slot (``--openrlhf-labels auto``); ``votes: "soft"`` (present only then) says the samples
+  voted with soft votes (``--votes``, or the body's own ``votes``).
 """
 
 from __future__ import annotations
@@ -54,7 +54,11 @@ class GetRewardResponse(BaseModel):
     rewards: list[float]
     scores: list[float]
     extra_logs: dict[str, list[float]]
-    votes: Literal["hard", "soft"] = Field(description="What the samples voted with (hard or soft).")
+    votes: Literal["soft"] | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="'soft' when the samples voted with soft votes; absent for hard votes (OpenRLHF's format as is).",
+    )
 
 
 @router.post("/get_reward", response_model=GetRewardResponse, responses=_ERRORS)
@@ -81,5 +85,5 @@ async def get_reward(body: GetRewardRequest, request: Request) -> GetRewardRespo
     if any(ignored):  # labels the judge has no slot for (--openrlhf-labels auto): judged without them
         extra_logs["grm_label_ignored"] = [float(i) for i in ignored]
         app.grm.metrics.labels_ignored.inc(sum(ignored))
-    votes = specs[0].votes if specs else settings.votes
-    return GetRewardResponse(rewards=out.rewards, scores=out.rewards, extra_logs=extra_logs, votes=votes)
+    soft = "soft" if any(spec.votes == "soft" for spec in specs) else None
+    return GetRewardResponse(rewards=out.rewards, scores=out.rewards, extra_logs=extra_logs, votes=soft)

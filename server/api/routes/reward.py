@@ -55,7 +55,9 @@ class RewardResponse(BaseModel):
     unscored: bool = Field(description="No sample parsed: the reward is 0.0 and says nothing.")
     group_size: int = Field(description="Responses judged together in this rollout's GRM prompt.")
     k_used: int = Field(description="Samples that GRM prompt drew (fewer than k when adaptive k stopped early).")
-    votes: Literal["hard", "soft"] = Field(description="What the samples voted with (hard or soft).")
+    votes: Literal["soft"] | None = Field(
+        None, description="'soft' when the samples voted with soft votes; absent for hard votes (the body as before)."
+    )
     label_ignored: bool | None = Field(
         None,
         description="true when the label was not used: the judge has no reference slot (--openrlhf-labels auto); "
@@ -86,6 +88,6 @@ async def reward(body: RewardRequest, request: Request) -> RewardResponse:
         unscored=out.unscored[0],
         group_size=out.group_sizes[0],
         k_used=out.k_used[0],
-        votes=spec.votes,
+        votes="soft" if spec.votes == "soft" else None,
         label_ignored=True if ignored else None,
     )
