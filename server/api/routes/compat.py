@@ -85,5 +85,5 @@ async def get_reward(body: GetRewardRequest, request: Request) -> GetRewardRespo
     if any(ignored):  # labels the judge has no slot for (--openrlhf-labels auto): judged without them
         extra_logs["grm_label_ignored"] = [float(i) for i in ignored]
         app.grm.metrics.labels_ignored.inc(sum(ignored))
-    soft = "soft" if any(spec.votes == "soft" for spec in specs) else None
+    soft: Literal["soft"] | None = "soft" if any(spec.votes == "soft" for spec in specs) else None
     return GetRewardResponse(rewards=out.rewards, scores=out.rewards, extra_logs=extra_logs, votes=soft)
