@@ -1,0 +1,57 @@
+"""Review of soft votes (issue #32), through the app: reproductions failing on the soft branch's head."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from server.engines.fake import FakeEngine
+from server.engines.fake_tokens import certain
+from server.pipeline.domain import Message
+from server.pipeline.scoring import ScoreSpec
+from tests.api.conftest import running_app
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "judges"
+_DIGIT = re.compile(r" ?\d")
+
+
+def _percent_judge(tmp_path: Path) -> Path:
+    text = (EXAMPLES / "pointwise-1-10.yaml").read_text().replace("scale: [1, 10]", "scale: [0, 100]")
+    path = tmp_path / "percent.yaml"
+    path.write_text("\n".join(line for line in text.splitlines() if not line.startswith("guidance:")))
+    return path
+
+
+def _unsure_of_digits(previous: str, written: str | None) -> dict[str, float]:
+    """A judge that spreads 0.45 of a score's first digit over the other nine digits (as a real judge's
+    top-20 on a 0..100 scale does), and is unsure what follows a digit."""
+    if written is not None and _DIGIT.fullmatch(written) and not _DIGIT.fullmatch(previous):
+        probs = {f"{written[:-1]}{d}": 0.05 for d in range(10)}
+        probs[written] = 0.55
+        return {t: math.log(p) for t, p in probs.items()}
+    if _DIGIT.fullmatch(previous):
+        after = (
+            {"\n": 0.5, "0": 0.25, "5": 0.25} if written is None else {written: 0.5, "\n": 0.2, "0": 0.15, "5": 0.15}
+        )
+        return {t: math.log(p) for t, p in after.items()}
+    return certain(previous, written)
+
+
+async def test_finding4_admission_does_not_count_a_soft_calls_scoring_passes(tmp_path: Path) -> None:
+    """Admission (and the 429 it answers) estimates a call's engine work as k samples per judged set,
+    soft or hard; a soft call on a 0..100 judge file runs about 9 one-token scoring passes per distinct
+    sample on top, none of them counted, so admission lets in several times the work it books."""
+    counter = iter(range(10**6))
+    engine = FakeEngine(lambda r: [f"Reason {next(counter)}.\nScore: 57" for _ in range(r.n)],
+                        logprob_model=_unsure_of_digits)  # fmt: skip
+    body = {"query": "q", "responses": ["a", "b"], "k": 4, "seed": 1, "votes": "soft"}
+    async with running_app(engine, judge_file=_percent_judge(tmp_path), group_window_s=0) as client:
+        service = client._transport.app.state.service  # type: ignore[attr-defined]
+        spec = ScoreSpec(messages=(Message("user", "q"),), responses=("a", "b"), k=4, temperature=0.7, top_p=0.95,
+                         max_tokens=512, seed=1, votes="soft")  # fmt: skip
+        booked, _ = service.plan([spec], [False])
+        r = await client.post("/v1/score", json=body)
+    assert r.status_code == 200
+    sequences = sum(q.n for q in engine.requests)
+    assert sequences <= booked, f"admission booked {booked} samples; the call ran {sequences} engine sequences"
