@@ -41,11 +41,20 @@ def parse_scores(text: str, n_responses: int) -> tuple[int, ...]:
     if not boxes:
         raise ParseError("no \\boxed{...} with scores")
     entries = [e.strip() for e in boxes[-1].split(",")]
-    if any(not _INTEGER.fullmatch(e) for e in entries):
+    scores = [read_score(e) for e in entries]
+    if any(s is None for s in scores):
         raise ParseError(f"scores are not all integers: {boxes[-1]!r}")
     if len(entries) != n_responses:
         raise ParseError(f"expected {n_responses} scores, found {len(entries)}")
-    return tuple(min(MAX_SCORE, max(MIN_SCORE, int(e))) for e in entries)
+    return tuple(s for s in scores if s is not None)
+
+
+def read_score(entry: str) -> int | None:
+    """The score one box entry (stripped) is read as: its integer clipped to 1..10, as the model card's
+    code does (``"0"`` -> 1, ``"+7"`` and ``"07"`` -> 7, ``"12"`` -> 10); None when it is no integer."""
+    if not _INTEGER.fullmatch(entry):
+        return None
+    return min(MAX_SCORE, max(MIN_SCORE, int(entry)))
 
 
 def parse_sample(text: str, n_responses: int) -> ParsedOutput:

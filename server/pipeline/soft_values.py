@@ -16,6 +16,7 @@ Walking a token's text after what the slot already spelled (:func:`classify`):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -42,17 +43,32 @@ def is_terminator(char: str) -> bool:
 
 
 class Values:
-    """A slot's values with the prefix lookups :func:`classify` needs."""
+    """A slot's values, the other texts its parser reads as them (:attr:`Slot.spellings`), and the
+    prefix lookups :func:`classify` needs. ``reads`` maps every text read to the value it counts as."""
 
-    def __init__(self, values: Sequence[str]) -> None:
+    def __init__(self, values: Sequence[str], spellings: Sequence[tuple[str, str]] = ()) -> None:
         self.values = frozenset(values)
-        self.prefixes = frozenset(v[:i] for v in values for i in range(1, len(v) + 1))
-        self.extendable = frozenset(v[:i] for v in values for i in range(1, len(v)))  # proper prefixes
+        self.reads = {**dict(spellings), **{v: v for v in values}}
+        self.prefixes = frozenset(t[:i] for t in self.reads for i in range(1, len(t) + 1))
+        # Open: a proper prefix of a value ("1" of "10"), or of a spelling when the parser reads nothing
+        # at that prefix (a sign). A text the parser reads is otherwise taken as ended where it stands:
+        # "2" counts as 2 although "25" (read as 10 where the parser clips) starts so, as the scale's
+        # own values always have, so that a spelling opens no scoring pass a value did not.
+        self.extendable = frozenset(v[:i] for v in values for i in range(1, len(v))) | frozenset(
+            t[:i] for t, _ in spellings for i in range(1, len(t)) if t[:i] not in self.reads
+        )
+
+    @staticmethod
+    @functools.cache
+    def of(values: tuple[str, ...], spellings: tuple[tuple[str, str], ...]) -> Values:
+        """The (shared) lookups of a slot's ``values`` and ``spellings``."""
+        return Values(values, spellings)
 
 
 def classify(spelled: str, values: Values) -> tuple[Kind, str]:
     """What ``spelled`` (a slot's text so far, a token's text last) is: ``("value", v)`` when it spells
-    and ends value ``v``, ``("open", spelled)`` when a value may still follow, else ``("none", "")``."""
+    and ends a text read as value ``v``, ``("open", spelled)`` when a value may still follow, else
+    ``("none", "")``."""
     walked = 0
     while walked < len(spelled) and spelled[: walked + 1] in values.prefixes:
         walked += 1
@@ -60,9 +76,9 @@ def classify(spelled: str, values: Values) -> tuple[Kind, str]:
     if walked == len(spelled):
         if head in values.extendable:
             return "open", head
-        return ("value", head) if head in values.values else ("none", "")
-    if head in values.values and is_terminator(spelled[walked]):
-        return "value", head
+        return ("value", values.reads[head]) if head in values.reads else ("none", "")
+    if head in values.reads and is_terminator(spelled[walked]):
+        return "value", values.reads[head]
     return "none", ""
 
 

@@ -113,15 +113,16 @@ class _Reader:
 
     async def distribution(self, slot: Slot, offset: int) -> dict[str, float] | None:
         """The judge's distribution over ``slot``'s values where it wrote it (None: it cannot be read)."""
+        values = Values.of(slot.values, slot.spellings)
         start, written = slot.start - offset, self.text[slot.start - offset : slot.end - offset]
-        if start < 0 or written not in slot.values:
+        if start < 0 or written not in values.reads:
             return None
         p = self.position(start)
         if p is None:
             return None
         fixed = self.text[self.offset(p) : start]
-        masses = await self._walk(self.ids[:p], self.top(p), fixed, "", Values(slot.values))
-        return masses if masses.get(written, 0.0) > 0 else None
+        masses = await self._walk(self.ids[:p], self.top(p), fixed, "", values)
+        return masses if masses.get(values.reads[written], 0.0) > 0 else None
 
     async def _walk(
         self, context: tuple[int, ...], top: Top, fixed: str, spelled: str, values: Values
@@ -135,8 +136,9 @@ class _Reader:
                 continue
             rest, mass = piece[len(fixed) :], math.exp(logprob)
             if not rest:  # writes nothing more (an end of sequence): ends a value already spelled
-                if spelled in values.values:
-                    resolved[spelled] = resolved.get(spelled, 0.0) + mass
+                if spelled in values.reads:
+                    value = values.reads[spelled]
+                    resolved[value] = resolved.get(value, 0.0) + mass
                 continue
             kind, value = classify(spelled + rest, values)
             if kind == "value":

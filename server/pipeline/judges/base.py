@@ -17,8 +17,10 @@ both orders of each pair) and how a response's votes are pooled is written once,
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -97,6 +99,9 @@ class Slot:
     the judge may write there (its scale's integers, or its labels). ``field`` says what the value is:
     ``score`` (the score of shown response ``index``, ``float(value)``), ``preference`` (a graded
     preference, ``float(value)``), or ``winner`` (``values[i]`` names shown response ``i`` the better).
+    ``spellings`` are the other texts the judge's parser reads there, each with the value it reads it as
+    (DeepSeek-GRM's parser clips a written ``"0"`` to 1: ``("0", "1")``; Prometheus 2 reads ``"a"`` as
+    ``"A"``), so that a soft vote counts a token spelling one where the hard vote would.
     """
 
     start: int
@@ -104,12 +109,44 @@ class Slot:
     values: tuple[str, ...]
     field: SlotField = "score"
     index: int = 0
+    spellings: tuple[tuple[str, str], ...] = ()
 
 
 def integer_values(scale: Scale) -> tuple[str, ...]:
     """The texts of the integers on ``scale`` (``"1"`` .. ``"10"``), what a score slot may hold."""
     low, high = math.ceil(scale.low), math.floor(scale.high)
     return tuple(str(v) for v in range(low, high + 1))
+
+
+@functools.cache
+def integer_spellings(scale: Scale, read: Callable[[str], float | None]) -> tuple[tuple[str, str], ...]:
+    """The :attr:`Slot.spellings` of a score slot on ``scale`` whose parser reads one written score with
+    ``read`` (the parser's own function: text -> the score it counts, or None when it reads none): every
+    text of at most as many digits as the scale's widest integer, unsigned or signed, that ``read`` takes
+    for one of the scale's integers, other than that integer's own text (``"0"`` -> ``"1"`` where the
+    parser clips, ``"+7"`` or ``"07"`` -> ``"7"``)."""
+    values = set(integer_values(scale))
+    width = max(len(v.lstrip("-")) for v in values)
+    found = []
+    for digits in range(1, width + 1):
+        for chars in itertools.product("0123456789", repeat=digits):
+            for sign in ("", "+", "-"):
+                text = sign + "".join(chars)
+                score = read(text)
+                if text in values or score is None or not float(score).is_integer():
+                    continue
+                value = str(int(score))
+                if value in values:
+                    found.append((text, value))
+    return tuple(found)
+
+
+@functools.cache
+def label_spellings(labels: tuple[str, ...], read: Callable[[str], str | None]) -> tuple[tuple[str, str], ...]:
+    """The :attr:`Slot.spellings` of a winner slot whose parser reads a written label with ``read`` (its
+    own function: text -> the label it counts, or None): each label's other cases that ``read`` takes."""
+    variants = {v for label in labels for v in (label.lower(), label.upper(), label.title(), label.swapcase())}
+    return tuple(sorted((v, r) for v in variants - set(labels) if (r := read(v)) is not None and r in labels))
 
 
 @dataclass(frozen=True)

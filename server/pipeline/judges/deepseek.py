@@ -23,6 +23,7 @@ from server.pipeline.judges.base import (
     Scale,
     Slot,
     Verdict,
+    integer_spellings,
     integer_values,
 )
 from server.pipeline.prompts import DEFAULT_TEMPLATE, PRINCIPLES_TEMPLATE, REFERENCE_TEMPLATE, Template
@@ -86,8 +87,8 @@ class DeepSeekGRM:
             spans = parsing.score_spans(text, n)
         except parsing.ParseError as exc:
             raise ParseError(str(exc)) from None
-        values = integer_values(self.scale)
-        return tuple(Slot(start, end, values, "score", i) for i, (start, end) in enumerate(spans))
+        values, spellings = integer_values(self.scale), integer_spellings(self.scale, parsing.read_score)
+        return tuple(Slot(start, end, values, "score", i, spellings) for i, (start, end) in enumerate(spans))
 
     def shown_responses(self, prompt: JudgePrompt) -> list[str]:
         return _BLOCK.findall(prompt.user)

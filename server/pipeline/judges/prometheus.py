@@ -55,6 +55,7 @@ from server.pipeline.judges.base import (
     Slot,
     Verdict,
     integer_values,
+    label_spellings,
 )
 
 RELEASE = "prometheus-eval-0.1.20"
@@ -179,11 +180,17 @@ def parse_choice(text: str) -> Verdict:
     if not found:
         what = "is not followed by A or B alone" if "[result]" in text.lower() else "is missing"
         raise ParseError(f"the verdict '[RESULT] A|B' {what}")
-    choices = {m.group(1).upper() for m in _ANY_CHOICE.finditer(text)}
+    choices = {read_choice(m.group(1)) for m in _ANY_CHOICE.finditer(text)}
     if len(choices) > 1:
         raise ParseError("the [RESULT] verdicts name both A and B")
     scores = (1, 0) if choices == {"A"} else (0, 1)
     return Verdict(scores, critique=_feedback(text[: found[0].start()]))
+
+
+def read_choice(label: str) -> str | None:
+    """The label a written choice is read as: ``A`` or ``B`` in either case (None: neither)."""
+    upper = label.upper()
+    return upper if upper in ("A", "B") else None
 
 
 def score_slot(text: str) -> Slot:
@@ -206,7 +213,8 @@ def choice_slot(text: str) -> Slot:
     """
     parse_choice(text)
     last = list(_CHOICE.finditer(text))[-1]
-    return Slot(last.start(1), last.end(1), ("A", "B"), "winner")
+    labels = ("A", "B")
+    return Slot(last.start(1), last.end(1), labels, "winner", spellings=label_spellings(labels, read_choice))
 
 
 def _template_name(mode: str, principles: bool, reference: bool) -> str:
