@@ -23,13 +23,16 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from server.pipeline.judges import Aggregation, Judge, Slot, Verdict, vote_scale, votes_of
-from server.pipeline.judges.base import Scale
+from server.pipeline.judges.base import Scale, integer_values
 
 SOFT_LOGPROBS = 20  # top logprobs asked of the engine per position: vLLM's default max_logprobs
 # An open alternative (a prefix such as "1" of "10") holding less than this share of a position's value
 # mass is left out rather than resolved by a scoring pass: it moves the vote by at most this share of the
 # scale's spread.
 SKIP_SHARE = 1e-4
+# Scoring passes one slot may take (its likeliest open alternatives first); those beyond are left out and
+# the rest renormalised. 1..10 needs at most 1 (the "1" of "10"); a 0..100 scale would take ~10 per slot.
+MAX_PASSES_PER_SLOT = 4
 # Soft votes are rounded to multiples of this: the adaptive rules sum votes exactly (fractions), and a
 # float's exact value has a denominator up to 2^52; on this grid sums stay small fractions.
 GRID = 2.0**-16
@@ -50,19 +53,30 @@ class Values:
         self.values = frozenset(values)
         self.reads = {**dict(spellings), **{v: v for v in values}}
         self.prefixes = frozenset(t[:i] for t in self.reads for i in range(1, len(t) + 1))
-        # Open: a proper prefix of a value ("1" of "10"), or of a spelling when the parser reads nothing
-        # at that prefix (a sign). A text the parser reads is otherwise taken as ended where it stands:
-        # "2" counts as 2 although "25" (read as 10 where the parser clips) starts so, as the scale's
-        # own values always have, so that a spelling opens no scoring pass a value did not.
-        self.extendable = frozenset(v[:i] for v in values for i in range(1, len(v))) | frozenset(
-            t[:i] for t, _ in spellings for i in range(1, len(t)) if t[:i] not in self.reads
-        )
+        # Open (resolved at the next position): a proper prefix of a value ("1" of "10") only. A spelling
+        # is read when one token spells it whole (with what the slot spelled before): "2" counts as 2
+        # although "25" (read as 10 where the parser clips) starts so, and a sign written as a token of
+        # its own is left out, so that spellings open no scoring pass the scale's values did not.
+        self.extendable = frozenset(v[:i] for v in values for i in range(1, len(v)))
+        # The scoring passes a slot of these values may take: none where no value extends another.
+        self.pass_cap = min(MAX_PASSES_PER_SLOT, len(self.extendable))
 
     @staticmethod
     @functools.cache
     def of(values: tuple[str, ...], spellings: tuple[tuple[str, str], ...]) -> Values:
         """The (shared) lookups of a slot's ``values`` and ``spellings``."""
         return Values(values, spellings)
+
+
+def sample_pass_bound(judge: Judge, shown: int) -> int:
+    """The most scoring passes one sample about ``shown`` responses may take: its slots (a score per
+    response, and a pairwise judge's preference or winner) times the per-slot cap of the widest value set
+    its slots use (the scale's integers, or a judge file's labels). Soft votes enforce it per sample, and
+    admission books it (:meth:`server.serving.service.Service.work_of`)."""
+    labels = tuple(getattr(judge, "labels", ()))
+    sets = [integer_values(judge.scale), *([labels] if labels else [])]
+    cap = max(Values.of(values, ()).pass_cap for values in sets)
+    return cap * (shown + (1 if judge.mode == "pairwise" else 0))
 
 
 def classify(spelled: str, values: Values) -> tuple[Kind, str]:

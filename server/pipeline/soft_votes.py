@@ -37,11 +37,19 @@ import itertools
 import math
 from collections.abc import Awaitable, Callable, Sequence
 
-from server.engines.base import GenerationRequest, GenerationResult, TokenLogprobs
+from server.engines.base import GenerationRequest, GenerationResult, PromptTooLongError, TokenLogprobs
 from server.pipeline.domain import Sample, SampleStatus, SoftSource
 from server.pipeline.judges import Aggregation, Judge, ParseError, Slot
 from server.pipeline.shuffling import Permutation, unpermute_scores
-from server.pipeline.soft_values import SKIP_SHARE, SOFT_LOGPROBS, Values, classify, needs_preference, verdict_votes
+from server.pipeline.soft_values import (
+    SKIP_SHARE,
+    SOFT_LOGPROBS,
+    Values,
+    classify,
+    needs_preference,
+    sample_pass_bound,
+    verdict_votes,
+)
 
 WINDOW = 6  # tokens of context an alternative is decoded after (enough for a merged space or a split character)
 
@@ -64,10 +72,11 @@ class _Reader:
     """One completion's tokens as a soft vote reads them: what text each wrote, what each alternative
     would have, and the top logprobs where the sample did not go (a scoring pass, ``next_top``)."""
 
-    def __init__(self, logprobs: TokenLogprobs, text: str, next_top: NextTop) -> None:
+    def __init__(self, logprobs: TokenLogprobs, text: str, next_top: NextTop, budget: int) -> None:
         self.ids, self.top, self.decode = logprobs.token_ids, logprobs.top, logprobs.decode
         self.text = text
         self.next_top = next_top
+        self.budget = budget  # scoring passes the sample may still take (sample_pass_bound)
         self._offsets: dict[int, int] = {0: 0}
         # A SentencePiece tokenizer decodes a sequence without the space its first token carries (Llama 2,
         # Mistral: "▁The" alone is "The"), where the engine's text, decoded after the prompt, keeps it:
@@ -105,9 +114,13 @@ class _Reader:
         before, after = self.decode(window), self.decode([*window, token])
         return after[len(before) :] if after.startswith(before) else None
 
+    def own(self, context: tuple[int, ...]) -> bool:
+        """Whether the sample wrote ``context`` (its next position's logprobs are its own: no pass)."""
+        return len(context) < len(self.ids) and context == self.ids[: len(context)]
+
     async def at(self, context: tuple[int, ...]) -> Top | None:
         """The top logprobs after ``context``: the sample's own when it wrote ``context``, else a pass."""
-        if len(context) < len(self.ids) and context == self.ids[: len(context)]:
+        if self.own(context):
             return self.top(len(context))
         return await self.next_top(context)
 
@@ -121,11 +134,11 @@ class _Reader:
         if p is None:
             return None
         fixed = self.text[self.offset(p) : start]
-        masses = await self._walk(self.ids[:p], self.top(p), fixed, "", values)
+        masses = await self._walk(self.ids[:p], self.top(p), fixed, "", values, [values.pass_cap])
         return masses if masses.get(values.reads[written], 0.0) > 0 else None
 
     async def _walk(
-        self, context: tuple[int, ...], top: Top, fixed: str, spelled: str, values: Values
+        self, context: tuple[int, ...], top: Top, fixed: str, spelled: str, values: Values, cap: list[int]
     ) -> dict[str, float]:
         """The values reachable from a position (``spelled`` written so far in the slot), normalised."""
         resolved: dict[str, float] = {}
@@ -146,14 +159,21 @@ class _Reader:
             elif kind == "open":
                 opens.append((token, value, mass))
         total = sum(resolved.values()) + sum(mass for _, _, mass in opens)
-        for token, prefix, mass in opens:
+        # The likeliest first: a slot's passes (``cap``) and the sample's (``budget``) are bounded, and an
+        # open alternative no pass is left for is left out like one under SKIP_SHARE.
+        for token, prefix, mass in sorted(opens, key=lambda o: -o[2]):
+            after = (*context, token)
             if mass < SKIP_SHARE * total:
                 continue
-            after = (*context, token)
+            if not self.own(after):
+                if cap[0] <= 0 or self.budget <= 0:
+                    continue
+                cap[0] -= 1
+                self.budget -= 1
             top_after = await self.at(after)
             if top_after is None:
                 continue
-            for value, share in (await self._walk(after, top_after, "", prefix, values)).items():
+            for value, share in (await self._walk(after, top_after, "", prefix, values, cap)).items():
                 resolved[value] = resolved.get(value, 0.0) + mass * share
         norm = sum(resolved.values())
         return {v: m / norm for v, m in resolved.items()} if norm > 0 else {}
@@ -226,9 +246,17 @@ async def soften(
             return None, 0
         if not slots:
             return None, 0
-        reader = _Reader(source.logprobs, sample.text[source.offset :], next_top_of(source.request, started))
-        dists = await asyncio.gather(*(reader.distribution(slot, source.offset) for slot in slots))
-        ready = [d for d in dists if d is not None]
+        next_top = next_top_of(source.request, started)
+        reader = _Reader(source.logprobs, sample.text[source.offset :], next_top, sample_pass_bound(judge, n))
+        outcomes = await asyncio.gather(
+            *(reader.distribution(slot, source.offset) for slot in slots), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, PromptTooLongError):  # the sample fills the context: no pass fits after it
+                return None, started[0]
+            if isinstance(outcome, BaseException):
+                raise outcome
+        ready = [d for d in outcomes if isinstance(d, dict)]
         if len(ready) < len(slots):
             return None, started[0]
         return verdict_votes(slots, ready, judge, aggregation, n), started[0]

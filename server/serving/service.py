@@ -26,6 +26,7 @@ from server.pipeline.domain import ItemResult
 from server.pipeline.judges import Scale, judged_sets, vote_scale
 from server.pipeline.judges.pairing import pool_size
 from server.pipeline.scoring import Linked, ScoreSpec
+from server.pipeline.soft_values import sample_pass_bound
 from server.serving.context import CallContext, cancel_on_disconnect
 from server.serving.dedup import Dedup
 from server.serving.errors import ClientClosedError, invalid_request, to_api_error
@@ -93,9 +94,15 @@ class ScoringService:
         return vote_scale(self.state.judge, self.state.settings.aggregation)
 
     def work_of(self, spec: ScoreSpec, responses: int) -> float:
-        """The engine work of judging ``responses`` of ``spec``'s prompt as one item, in samples: k per
-        judged set (a GRM group, a pair, a single response)."""
-        return spec.k * len(judged_sets(responses, self.max_group_size, self.state.judge, spec.pairing))
+        """The engine work of judging ``responses`` of ``spec``'s prompt as one item, in samples (engine
+        sequences): k per judged set (a GRM group, a pair, a single response). With soft votes each sample
+        may add up to :func:`~server.pipeline.soft_values.sample_pass_bound` scoring passes, each one
+        sequence of one token, booked as one sample (the work gate counts it so too)."""
+        judge = self.state.judge
+        sets = judged_sets(responses, self.max_group_size, judge, spec.pairing)
+        if spec.votes != "soft":
+            return spec.k * len(sets)
+        return sum(spec.k * (1 + sample_pass_bound(judge, len(shown))) for shown in sets)
 
     def never_paired(self, spec: ScoreSpec, groupable: bool) -> str | None:
         """Why a pairwise judge could never judge ``spec`` (None: it can): one response, and no chance to

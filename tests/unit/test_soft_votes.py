@@ -117,7 +117,7 @@ def test_soft_votes_lie_within_the_scale(written, at, after):
 
 def test_renormalisation_ignores_tokens_that_spell_no_value():
     plain = FakeEngine(boxed([7]), logprob_model=model_of({"7": 0.5, "8": 0.25}))
-    noisy = FakeEngine(boxed([7]), logprob_model=model_of({"7": 0.5, "8": 0.25, "the": 0.1, " ": 0.1, "0": 0.04}))
+    noisy = FakeEngine(boxed([7]), logprob_model=model_of({"7": 0.5, "8": 0.25, "the": 0.1, " ": 0.1, "-": 0.04}))
     (a,), (b,) = score(plain, k=1).samples, score(noisy, k=1).samples
     assert a.soft_scores == b.soft_scores
     assert a.soft_scores[0] == pytest.approx((7 + 8 * 0.5) / 1.5, abs=1e-4)
