@@ -159,21 +159,23 @@ class _Reader:
             elif kind == "open":
                 opens.append((token, value, mass))
         total = sum(resolved.values()) + sum(mass for _, _, mass in opens)
-        # The likeliest first: a slot's passes (``cap``) and the sample's (``budget``) are bounded, and an
-        # open alternative no pass is left for is left out like one under SKIP_SHARE.
-        for token, prefix, mass in sorted(opens, key=lambda o: -o[2]):
-            after = (*context, token)
-            if mass < SKIP_SHARE * total:
-                continue
-            if not self.own(after):
-                if cap[0] <= 0 or self.budget <= 0:
+        # The likeliest first, and siblings before what follows them: a slot's passes (``cap``) and the
+        # sample's (``budget``) are bounded, and an open alternative left without one is left out like
+        # one under SKIP_SHARE (the rest renormalised).
+        granted: set[int] = set()
+        for token, _, mass in sorted(opens, key=lambda o: -o[2]):
+            if not self.own((*context, token)):  # what the sample wrote costs no pass: always read
+                if mass < SKIP_SHARE * total or cap[0] <= 0 or self.budget <= 0:
                     continue
                 cap[0] -= 1
                 self.budget -= 1
-            top_after = await self.at(after)
+            granted.add(token)
+        kept = [(token, prefix, mass) for token, prefix, mass in opens if token in granted]
+        tops = await asyncio.gather(*(self.at((*context, token)) for token, _, _ in kept))
+        for (token, prefix, mass), top_after in zip(kept, tops, strict=True):
             if top_after is None:
                 continue
-            for value, share in (await self._walk(after, top_after, "", prefix, values, cap)).items():
+            for value, share in (await self._walk((*context, token), top_after, "", prefix, values, cap)).items():
                 resolved[value] = resolved.get(value, 0.0) + mass * share
         norm = sum(resolved.values())
         return {v: m / norm for v, m in resolved.items()} if norm > 0 else {}
