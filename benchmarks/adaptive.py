@@ -228,9 +228,8 @@ async def simulate_k(scorer: Scorer, args: argparse.Namespace, k: int, votes: st
             "wins": statistics.mean(wins) if wins else None,
         }
     shown = [name for name, _, _ in modes if not name.startswith("full")]
-    print(
-        f"\nk={k}, {votes} votes: each cell samples per reward (full k: {k // 2}) · rounds · agrees with full k % · better wins %"
-    )
+    head = f"\nk={k}, {votes} votes: each cell samples per reward (full k: {k // 2}) · rounds · agrees with full k %"
+    print(head + " · better wins %")
     print("| separation | full k: better wins % | noise floor % | " + " | ".join(f"`{n}`" for n in shown) + " |")
     print("|" + "---|" * (3 + len(shown)))
     for row in rows:

@@ -40,10 +40,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from judges import WARM, server_args  # noqa: E402
-from judges_grpo import groups  # noqa: E402
+from judges import WARM, server_args
+from judges_grpo import groups
 
-from tests.launcher import launch  # noqa: E402
+from tests.launcher import launch
 
 SEEDS_A, SEEDS_B = 0, 1_000_003
 TIE = 1e-9
