@@ -17,6 +17,7 @@ from server.pipeline.judges import (
     Judge,
     get_judge,
     read_judge_file,
+    soft_votes_problem,
     unsupported_aggregation,
     vote_scale,
 )
@@ -115,6 +116,14 @@ class Settings(BaseSettings):
         "otherwise than now (0: only a proven order stops, as rank)",
     )
     adaptive_k_min: int = Field(4, ge=1, description="adaptive k: default fewest samples per group before a stop")
+
+    # Soft votes (server/pipeline/soft_votes.py, docs/adaptive.md "Soft votes")
+    votes: Literal["hard", "soft"] = Field(
+        "hard",
+        description="default votes of a sample: hard (the scores it wrote, the paper's) or soft (the expectation "
+        "of the judge's own distribution over the scale's values where it wrote each, from the engine's top "
+        "logprobs; pairwise: the probability of each verdict)",
+    )
 
     # Meta RM (guided voting)
     meta_rm: str = Field(
@@ -248,6 +257,8 @@ class Settings(BaseSettings):
             self._judge = get_judge(self.judge)
         if refused := unsupported_aggregation(self._judge, self.aggregation):
             raise ValueError(f"--aggregation {self.aggregation}: {refused}")
+        if self.votes == "soft" and (no_soft := soft_votes_problem(self._judge)):
+            raise ValueError(f"--votes soft: {no_soft}")
         return self
 
     def stderr_epsilon(self) -> float:

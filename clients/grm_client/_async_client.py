@@ -85,9 +85,11 @@ class AsyncGRMClient(BaseClient):
         parts = await asyncio.gather(*(send(c) for c in self._chunks(items)))
         return [r for part in parts for r in part]
 
-    async def reward(self, prompt: Query, response: str, *, label: Any = None) -> RolloutReward:
+    async def reward(
+        self, prompt: Query, response: str, *, label: Any = None, votes: str | None = None
+    ) -> RolloutReward:
         """See :meth:`GRMClient.reward`."""
-        body = await self._request("POST", "/v1/reward", build_rollout(prompt, response, label=label))
+        body = await self._request("POST", "/v1/reward", build_rollout(prompt, response, label=label, votes=votes))
         return parse_rollout_reward(body)
 
     async def rerank(

@@ -66,13 +66,15 @@ def build_item(
     adaptive_epsilon: float | None = None,
     adaptive_delta: float | None = None,
     k_min: int | None = None,
+    votes: str | None = None,
 ) -> dict[str, Any]:
     """The JSON of one ``/v1/score`` item; ``query`` is a string or a list of ``{role, content}``.
 
     ``reference`` is a reference answer the GRM judges correctness against; ``principles`` a rubric;
     ``adaptive`` (``"rank"``, ``"stderr"``, ``"confident"`` or ``"off"``) lets the item stop before k
     samples once its vote is decided, with ``adaptive_epsilon``, ``adaptive_delta`` and ``k_min`` (see the
-    server's docs/adaptive.md).
+    server's docs/adaptive.md); ``votes`` (``"hard"`` or ``"soft"``) says what a sample votes with: the scores
+    it wrote, or the expectations of the judge's own distributions where it wrote them.
     """
     item: dict[str, Any] = {"responses": list(responses)}
     if isinstance(query, str):
@@ -81,7 +83,7 @@ def build_item(
         item["messages"] = [{"role": m["role"], "content": m["content"]} for m in query]
     options = {"k": k, "k_meta": k_meta, "temperature": temperature, "max_tokens": max_tokens, "seed": seed,
                "adaptive": adaptive, "adaptive_epsilon": adaptive_epsilon, "adaptive_delta": adaptive_delta,
-               "k_min": k_min}  # fmt: skip
+               "k_min": k_min, "votes": votes}  # fmt: skip
     item.update({key: v for key, v in options.items() if v is not None})
     if reference is not None:
         item["reference"] = reference
@@ -92,10 +94,13 @@ def build_item(
     return item
 
 
-def build_rollout(prompt: Query, response: str, *, label: Any = None) -> dict[str, Any]:
+def build_rollout(prompt: Query, response: str, *, label: Any = None, votes: str | None = None) -> dict[str, Any]:
     """The JSON of a ``/v1/reward`` call: a chat-templated prompt string (the server reads its turns
-    back) or a list of ``{role, content}``, one response, and an optional reference answer."""
+    back) or a list of ``{role, content}``, one response, an optional reference answer, and the votes
+    (``"hard"`` or ``"soft"``; the server's ``--votes`` when None)."""
     body: dict[str, Any] = {"response": response, "label": label}
+    if votes is not None:
+        body["votes"] = votes
     if isinstance(prompt, str):
         body["prompt"] = prompt
     else:

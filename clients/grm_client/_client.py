@@ -73,7 +73,7 @@ class GRMClient(BaseClient):
         Options: ``k``, ``k_meta``, ``temperature``, ``max_tokens``, ``seed``, ``reference`` (a reference
         answer), ``principles`` (a rubric), ``return_samples``, ``adaptive`` (``"rank"``, ``"stderr"`` or
         ``"confident"``: stop before k samples once the vote is decided), ``adaptive_epsilon``,
-        ``adaptive_delta``, ``k_min``.
+        ``adaptive_delta``, ``k_min``, ``votes`` (``"hard"`` or ``"soft"``).
 
         Raises:
             GRMError: a subclass naming what went wrong, after retries where retrying makes sense.
@@ -100,17 +100,18 @@ class GRMClient(BaseClient):
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             return [r for part in pool.map(send, chunks) for r in part]
 
-    def reward(self, prompt: Query, response: str, *, label: Any = None) -> RolloutReward:
+    def reward(self, prompt: Query, response: str, *, label: Any = None, votes: str | None = None) -> RolloutReward:
         """One rollout's reward through ``POST /v1/reward`` (slime's call; AReaL's adapter uses it).
 
         ``prompt`` may be the chat-templated string the policy saw: the server reads its turns back and
         drops the template's end tokens from ``response``. ``label`` is a reference answer. The server
-        groups concurrent rollouts of one prompt and label into shared GRM prompts.
+        groups concurrent rollouts of one prompt and label into shared GRM prompts. ``votes`` (``"hard"`` or
+        ``"soft"``) overrides the server's ``--votes``.
 
         Raises:
             GRMError: a subclass naming what went wrong, after retries where retrying makes sense.
         """
-        body = self._request("POST", "/v1/reward", build_rollout(prompt, response, label=label))
+        body = self._request("POST", "/v1/reward", build_rollout(prompt, response, label=label, votes=votes))
         return parse_rollout_reward(body)
 
     def rerank(

@@ -67,6 +67,7 @@ class RolloutReward:
     unscored: bool
     group_size: int
     k_used: int | None = None  # samples its GRM prompt drew (fewer than k when adaptive k stopped early)
+    votes: str | None = None  # hard or soft: what the samples voted with (None from servers without soft votes)
 
 
 def parse_rollout_reward(data: dict[str, Any]) -> RolloutReward:
@@ -76,6 +77,7 @@ def parse_rollout_reward(data: dict[str, Any]) -> RolloutReward:
         unscored=bool(data["unscored"]),
         group_size=int(data["group_size"]),
         k_used=data.get("k_used"),
+        votes=data.get("votes"),
     )
 
 
@@ -93,6 +95,8 @@ class Sample:
     finish_reason: str | None
     generation_tokens: int
     text: str | None
+    soft_scores: list[float] | None = None  # soft votes (votes: soft), aligned with ``scores``
+    soft_source: str | None = None  # sampled, or guided (a guided continuation wrote the verdict)
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ class ScoreResult:
     stop_reason: str | None = None  # off, rank, stderr, confident or k (None from servers without adaptive k)
     scale: tuple[float, float] = DEFAULT_SCALE  # the judge's vote scale (1..10 from servers that state none)
     judge_mode: str | None = None  # group, single or pairwise (None from servers that state none)
+    votes: str | None = None  # hard or soft: what the samples voted with (None from servers without soft votes)
 
     def rewards(self, mode: RewardMode = "mean", *, missing: float | None = None) -> list[float | None]:
         """One reward per response, in request order; ``missing`` where no sample parsed."""
@@ -191,6 +196,8 @@ def parse_item(
                 finish_reason=s.get("finish_reason"),
                 generation_tokens=s.get("generation_tokens", 0),
                 text=s.get("text"),
+                soft_scores=s.get("soft_scores"),
+                soft_source=s.get("soft_source"),
             )
             for s in data["samples"]
         ]
@@ -212,6 +219,7 @@ def parse_item(
         stop_reason=data.get("stop_reason"),
         scale=vote_scale,
         judge_mode=judge_mode,
+        votes=data.get("votes"),
     )
 
 

@@ -56,6 +56,12 @@ class GRMOptions(BaseModel):
         "otherwise than now (0: only a proven order stops).",
     )
     k_min: int | None = Field(None, ge=1, description="Adaptive k: fewest samples per group before a stop.")
+    votes: Literal["hard", "soft"] | None = Field(
+        None,
+        description="What a sample votes with: hard, the scores it wrote (the paper's), or soft, the expectation of "
+        "the judge's own distribution over the scale's values where it wrote each (pairwise A/B judges: the "
+        "probability of each verdict), read from the engine's top logprobs (server default if unset, --votes).",
+    )
 
     def item(
         self, messages: tuple[Message, ...], responses: tuple[str, ...], reference: str | None = None
@@ -75,6 +81,7 @@ class GRMOptions(BaseModel):
             adaptive_epsilon=self.adaptive_epsilon,
             adaptive_delta=self.adaptive_delta,
             k_min=self.k_min,
+            votes=self.votes,
         )
 
 
@@ -192,11 +199,28 @@ class SampleOut(BaseModel):
     group: int
     responses: list[int] = Field(description="Request indices of the responses this sample judged.")
     permutation: list[int] = Field(description="Request indices in the order the sample was shown them.")
-    status: Literal["parsed", "unparseable"]
+    status: Literal["parsed", "unparseable", "no_soft_score"] = Field(
+        description="parsed; unparseable (no verdict could be read: it never votes); no_soft_score (votes: soft "
+        "only: parsed, but its soft scores could not be read from the engine's logprobs: it never votes)."
+    )
     principles: str | None
     critique: str | None
     scores: list[int | float] | None = Field(
-        description="Votes aligned with 'responses' (request order): the judge's scores, or a pairwise verdict's votes."
+        description="Votes aligned with 'responses' (request order): the judge's scores, or a pairwise verdict's votes "
+        "(the hard ones, what it wrote)."
+    )
+    soft_scores: list[float] | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="votes: soft only: this sample's soft votes, aligned with 'scores': per response the expectation "
+        "of its vote under the judge's distribution where it wrote its verdict (A/B judges: the probability that "
+        "the response is named the better). What it voted with. Absent for hard votes and no_soft_score samples.",
+    )
+    soft_source: Literal["sampled", "guided"] | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="votes: soft only: sampled (the judge wrote its verdict by sampling) or guided (a guided "
+        "continuation of two-pass format guidance wrote it). Absent when soft_scores is.",
     )
     finish_reason: str | None
     generation_tokens: int
@@ -207,7 +231,7 @@ class SampleOut(BaseModel):
         description="Whether the budget cut this sample before its scores and a short guided continuation "
         "completed it (its critique may end abruptly).",
     )
-    text: str | None = Field(None, description="Raw generation, given for unparseable samples.")
+    text: str | None = Field(None, description="Raw generation, given for unparseable and no_soft_score samples.")
 
 
 class Usage(BaseModel):
@@ -229,6 +253,10 @@ class ItemScoreOut(BaseModel):
         "but the rule decided only at k."
     )
     rounds: int = Field(description="Rounds of engine requests (1 unless adaptive).")
+    votes: Literal["hard", "soft"] = Field(
+        description="What the samples voted with: hard (the scores they wrote) or soft (the expectations of the "
+        "judge's distributions); score, mean_score and normalized_score are sums and means of these."
+    )
     k_meta: int | None = Field(description="Samples kept per group by the meta RM; null when all parsed samples vote.")
     valid_samples: int
     total_samples: int
@@ -284,53 +312,3 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 SCORING_ERRORS = error_responses(400, 401, 413, 422, 429, 500, 503, 504)
 # Routes behind the API key that do no scoring (/v1/info, /metrics when not public).
 AUTH_ERRORS = error_responses(401)
-
-
-class MetaRMOut(BaseModel):
-    name: str
-    backend: str
-    details: dict[str, str]
-
-
-class JudgeOut(BaseModel):
-    """The judge profile the server runs (``--judge``, docs/judges.md)."""
-
-    name: str
-    source: Literal["builtin", "file"] = Field(description="A built-in profile (--judge) or a file (--judge-file).")
-    mode: Literal["group", "single", "pairwise"]
-    scale: tuple[float, float] = Field(
-        description="The range of one vote on one response (low, high): the vote scale of the judge and its "
-        "aggregation, what mean_score spans and unit rewards map to [0, 1]."
-    )
-    output_scale: tuple[float, float] = Field(description="The range of the judge's own verdict scores.")
-    takes_reference: bool
-    takes_principles: bool
-    pool_size: int = Field(
-        description="Responses judged together in one prompt (group), or compared pair by pair (pairwise); 1 for "
-        "single-response judges."
-    )
-    groups_across_calls: bool = Field(
-        description="Whether one-row calls of the same prompt wait up to --group-window-s to be judged together "
-        "(pairwise judges: to form pairs); never for single-response judges."
-    )
-    pairing: Literal["circular", "all_pairs"] | None = Field(None, description="Pairwise judges: which pairs.")
-    aggregation: Literal["mean", "win_rate", "tiebreaker"] | None = Field(
-        None, description="Pairwise judges: how a verdict becomes votes."
-    )
-
-
-class InfoResponse(BaseModel):
-    version: str
-    model: str
-    engine: str
-    engine_version: str
-    max_model_len: int | None
-    template: str
-    judge: JudgeOut
-    format_guidance: bool
-    adaptive: Literal["off", "rank", "stderr", "confident"] = Field(
-        description="The default rule of adaptive k (--adaptive)."
-    )
-    meta_rm: MetaRMOut | None
-    defaults: dict[str, float | int]
-    limits: dict[str, float | int]

@@ -35,6 +35,12 @@ class RenderedRequestOut(BaseModel):
     continue_cut: bool = Field(
         description="A sample the budget cuts before its verdict is completed by a short guided continuation."
     )
+    logprobs: int | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="votes: soft only: the top logprobs asked per generated position (soft votes read them; a "
+        "sample may then add one-token scoring passes, not rendered here). Absent for hard votes.",
+    )
 
 
 class RenderedItemOut(BaseModel):

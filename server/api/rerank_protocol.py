@@ -125,5 +125,6 @@ class RerankResponse(BaseModel):
     meta: dict[str, Any] = Field(
         description="Cohere's api_version and billed_units (one search unit per GRM group), warnings (e.g. that "
         "relevant_spans gets no spans), grm.groups: each GRM group's documents, the samples it drew "
-        "(k_used) and why it stopped (stop_reason), and grm.scale: the judge's vote scale [low, high]."
+        "(k_used) and why it stopped (stop_reason), grm.scale: the judge's vote scale [low, high], and grm.votes: hard "
+        "or soft, what the samples voted with."
     )

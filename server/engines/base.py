@@ -6,7 +6,7 @@ the fake engine for tests (``engines/fake.py``) implement it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -48,7 +48,12 @@ class GenerationRequest:
       is, with the tokenizer's special tokens; no chat template).
 
     ``assistant_prefix`` is text the answer already starts with: the engine appends its tokens after
-    the generation prompt and generates what follows (a continuation of a sample).
+    the generation prompt and generates what follows (a continuation of a sample). ``answer_token_ids``
+    are token ids the answer continues with after that, as the engine's tokenizer numbers them (a soft
+    vote's scoring pass re-reads a sample's own tokens, :mod:`server.pipeline.soft_votes`).
+
+    ``logprobs``: return, at every generated position, the engine's top ``logprobs`` token logprobs
+    (:class:`TokenLogprobs`); None (the default) returns none.
     """
 
     request_id: str
@@ -65,6 +70,8 @@ class GenerationRequest:
     messages: tuple[tuple[str, str], ...] | None = None  # (role, content) of a whole chat
     raw: bool = False
     repetition_penalty: float = 1.0  # vLLM's; 1 is none (the judge's own, e.g. Prometheus 2's 1.03)
+    logprobs: int | None = None  # top logprobs per generated position (soft votes); None: none
+    answer_token_ids: tuple[int, ...] = ()  # token ids the answer continues with after assistant_prefix
 
     def chat(self) -> list[dict[str, str]]:
         """The chat the model's template renders (not for ``raw`` requests)."""
@@ -74,13 +81,31 @@ class GenerationRequest:
         return [*turns, {"role": "user", "content": self.prompt}]
 
 
+@dataclass(frozen=True, eq=False)
+class TokenLogprobs:
+    """The tokens one completion wrote and the engine's top logprobs at each of them.
+
+    The logprobs are the model's own distribution over the next token (vLLM's default
+    ``logprobs_mode="raw_logprobs"``): before temperature, top-p, penalties and the structured-output
+    mask. ``top(p)`` maps token ids to logprobs at position ``p`` (the written token always among them);
+    ``decode(ids)`` is the engine's text of a token sequence (its tokenizer's), so that a reader can tell
+    which characters of the completion's text each token wrote and what an alternative token would have
+    written there. Read lazily: a completion of a thousand tokens is converted only where it is read.
+    """
+
+    token_ids: tuple[int, ...]
+    top: Callable[[int], dict[int, float]]
+    decode: Callable[[Sequence[int]], str]
+
+
 @dataclass(frozen=True)
 class Completion:
-    """One generated sample."""
+    """One generated sample; ``logprobs`` when its request asked for them (``GenerationRequest.logprobs``)."""
 
     text: str
     finish_reason: str | None
     num_tokens: int
+    logprobs: TokenLogprobs | None = None
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,17 @@ disappears from :attr:`running`), and produces text from a script: a callable th
 and returns one text per sample (or a whole :class:`Completion`, to script a finish reason such as a
 cut at the budget, ``"length"``). The default script writes a well-formed GRM answer that scores each
 shown response by its length, so tests can predict the vote.
+
+A request that asks for ``logprobs`` gets them from a deterministic logprob model over the fake's own
+tokens (:mod:`server.engines.fake_tokens`), consistent with the text written; a request that continues
+from ``answer_token_ids`` (a soft vote's scoring pass) is answered by that model alone: one token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import SupportsIndex, TypeVar
@@ -26,7 +31,9 @@ from server.engines.base import (
     GenerationResult,
     PromptTooLongError,
     RenderedPrompt,
+    TokenLogprobs,
 )
+from server.engines.fake_tokens import FakeVocabulary, LogprobModel, graded, tokenize
 
 Script = Callable[[GenerationRequest], Sequence[str | Completion]]
 
@@ -117,6 +124,9 @@ class FakeEngine:
             ``n``) generate at once, each request taking ``delay`` once it runs; the others wait, in
             about arrival order. So latency is flat until the batch is full, then grows linearly with the
             load, and throughput is ``max_num_seqs / delay`` samples per second (None: no limit).
+        logprob_model: the top logprobs of requests that ask for them (default
+            :func:`~server.engines.fake_tokens.graded`; :func:`~server.engines.fake_tokens.certain` for a
+            judge sure of every token).
     """
 
     def __init__(
@@ -128,8 +138,11 @@ class FakeEngine:
         max_model_len: int | None = None,
         record_limit: int = DEFAULT_RECORD_LIMIT,
         max_num_seqs: int | None = None,
+        logprob_model: LogprobModel = graded,
     ) -> None:
         self.script = script
+        self.logprob_model = logprob_model
+        self.vocabulary = FakeVocabulary()
         self.delay = delay
         self.fail_with = fail_with
         self.max_model_len = max_model_len
@@ -170,14 +183,31 @@ class FakeEngine:
                     await asyncio.sleep(self.delay)
             if self.fail_with is not None:
                 raise self.fail_with
-            texts = self.script(request)
+            texts = [self._scoring_pass(request)] if request.answer_token_ids else self.script(request)
         except asyncio.CancelledError:
             self._record_abort(request.request_id)
             raise
         finally:
             self.running.discard(request.request_id)
         completions = [t if isinstance(t, Completion) else Completion(t, "stop", len(t.split())) for t in texts]
-        return GenerationResult(request.request_id, completions, len(request.prompt.split()))
+        if request.logprobs is not None and not request.answer_token_ids:
+            before = tokenize(request.assistant_prefix)
+            previous = before[-1] if before else ""
+            completions = [
+                dataclasses.replace(
+                    c, logprobs=self.vocabulary.logprobs(c.text, self.logprob_model, request.logprobs, previous)
+                )
+                for c in completions
+            ]
+        prompt_tokens = len(request.prompt.split()) + len(request.answer_token_ids)
+        return GenerationResult(request.request_id, completions, prompt_tokens)
+
+    def _scoring_pass(self, request: GenerationRequest) -> Completion:
+        """One token after ``answer_token_ids``: the logprob model's likeliest, with its top logprobs."""
+        previous = self.vocabulary.texts[request.answer_token_ids[-1]]
+        token, top = self.vocabulary.next_token(previous, self.logprob_model, request.logprobs or 1)
+        ids = (self.vocabulary.id_of(token),)
+        return Completion(token, "length", 1, TokenLogprobs(ids, lambda p: top, self.vocabulary.decode))
 
     @contextlib.asynccontextmanager
     async def _batch_slot(self, n: int) -> AsyncIterator[None]:

@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client.core import Metric
@@ -30,6 +30,7 @@ from server.engines.base import (
     GenerationResult,
     PromptTooLongError,
     RenderedPrompt,
+    TokenLogprobs,
 )
 from server.engines.chat_encoding import encode_chat, render_text
 
@@ -63,11 +64,14 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
 
 
 def to_sampling_params(request: GenerationRequest) -> Any:
-    """vLLM ``SamplingParams`` for a request: n samples, its seed, guidance regex, final output only."""
+    """vLLM ``SamplingParams`` for a request: n samples, its seed, guidance regex, final output only, and
+    its top ``logprobs`` when it asks for them (vLLM's default ``logprobs_mode`` returns them raw: the
+    model's own distribution, before temperature, top-p, penalties and the guidance mask)."""
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
     guide = StructuredOutputsParams(regex=request.guide_regex) if request.guide_regex else None
+    extra: dict[str, Any] = {} if request.logprobs is None else {"logprobs": request.logprobs}
     return SamplingParams(
         n=request.n,
         temperature=request.temperature,
@@ -77,13 +81,34 @@ def to_sampling_params(request: GenerationRequest) -> Any:
         seed=request.seed,
         output_kind=RequestOutputKind.FINAL_ONLY,
         structured_outputs=guide,
+        **extra,
     )
 
 
-async def generate_ids(llm: Any, ids: list[int], request: GenerationRequest) -> GenerationResult:
+def token_logprobs(output: Any, tokenizer: Any) -> TokenLogprobs | None:
+    """A vLLM ``CompletionOutput``'s tokens and top logprobs (``output.logprobs``: per position a dict of
+    token id -> ``Logprob``), read lazily; None when it has none. Text comes from ``tokenizer.decode``
+    (special tokens skipped, as vLLM's output text skips them), not from vLLM's ``decoded_token``, whose
+    form differs between vLLM versions."""
+    positions = output.logprobs
+    if positions is None or tokenizer is None:
+        return None
+
+    def top(p: int) -> dict[int, float]:
+        return {int(tid): float(lp.logprob) for tid, lp in positions[p].items()}
+
+    def decode(ids: Sequence[int]) -> str:
+        return str(tokenizer.decode(list(ids), skip_special_tokens=True))
+
+    return TokenLogprobs(tuple(output.token_ids), top, decode)
+
+
+async def generate_ids(llm: Any, ids: list[int], request: GenerationRequest, tokenizer: Any = None) -> GenerationResult:
     """Run ``request`` on an ``AsyncLLM`` from its prompt token ids; only the final output is read.
 
     Shared by :class:`VLLMEngine` and the benchmarks' direct path, so both drive vLLM identically.
+    ``request.answer_token_ids`` follow ``ids``; with ``request.logprobs``, each completion carries its
+    :class:`TokenLogprobs`, their text read by ``tokenizer`` (default: the engine's own).
     Cancelling the awaiting task makes ``AsyncLLM.generate`` abort the request in the engine core.
 
     A greedy request (temperature 0, e.g. RM-R1's and Skywork-Critic's defaults) for ``n > 1`` samples is
@@ -95,12 +120,23 @@ async def generate_ids(llm: Any, ids: list[int], request: GenerationRequest) -> 
     """
     repeat = request.n if request.temperature < GREEDY_TEMPERATURE and request.n > 1 else 1
     sent = dataclasses.replace(request, n=1) if repeat > 1 else request
+    ids = [*ids, *request.answer_token_ids]
     final = None
     async for output in llm.generate({"prompt_token_ids": ids}, to_sampling_params(sent), request.request_id):
         final = output
     if final is None:
         raise EngineDeadError(f"the vLLM engine returned no output for {request.request_id}")
-    completions = [Completion(o.text, o.finish_reason, len(o.token_ids)) for o in final.outputs] * repeat
+    if request.logprobs is not None and tokenizer is None:
+        tokenizer = llm.get_tokenizer()
+    completions = [
+        Completion(
+            o.text,
+            o.finish_reason,
+            len(o.token_ids),
+            token_logprobs(o, tokenizer) if request.logprobs is not None else None,
+        )
+        for o in final.outputs
+    ] * repeat
     return GenerationResult(request.request_id, completions, len(ids))
 
 
@@ -176,13 +212,14 @@ class VLLMEngine:
         from vllm.v1.engine.exceptions import EngineDeadError as VLLMDeadError
 
         ids = await asyncio.to_thread(encode_chat, self._tokenizer, request)
-        if self._max_model_len is not None and len(ids) + request.max_tokens > self._max_model_len:
+        prompt_tokens = len(ids) + len(request.answer_token_ids)
+        if self._max_model_len is not None and prompt_tokens + request.max_tokens > self._max_model_len:
             raise PromptTooLongError(
-                f"prompt of {len(ids)} tokens plus max_tokens={request.max_tokens} exceeds the "
+                f"prompt of {prompt_tokens} tokens plus max_tokens={request.max_tokens} exceeds the "
                 f"model context of {self._max_model_len} tokens"
             )
         try:
-            return await generate_ids(self._llm, ids, request)
+            return await generate_ids(self._llm, ids, request, self._tokenizer)
         except VLLMDeadError as exc:
             raise EngineDeadError("the vLLM engine died") from exc
 

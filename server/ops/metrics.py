@@ -99,8 +99,8 @@ class Metrics:
         )
         self.samples = Counter(
             "grm_samples",
-            "GRM samples by status: every sample is parsed or unparseable; every parsed sample is also "
-            "kept (it votes) or filtered (dropped by the meta RM).",
+            "GRM samples by status: every sample is parsed, unparseable or (soft votes) no_soft_score; every "
+            "parsed sample is also kept (it votes) or filtered (dropped by the meta RM).",
             ["status"],
             registry=r,
         )
@@ -158,6 +158,12 @@ class Metrics:
             "model's critiques.",
             registry=r,
         )
+        self.soft_vote_passes = Counter(
+            "grm_soft_vote_passes",
+            "Scoring passes soft votes took: one-token engine requests that read the judge's distribution after a "
+            "value's first token where the sample did not write it (e.g. '10' after '1'; docs/adaptive.md).",
+            registry=r,
+        )
         self.grouped_rows = Counter(
             "grm_grouped_rows",
             "Responses judged in one GRM prompt together with responses of other calls (grouping across "
@@ -196,7 +202,7 @@ class Metrics:
             registry=r,
         )
         self.build = Info("grm_build", "grm-serve version, model, judge, template and engine.", registry=r)
-        for status in ("parsed", "unparseable", "filtered", "kept"):
+        for status in ("parsed", "unparseable", "no_soft_score", "filtered", "kept"):
             self.samples.labels(status)  # export zeros from the start, so rates exist before traffic
         for rule in STOP_RULES:
             self.samples_per_item.labels(rule)
@@ -229,7 +235,10 @@ class Metrics:
             parsed = [s for s in result.samples if s.status is SampleStatus.PARSED]
             kept = sum(1 for s in parsed if s.kept)
             self.samples.labels("parsed").inc(len(parsed))
-            self.samples.labels("unparseable").inc(len(result.samples) - len(parsed))
+            unreadable = sum(1 for s in result.samples if s.status is SampleStatus.NO_SOFT_SCORE)
+            self.samples.labels("unparseable").inc(len(result.samples) - len(parsed) - unreadable)
+            self.samples.labels("no_soft_score").inc(unreadable)
+            self.soft_vote_passes.inc(sum(s.soft_passes for s in result.samples))
             self.samples.labels("kept").inc(kept)
             self.samples.labels("filtered").inc(len(parsed) - kept)
             self.continued_samples.inc(sum(1 for s in result.samples if s.continued))

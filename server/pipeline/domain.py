@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 from server.pipeline.adaptive import StopReason, StopRule
 
@@ -14,6 +15,14 @@ from server.pipeline.adaptive import StopReason, StopRule
 _SAMPLE_OVERHEAD = 600
 _RESPONSE_OVERHEAD = 300
 _ITEM_OVERHEAD = 800
+_SOFT_OVERHEAD, _SOFT_PER_VOTE = 64, 40  # a sample's soft scores: their tuple, and per vote its slot and float
+
+# Votes of a sample: the integers it wrote (hard, the paper's), or the expectation of the judge's own
+# distribution over the values where it wrote each (soft, :mod:`server.pipeline.soft_votes`).
+Votes = Literal["hard", "soft"]
+VOTES: tuple[Votes, ...] = ("hard", "soft")
+# Whether a soft score was read where the judge sampled it, or where a guided continuation wrote it.
+SoftSource = Literal["sampled", "guided"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,9 @@ class SampleStatus(StrEnum):
 
     PARSED = "parsed"
     UNPARSEABLE = "unparseable"
+    # Parsed, but a soft vote could not be read (the engine gave no logprobs where it wrote a score, or
+    # the score is not one of the scale's values): with soft votes it does not vote.
+    NO_SOFT_SCORE = "no_soft_score"
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,13 @@ class Sample:
     kept: bool = False  # whether this sample voted
     continued: bool = False  # the budget cut it before its scores and a guided continuation completed it
     preference: float | None = None  # a pairwise judge's graded preference, where it states one
+    soft_scores: tuple[float, ...] | None = None  # soft votes, in the order of ``scores`` (votes: soft)
+    soft_source: SoftSource | None = None  # where the soft scores were read (votes: soft)
+    soft_passes: int = 0  # extra one-token engine requests its soft scores took
+
+    def ballot(self, votes: Votes) -> tuple[float, ...] | None:
+        """What this sample votes with: its soft scores for soft votes, else its scores."""
+        return self.soft_scores if votes == "soft" else self.scores
 
 
 class ResponseStatus(StrEnum):
@@ -101,12 +120,15 @@ class ItemResult:
     adaptive: StopRule = "off"  # adaptive k's rule: off, rank or stderr
     stop_reason: StopReason = "off"  # off (not adaptive), rank, stderr or confident (the rule stopped it), k (drew all)
     rounds: int = 1  # rounds of engine requests it took (adaptive items draw in rounds)
+    votes: Votes = "hard"  # what its samples voted with
 
     def approx_bytes(self) -> int:
         """Estimated memory this result holds (what a cache of results counts against its bound)."""
         size = _ITEM_OVERHEAD + _RESPONSE_OVERHEAD * len(self.responses)
         for s in self.samples:
             size += _SAMPLE_OVERHEAD + str_bytes(s.text) + str_bytes(s.principles) + str_bytes(s.critique)
+            if s.soft_scores is not None:
+                size += _SOFT_OVERHEAD + _SOFT_PER_VOTE * len(s.soft_scores)
         return size
 
 

@@ -71,6 +71,24 @@ def parse_sample(text: str, n_responses: int) -> ParsedOutput:
     )
 
 
+def score_spans(text: str, n_responses: int) -> list[tuple[int, int]]:
+    """Where in ``text`` the scores :func:`parse_sample` reads stand: each entry of the box it reads, as
+    ``(start, end)`` character offsets of the entry without its surrounding spaces.
+
+    Raises:
+        ParseError: as :func:`parse_sample`.
+    """
+    parse_sample(text, n_responses)
+    label = list(re.finditer(r"Scores\s*:", text, re.I))
+    box = list(_BOXED.finditer(text, label[-1].end() if label else 0))[-1]
+    spans, at = [], box.start(1)
+    for entry in box.group(1).split(","):
+        lead = len(entry) - len(entry.lstrip())
+        spans.append((at + lead, at + lead + len(entry.strip())))
+        at += len(entry) + 1
+    return spans
+
+
 def _principles(head: str) -> str:
     """The text after the first ``Specific Criteria:`` up to the first later line that opens with
     ``Analysis:`` (after any whitespace), or up to the end; "" without the label.

@@ -231,13 +231,15 @@ class _GroupRun:
 
     def tally(self) -> Tally:
         """What the rules see: the parsed samples' scores (in the group's order) and ratings."""
-        parsed = [s for s in self.in_plan_order() if s.status is SampleStatus.PARSED and s.scores is not None]
+        votes_with = self.spec.votes  # the rules count what the samples vote with (soft votes are fractions)
+        samples = self.in_plan_order()
+        parsed = [s for s in samples if s.status is SampleStatus.PARSED and s.ballot(votes_with) is not None]
         ratings = orders = None
         if self.k_meta is not None:
             ratings = tuple(s.meta_score if s.meta_score is not None else 0.0 for s in parsed)
             if self.judge.mode == "pairwise":  # each order keeps its share of the voters, as on the plain path
                 orders = tuple(self.orders.index(s.permutation) for s in parsed)
-        votes = tuple(s.scores for s in parsed if s.scores is not None)
+        votes = tuple(b for s in parsed if (b := s.ballot(votes_with)) is not None)
         return Tally(self.spec.k, self.drawn, votes, self.size, self.scale, ratings, self.k_meta, orders)
 
     def kept_samples(self) -> list[Sample]:

@@ -18,11 +18,10 @@ from typing import Protocol
 
 from meta_rm.base import Trajectory
 from server.engines.base import Completion, GenerationRequest, GenerationResult, PromptTooLongError
-from server.pipeline.adaptive import AdaptiveOptions
 from server.pipeline.aggregation import vote_response
-from server.pipeline.domain import ItemResult, Message, ResponseScore, Sample, SampleStatus
+from server.pipeline.domain import ItemResult, ResponseScore, Sample, SampleStatus
 from server.pipeline.errors import SetTooLongError
-from server.pipeline.judges import Aggregation, Guidance, Judge, Pairing, ParseError, judged_sets, pools, votes_of
+from server.pipeline.judges import Aggregation, Guidance, Judge, ParseError, judged_sets, pools, votes_of
 from server.pipeline.judges.deepseek import DeepSeekGRM
 from server.pipeline.shuffling import (
     Permutation,
@@ -31,41 +30,14 @@ from server.pipeline.shuffling import (
     group_permutations,
     unpermute_scores,
 )
+from server.pipeline.soft_values import SOFT_LOGPROBS
+from server.pipeline.soft_votes import Judged, Written, soften
+from server.pipeline.spec import Linked, ScoreSpec
+
+__all__ = ["Generate", "Generated", "Linked", "Planned", "Rater", "ScoreSpec", "generate_planned", "vote_groups"]
 
 SEED_BITS = 31
 DEEPSEEK_GRM = DeepSeekGRM()
-NOT_ADAPTIVE = AdaptiveOptions()
-
-
-@dataclass(frozen=True)
-class ScoreSpec:
-    """One item to score, with every sampling choice already resolved."""
-
-    messages: tuple[Message, ...]
-    responses: tuple[str, ...]
-    k: int
-    temperature: float
-    top_p: float
-    max_tokens: int
-    seed: int | None = None
-    k_meta: int | None = None  # voting samples per group when a meta RM is set (default k // 2)
-    principles: tuple[str, ...] | None = None  # a user rubric: judge by these instead of the GRM's own
-    reference: str | None = None  # a reference answer: judge correctness against it
-    tenant: str = ""  # whose work it is (the engine's work gate serves tenants fairly)
-    adaptive: AdaptiveOptions = NOT_ADAPTIVE  # when the item may stop before k samples
-    pairing: Pairing = "circular"  # pairwise judges: which pairs of a pool are judged
-    aggregation: Aggregation = "mean"  # pairwise judges: how a verdict becomes votes
-
-
-@dataclass(frozen=True)
-class Linked:
-    """How several items' responses form one ranking for the ``rank`` rule: a rerank's groups, whose
-    documents are ranked together (the ``top_n`` best in order, or the whole order)."""
-
-    documents: tuple[tuple[int, ...], ...]  # per item, the document number of each of its responses
-    n_documents: int
-    anchored: bool = False  # document 0 is judged in every group and calibrates them
-    top_n: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +60,7 @@ class Generated:
     completions: list[Completion]
     continued: list[bool]  # per completion: whether a continuation completed it
     prompt_tokens: int  # the request's prompt plus every continuation's (mostly prefix-cached) prompt
+    written: list[Written] = dataclasses.field(default_factory=list)  # per completion: its verdict's tokens
 
 
 @dataclass(frozen=True)
@@ -146,6 +119,7 @@ def plan_request(
         seed=seed,
         guide_regex=guidance.regex if guidance else None,
         tenant=spec.tenant,
+        logprobs=SOFT_LOGPROBS if spec.votes == "soft" else None,
     )
     return Planned(
         group, tuple(members), perm, request, bool(guidance and guidance.continue_cut), judge, spec.aggregation
@@ -166,8 +140,9 @@ async def generate_planned(generate: Generate, planned: Planned) -> Generated:
     result = await generate(request)
     completions = list(result.completions)
     continued = [False] * len(completions)
+    written = [Written(request, c.logprobs) for c in completions]
     if not planned.continue_cut:
-        return Generated(completions, continued, result.prompt_tokens)
+        return Generated(completions, continued, result.prompt_tokens, written)
     n, judge = len(planned.members), planned.judge
     todo: list[tuple[int, str, GenerationRequest]] = []
     for i, c in enumerate(completions):
@@ -187,18 +162,19 @@ async def generate_planned(generate: Generate, planned: Planned) -> Generated:
             assistant_prefix=kept,
         )))  # fmt: skip
     if not todo:
-        return Generated(completions, continued, result.prompt_tokens)
+        return Generated(completions, continued, result.prompt_tokens, written)
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(generate(r)) for _, _, r in todo]
     prompt_tokens = result.prompt_tokens
-    for (i, kept, _), task in zip(todo, tasks, strict=True):
+    for (i, kept, cont_request), task in zip(todo, tasks, strict=True):
         extra = task.result()
         prompt_tokens += extra.prompt_tokens
         tail = extra.completions[0]
         cut = completions[i]
         completions[i] = Completion(kept + tail.text, tail.finish_reason, cut.num_tokens + tail.num_tokens)
         continued[i] = True
-    return Generated(completions, continued, prompt_tokens)
+        written[i] = Written(cont_request, tail.logprobs, len(kept))  # the verdict is the continuation's
+    return Generated(completions, continued, prompt_tokens, written)
 
 
 def _parses(judge: Judge, text: str, n_responses: int) -> bool:
@@ -258,9 +234,11 @@ def trajectory_of(spec: ScoreSpec, sample: Sample, members: tuple[int, ...]) -> 
 async def generate_samples(
     generate: Generate, planned: Planned, *, kept: bool = False
 ) -> tuple[list[Sample], int, int]:
-    """Run one planned request and parse its samples (:func:`to_sample`, ``kept`` passed on) as soon as
-    it returns, on its own turn of the event loop, not all of an item's at once (64 responses, all pairs,
-    k=32: 64,512 samples). Returns them with the request's prompt and generation tokens.
+    """Run one planned request and parse its samples (:func:`to_sample`, ``kept`` passed on; with soft
+    votes, read their soft scores, :func:`~server.pipeline.soft_votes.soften`) as soon as it returns, on
+    its own turn of the event loop, not all of an item's at once (64 responses, all pairs, k=32: 64,512
+    samples). Returns them with the request's prompt and generation tokens (soft votes' scoring passes'
+    included).
 
     Raises:
         SetTooLongError: the engine's PromptTooLongError, naming the set (its members).
@@ -272,7 +250,13 @@ async def generate_samples(
     samples = [
         to_sample(planned, c, cont, kept=kept) for c, cont in zip(result.completions, result.continued, strict=True)
     ]
-    return samples, result.prompt_tokens, sum(c.num_tokens for c in result.completions)
+    prompt_tokens, generation_tokens = result.prompt_tokens, sum(c.num_tokens for c in result.completions)
+    if planned.request.logprobs is not None:  # soft votes: read each parsed sample's from its logprobs
+        judged = Judged(planned.judge, planned.aggregation, planned.permutation, planned.request.request_id)
+        samples, cost = await soften(generate, samples, result.written, result.continued, judged)
+        prompt_tokens += cost.prompt_tokens
+        generation_tokens += cost.generation_tokens
+    return samples, prompt_tokens, generation_tokens
 
 
 def indices_by_set(samples: Sequence[Sample], n_sets: int) -> list[list[int]]:
@@ -303,7 +287,8 @@ def vote_groups(
     by_set = indices_by_set(samples, len(groups))  # once: a scan per set is quadratic in a pool's pairs
     for g, members in enumerate(groups):
         parsed = [samples[i] for i in by_set[g] if samples[i].status is SampleStatus.PARSED]
-        voters = [s.scores for s in parsed if s.kept and s.scores is not None]
+        ballots = (s.ballot(spec.votes) for s in parsed if s.kept)
+        voters = [b for b in ballots if b is not None]
         for local, caller in enumerate(members):
             sets[caller] += 1
             parsed_count[caller] += len(parsed)
@@ -323,6 +308,7 @@ def vote_groups(
         groups=[list(m) for m in groups],
         group_sizes=list(sizes),
         k_used=spec.k if groups else 0,  # no set judged (a pairwise judge's lone response): none drawn
+        votes=spec.votes,
     )
 
 

@@ -58,6 +58,7 @@ def share_of(combined: ItemResult, offset: int, count: int, tokens: tuple[int, i
         adaptive=combined.adaptive,
         stop_reason=combined.stop_reason,
         rounds=combined.rounds,
+        votes=combined.votes,
     )
 
 
@@ -68,6 +69,7 @@ def _project(sample: Sample, members: list[int], mine: range) -> Sample:
         sample,
         permutation=tuple(position[p] for p in sample.permutation if p in position),
         scores=tuple(sample.scores[j] for j in local) if sample.scores is not None else None,
+        soft_scores=tuple(sample.soft_scores[j] for j in local) if sample.soft_scores is not None else None,
     )
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from grm_client import labels
 from server.config import Settings
 from server.pipeline.adaptive import AdaptiveOptions, StopRule
-from server.pipeline.domain import Message
-from server.pipeline.judges import Judge, unsupported
+from server.pipeline.domain import Message, Votes
+from server.pipeline.judges import Judge, soft_votes_problem, unsupported
 from server.pipeline.scoring import ScoreSpec
 from server.serving.errors import invalid_request
 
@@ -39,6 +39,7 @@ class ItemOptions:
     adaptive_epsilon: float | None = None  # the stderr rule's bound
     adaptive_delta: float | None = None  # the confident rule's bound
     k_min: int | None = None  # fewest samples per group before an adaptive stop
+    votes: Votes | None = None  # hard or soft votes
 
 
 class Validator:
@@ -70,8 +71,9 @@ class Validator:
         """Resolve an item's sampling choices against the server defaults and limits.
 
         Raises:
-            APIError: 400 when a value exceeds its configured maximum, ``k_meta`` cannot apply, or the
-                judge has no slot (or no slot of that shape) for the item's principles or reference.
+            APIError: 400 when a value exceeds its configured maximum, ``k_meta`` cannot apply, the
+                judge has no slot (or no slot of that shape) for the item's principles or reference, or
+                soft votes are asked of a judge whose verdicts have none.
         """
         s = self.settings
         k = item.k if item.k is not None else s.k
@@ -94,6 +96,9 @@ class Validator:
         )
         if why is not None:
             raise invalid_request(why)
+        votes = item.votes if item.votes is not None else s.votes
+        if votes == "soft" and (no_soft := soft_votes_problem(self.judge)):
+            raise invalid_request(f"votes 'soft': {no_soft}")
         conversation_chars = (
             sum(len(m.content) for m in item.messages)
             + sum(len(p) for p in principles or ())
@@ -125,6 +130,7 @@ class Validator:
             adaptive=adaptive,
             pairing=s.pairing,  # --pairing and --aggregation apply to every item of a pairwise judge
             aggregation=s.aggregation,
+            votes=votes,
         )
 
     def _adaptive(self, item: ItemOptions, k: int) -> AdaptiveOptions:

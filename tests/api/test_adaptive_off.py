@@ -6,7 +6,8 @@ each sample's seed, a meta RM on some calls). Today's answers must match them fi
 the fields added with adaptive k (``k_used``, ``stop_reason``, ``rounds``, ``normalized_score``, the rerank's
 ``meta.grm`` and ``/get_reward``'s ``grm_k_used``) and with judge profiles (``/v1/score``'s ``scale``, the
 judge's vote scale, ``judge_mode`` and each batch item's own ``template``;
-:func:`test_the_fields_judge_profiles_added` pins their deepseek-grm values) may be new. Regenerate only on purpose:
+:func:`test_the_fields_judge_profiles_added` pins their deepseek-grm values) and with soft votes (``votes``,
+:func:`test_the_votes_field_says_hard`) may be new. Regenerate only on purpose:
 ``GRM_WRITE_GOLDEN=1 pytest tests/api/test_adaptive_off.py``.
 """
 
@@ -27,6 +28,8 @@ from tests.api.conftest import running_app
 GOLDEN = Path(__file__).resolve().parent.parent / "data" / "adaptive_off_golden.json"
 # Fields that adaptive k added to the answers: not in the golden file, ignored when comparing.
 NEW_FIELDS = {"k_used", "stop_reason", "rounds", "normalized_score", "grm", "grm_k_used", "scale", "judge_mode"}
+# Soft votes added the answers' ``votes`` ("hard" or "soft"), not the responses' own ``votes`` (a count).
+VOTES_MODE = "votes"
 
 
 def _draw(*parts: object) -> int:
@@ -78,7 +81,8 @@ META_CALLS: list[tuple[str, str, dict[str, Any]]] = [
 def _strip(value: Any, *, in_batch: bool = False) -> Any:
     if isinstance(value, dict):
         dropped = NEW_FIELDS | {"timings", "id"} | ({"template"} if in_batch else set())
-        return {k: _strip(v, in_batch=k == "items") for k, v in value.items() if k not in dropped}
+        kept = {k: v for k, v in value.items() if k not in dropped and not (k == VOTES_MODE and isinstance(v, str))}
+        return {k: _strip(v, in_batch=k == "items") for k, v in kept.items()}
     if isinstance(value, list):
         return [_strip(v, in_batch=in_batch) for v in value]
     return value
@@ -119,3 +123,21 @@ async def test_the_fields_judge_profiles_added() -> None:
     templates = [i["template"] for i in raw["batch"]["items"]]
     assert templates == [raw["batch"]["template"]] * 2 == ["deepseek-grm-default-v1"] * 2
     assert raw["rerank"]["meta"]["grm"]["scale"] == [1, 10]
+
+
+async def test_the_votes_field_says_hard() -> None:
+    """Soft votes added one field, ``votes``: every answer of the default (hard votes) says ``hard``, and
+    no sample carries ``soft_scores`` or ``soft_source``."""
+    raw: dict[str, Any] = {}
+    await _answers(raw)
+    for name, path, _ in CALLS + META_CALLS:
+        answer = raw[name]
+        if path == "/v1/score":
+            for item in answer.get("items", [answer]):
+                assert item["votes"] == "hard", name
+                for sample in item.get("samples") or []:
+                    assert "soft_scores" not in sample and "soft_source" not in sample, name
+        elif path == "/get_reward":
+            assert answer["votes"] == "hard", name
+        else:
+            assert answer["meta"]["grm"]["votes"] == "hard", name

@@ -1,13 +1,15 @@
 """Property: sharing work between calls (dedup, grouping) never changes what a call gets.
 
 Hypothesis draws a scenario: the server's sharing settings (grouping on or off, the dedup cache's
-bounds, an engine context that some groups overflow) and 2 to 9 calls from two tenants, each with a
-route, a body (from pools with equal bodies across calls and across tenants), an Idempotency-Key
-(none, or one of two, so keys are reused with the same and with other bodies), a short or a long
-deadline, a start time, and perhaps a disconnect. The calls run concurrently on the real app (raw
-ASGI, so a client can hang up mid-call) with a deterministic fake judge: its vote for a response
-depends only on that response's text, so grouping may not change it, and its critique quotes every
-response it was shown, so a sample that saw another call's or tenant's response shows it.
+bounds, an engine context that some groups overflow, its default rule of adaptive k and votes) and 2 to
+9 calls from two tenants, each with a route, a body (from pools with equal bodies across calls and
+across tenants; hard or soft votes among its options), an Idempotency-Key (none, or one of two, so keys
+are reused with the same and with other bodies), a short or a long deadline, a start time, and perhaps a
+disconnect. The calls run concurrently on the real app (raw ASGI, so a client can hang up mid-call) with
+a deterministic fake judge: its vote for a response depends only on that response's text, so grouping
+may not change it (nor its soft vote: the fake's logprobs at a score depend only on that score's own
+tokens), and its critique quotes every response it was shown, so a sample that saw another call's or
+tenant's response shows it.
 
 Invariants:
 * every call that stayed connected gets exactly what its body gets alone on a fresh server without
@@ -85,11 +87,15 @@ def bodies(draw: st.DrawFn, tenant: str) -> tuple[str, bytes]:
         rows = draw(st.lists(st.sampled_from(texts), min_size=1, max_size=2))
         prompt = CHATML.format(query)
         body: dict[str, Any] = {"query": [prompt + r + "<|im_end|>" for r in rows], "prompts": [prompt] * len(rows)}
+        if draw(st.integers(0, 3)) == 0:
+            body["votes"] = draw(st.sampled_from(["hard", "soft"]))
     elif route == "/v1/rerank":
         docs = draw(st.lists(st.sampled_from(texts), min_size=2, max_size=5))
         body = {"query": query, "documents": docs, "k": draw(st.sampled_from([1, 2]))}
         if draw(st.integers(0, 3)) == 0:
             body["adaptive"] = draw(st.sampled_from(["rank", "stderr", "confident", "off"]))
+        if draw(st.integers(0, 3)) == 0:
+            body["votes"] = draw(st.sampled_from(["hard", "soft"]))
     else:
         body = {
             "query": query,
@@ -102,6 +108,8 @@ def bodies(draw: st.DrawFn, tenant: str) -> tuple[str, bytes]:
             body["seed"] = 7
         if draw(st.integers(0, 3)) == 0:
             body["adaptive"] = draw(st.sampled_from(["rank", "stderr", "confident", "off"]))
+        if draw(st.integers(0, 3)) == 0:
+            body["votes"] = draw(st.sampled_from(["hard", "soft"]))
     return route, json.dumps(body).encode()
 
 
@@ -156,6 +164,7 @@ class Server:
     cache_entries: int
     cache_mib: float
     adaptive: str  # the server's default rule of adaptive k
+    votes: str = "hard"  # the server's default votes
 
     def settings(self, sharing: bool = True) -> Settings:
         return Settings(
@@ -170,6 +179,7 @@ class Server:
             idempotency_linger_s=LINGER_S,
             adaptive=self.adaptive,
             adaptive_k_min=1,
+            votes=self.votes,
         )
 
 
@@ -186,6 +196,7 @@ servers = st.builds(
     cache_entries=st.sampled_from([1, 3, 64]),
     cache_mib=st.sampled_from([0.02, 64.0]),  # 0.02 MiB holds only a few results
     adaptive=st.sampled_from(["off", "off", "rank", "stderr", "confident"]),
+    votes=st.sampled_from(["hard", "hard", "soft"]),
 )
 
 
@@ -245,16 +256,22 @@ def essence(route: str, status: int, body: bytes) -> Any:
     if status != 200:
         return status, data["error"]["type"]
     if route == "/get_reward":
-        return status, data["rewards"], data["extra_logs"]["grm_unscored"]
+        return status, data["rewards"], data["extra_logs"]["grm_unscored"], data["votes"]
     if route == "/v1/rerank":
         adaptive = any(g["stop_reason"] != "off" for g in data["meta"]["grm"]["groups"])
-        return status, [(r["index"], r["relevance_score"], r.get("mean_score"), None if adaptive else r["votes"])
-                        for r in data["results"]]  # fmt: skip
+        return (
+            status,
+            data["meta"]["grm"]["votes"],
+            [
+                (r["index"], r["relevance_score"], r.get("mean_score"), None if adaptive else r["votes"])
+                for r in data["results"]
+            ],
+        )
     if data["stop_reason"] != "off":
         rows = [(r["index"], r["mean_score"], r["normalized_score"], r["status"]) for r in data["responses"]]
-        return status, rows, data["k"]
+        return status, rows, data["k"], data["votes"]
     rows = [(r["index"], r["score"], r["mean_score"], r["votes"], r["status"]) for r in data["responses"]]
-    return status, rows, data["k"], data["valid_samples"], data["total_samples"]
+    return status, rows, data["k"], data["valid_samples"], data["total_samples"], data["votes"]
 
 
 async def alone(server: Server, call: Call) -> Any:

@@ -70,3 +70,14 @@ async def test_adaptive_options_reach_the_server_and_raw_rewards_stay_on_full_ks
     assert [r.votes for r in fast.responses] == [7, 7]  # the best half of the 14 drawn
     assert fast.rewards("raw") == full.rewards("raw")  # 7 votes scaled to full k's 8: the same sums
     assert fast.rewards("mean") == full.rewards("mean")
+
+
+async def test_soft_votes_round_trip(app):
+    async with client_for(app) as client:
+        pair = ["short", "a much longer answer than the other"]
+        result = await client.score("q", pair, k=2, seed=3, votes="soft", return_samples=True)
+        rollout = await client.reward("q", pair[1], votes="soft")
+    assert result.votes == "soft" and rollout.votes == "soft"
+    assert result.samples is not None and all(s.soft_source == "sampled" for s in result.samples)
+    assert all(len(s.soft_scores or []) == 2 for s in result.samples)
+    assert result.responses[1].mean_score > result.responses[0].mean_score

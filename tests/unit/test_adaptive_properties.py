@@ -1,11 +1,12 @@
 """Property: adaptive k's ``rank`` rule returns the order full k gives, and stops as soon as it may.
 
 Hypothesis draws items (1-7 responses, groups of 1-4, k 1-16, ``k_min``, a meta RM or none,
-unparseable samples or none) and reranks (2-9 documents, anchored groups or not, ``top_n``) on a
-deterministic fake judge: a sample's votes depend only on its seed (vLLM's child ``i`` of a request
-seeded ``s`` is seeded ``s + i``) and the responses it was shown, each response having a quality and a
-spread the test draws, from indistinguishable to clear. Each case runs the full k (``off``) and the
-adaptive rule on the same seeds.
+unparseable samples or none, hard or soft votes: the fake engine's graded logprobs make soft votes
+fractions) and reranks (2-9 documents, anchored groups or not, ``top_n``) on a deterministic fake judge:
+a sample's votes depend only on its seed (vLLM's child ``i`` of a request seeded ``s`` is seeded
+``s + i``) and the responses it was shown, each response having a quality and a spread the test draws,
+from indistinguishable to clear. Each case runs the full k (``off``) and the adaptive rule on the same
+seeds.
 
 Invariants:
 * ``rank``: every pair of responses keeps its relation (above, tied, below by mean vote, unvoted
@@ -95,8 +96,11 @@ def cases(draw: st.DrawFn) -> dict:
         quality = draw(st.integers(1, 10))
         spread = draw(st.integers(0, 1) if clear else st.integers(0, 4))
         responses.append(response_text(i, quality, spread, unparseable))
+    votes = draw(st.sampled_from(["hard", "hard", "soft"]))  # soft: fractional votes from the fake's logprobs
     event(f"clear={clear}")
+    event(f"votes={votes}")
     return {
+        "votes": votes,
         "responses": tuple(responses),
         "k": k,
         "k_min": draw(st.integers(1, k)),
@@ -128,6 +132,7 @@ def spec_of(case: dict, responses: tuple[str, ...], options: AdaptiveOptions) ->
         max_tokens=256,
         seed=case["seed"],
         adaptive=options,
+        votes=case.get("votes", "hard"),
     )
 
 
@@ -149,11 +154,10 @@ def drawn(result: ItemResult) -> Counter:
     return Counter((s.group, s.permutation, s.text) for s in result.samples)
 
 
-def group_tallies(result: ItemResult) -> list[list[tuple[int, ...]]]:
-    """Per group, the kept score vectors."""
-    return [
-        [s.scores for s in result.samples if s.group == g and s.kept and s.scores] for g in range(len(result.groups))
-    ]
+def group_tallies(result: ItemResult) -> list[list[tuple[float, ...]]]:
+    """Per group, the kept vote vectors (soft votes for a soft item)."""
+    ballots = [(s.group, s.ballot(result.votes)) for s in result.samples if s.kept]
+    return [[b for group, b in ballots if group == g and b] for g in range(len(result.groups))]
 
 
 def decided_textbook(votes: list[tuple[int, ...]], size: int, left: int) -> bool:

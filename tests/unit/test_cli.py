@@ -75,3 +75,11 @@ def test_generated_flags_parse_types_choices_and_booleans(capsys):
     with pytest.raises(SystemExit):
         parse_settings(["--log-level", "loud"])
     assert "invalid choice: 'loud'" in capsys.readouterr().err
+
+
+def test_votes_are_hard_by_default_and_the_flag_takes_soft(capsys):
+    assert parse_settings([]).votes == "hard"
+    assert parse_settings(["--votes", "soft"]).votes == "soft"
+    with pytest.raises(SystemExit):
+        parse_settings(["--votes", "fuzzy"])
+    assert "invalid choice: 'fuzzy'" in capsys.readouterr().err

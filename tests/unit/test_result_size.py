@@ -33,8 +33,10 @@ def varied_judge(seed: int):
     return script
 
 
-@pytest.mark.parametrize(("responses", "k"), [(1, 8), (2, 8), (4, 32), (8, 4)])
-def test_the_estimate_covers_the_memory_a_result_holds_and_is_at_most_twice_it(responses, k):
+@pytest.mark.parametrize(
+    ("responses", "k", "votes"), [(1, 8, "hard"), (2, 8, "hard"), (4, 32, "hard"), (8, 4, "hard"), (4, 32, "soft")]
+)
+def test_the_estimate_covers_the_memory_a_result_holds_and_is_at_most_twice_it(responses, k, votes):
     async def measure() -> tuple[float, float]:
         engine = FakeEngine(varied_judge(responses * k), record_limit=1)  # keeps one prompt, not 20
         await engine.start()
@@ -52,7 +54,9 @@ def test_the_estimate_covers_the_memory_a_result_holds_and_is_at_most_twice_it(r
             temperature=0.5,
             top_p=1.0,
             max_tokens=256,
+            votes=votes,
         )
+        await scorer.score(spec)  # the fake's vocabulary (soft votes' tokens) is built before measuring
         results = []
         gc.collect()
         tracemalloc.start()

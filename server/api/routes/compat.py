@@ -13,11 +13,13 @@ markup) and reads ``rewards`` (and ``scores``, ``extra_logs`` when present) from
   ``extra_logs.grm_group_size`` says how many responses shared each row's GRM prompt, and
   ``extra_logs.grm_k_used`` how many samples that prompt drew (fewer than k when adaptive k stopped early);
   ``extra_logs.grm_label_ignored`` (present only then) marks rows whose label was dropped because the judge
-  has no reference slot (``--openrlhf-labels auto``).
+  has no reference slot (``--openrlhf-labels auto``); ``votes`` says what the samples voted with (``--votes``, or
+  the body's own ``votes``: hard or soft).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -43,12 +45,16 @@ class GetRewardRequest(BaseModel):
         "ignores labels (--openrlhf-labels ignore).",
     )
     reward: Literal["unit", "mean", "raw"] | None = Field(None, description="Override the server's scale.")
+    votes: Literal["hard", "soft"] | None = Field(
+        None, description="Override the server's votes (--votes): hard, the scores the samples wrote, or soft."
+    )
 
 
 class GetRewardResponse(BaseModel):
     rewards: list[float]
     scores: list[float]
     extra_logs: dict[str, list[float]]
+    votes: Literal["hard", "soft"] = Field(description="What the samples voted with (hard or soft).")
 
 
 @router.post("/get_reward", response_model=GetRewardResponse, responses=_ERRORS)
@@ -63,7 +69,7 @@ async def get_reward(body: GetRewardRequest, request: Request) -> GetRewardRespo
     ignored = labels_ignored(body.labels, len(body.query), settings.openrlhf_labels, takes_reference)
     items, rows = row_items(app.markup, body.prompts, responses, references)
     app.validator.check_items(len(items))
-    specs = [app.validator.resolve(item) for item in items]
+    specs = [app.validator.resolve(dataclasses.replace(item, votes=body.votes)) for item in items]
     results = await app.service.score(await call_context(request, app.grm), specs, groupable=True)
     mode = body.reward or settings.openrlhf_reward
     out = row_rewards(rows, results, mode, app.service.vote_scale, pairwise=app.grm.judge.mode == "pairwise")
@@ -75,4 +81,5 @@ async def get_reward(body: GetRewardRequest, request: Request) -> GetRewardRespo
     if any(ignored):  # labels the judge has no slot for (--openrlhf-labels auto): judged without them
         extra_logs["grm_label_ignored"] = [float(i) for i in ignored]
         app.grm.metrics.labels_ignored.inc(sum(ignored))
-    return GetRewardResponse(rewards=out.rewards, scores=out.rewards, extra_logs=extra_logs)
+    votes = specs[0].votes if specs else settings.votes
+    return GetRewardResponse(rewards=out.rewards, scores=out.rewards, extra_logs=extra_logs, votes=votes)

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 
 from meta_rm.selection import default_k_meta
 from server import __version__
-from server.api.protocol import AUTH_ERRORS, InfoResponse, JudgeOut, MetaRMOut, error_responses
+from server.api.info_protocol import InfoResponse, JudgeOut, MetaRMOut
+from server.api.protocol import AUTH_ERRORS, error_responses
 from server.config import Settings
 from server.pipeline.judges import Judge, vote_scale
 from server.serving.state import AppState
@@ -60,6 +61,7 @@ async def info(request: Request) -> InfoResponse:
         judge=_judge_out(state.judge, s, request.app.state.service.pool_size),
         format_guidance=s.format_guidance,
         adaptive=s.adaptive,
+        votes=s.votes,
         meta_rm=MetaRMOut(**dataclasses.asdict(state.meta_rm.info)) if state.meta_rm is not None else None,
         defaults=defaults,
         limits={

@@ -45,6 +45,7 @@ def _out(r: RenderedRequest) -> RenderedRequestOut:
         seed=q.seed,
         guide_regex=q.guide_regex,
         continue_cut=r.continue_cut,
+        logprobs=q.logprobs,
     )
 
 

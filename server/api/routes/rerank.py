@@ -85,6 +85,7 @@ async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
             **({"warnings": [NO_SPANS]} if body.relevant_spans and body.relevant_spans.mode == "enabled" else {}),
             "grm": {
                 "scale": [service.vote_scale.low, service.vote_scale.high],
+                "votes": spec.votes,
                 "groups": [
                     {"documents": list(g), "k_used": r.k_used, "stop_reason": r.stop_reason}
                     for g, r in zip(groups, results, strict=True)

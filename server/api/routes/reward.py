@@ -18,7 +18,8 @@ left it unpaired: reward 0.0), and ``group_size``.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +41,9 @@ class RewardRequest(BaseModel):
     )
     response: str = Field(description="The rollout to judge.")
     label: Any = Field(None, description="The reference answer (a string or a number; null for none).")
+    votes: Literal["hard", "soft"] | None = Field(
+        None, description="Override the server's votes (--votes): hard, the scores the samples wrote, or soft."
+    )
 
 
 class RewardResponse(BaseModel):
@@ -51,6 +55,7 @@ class RewardResponse(BaseModel):
     unscored: bool = Field(description="No sample parsed: the reward is 0.0 and says nothing.")
     group_size: int = Field(description="Responses judged together in this rollout's GRM prompt.")
     k_used: int = Field(description="Samples that GRM prompt drew (fewer than k when adaptive k stopped early).")
+    votes: Literal["hard", "soft"] = Field(description="What the samples voted with (hard or soft).")
     label_ignored: bool | None = Field(
         None,
         description="true when the label was not used: the judge has no reference slot (--openrlhf-labels auto); "
@@ -67,7 +72,8 @@ async def reward(body: RewardRequest, request: Request) -> RewardResponse:
     takes_reference = app.grm.judge.takes_reference
     use_labels = uses_labels(settings.openrlhf_labels, takes_reference)
     (ignored,) = labels_ignored([body.label], 1, settings.openrlhf_labels, takes_reference)
-    spec = app.validator.resolve(rollout_item(app.markup, prompt, body.response, body.label, use_labels=use_labels))
+    item = rollout_item(app.markup, prompt, body.response, body.label, use_labels=use_labels)
+    spec = app.validator.resolve(dataclasses.replace(item, votes=body.votes))
     (result,) = await app.service.score(await call_context(request, app.grm), [spec], groupable=True)
     if ignored:
         app.grm.metrics.labels_ignored.inc()
@@ -80,5 +86,6 @@ async def reward(body: RewardRequest, request: Request) -> RewardResponse:
         unscored=out.unscored[0],
         group_size=out.group_sizes[0],
         k_used=out.k_used[0],
+        votes=spec.votes,
         label_ignored=True if ignored else None,
     )

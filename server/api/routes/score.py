@@ -41,12 +41,14 @@ def to_output(result: ItemResult, return_samples: bool, template: str) -> ItemSc
                     principles=s.principles,
                     critique=s.critique,
                     scores=list(s.scores) if s.scores is not None else None,
+                    soft_scores=list(s.soft_scores) if s.soft_scores is not None else None,
+                    soft_source=s.soft_source,
                     finish_reason=s.finish_reason,
                     generation_tokens=s.generation_tokens,
                     meta_score=s.meta_score,
                     kept=s.kept,
                     continued=s.continued,
-                    text=s.text if s.status is SampleStatus.UNPARSEABLE else None,
+                    text=s.text if s.status is not SampleStatus.PARSED else None,
                 )
             )
     return ItemScoreOut(
@@ -68,6 +70,7 @@ def to_output(result: ItemResult, return_samples: bool, template: str) -> ItemSc
         k_used=result.k_used,
         stop_reason=result.stop_reason,
         rounds=result.rounds,
+        votes=result.votes,
         k_meta=result.k_meta,
         valid_samples=sum(s.status is SampleStatus.PARSED for s in result.samples),
         total_samples=len(result.samples),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from server.pipeline.judges.base import ParseError, Scale
+from server.pipeline.judges.base import ParseError, Scale, Slot
 
 SCALE = Scale(0, 1)
 LABELS = ("A", "B")
@@ -27,6 +27,14 @@ _REGEX_SPECIALS = "\\.^$*+?{}[]()|"
 def scores_of(label: str) -> tuple[float, float]:
     """The verdict scores of a winner label: ``A`` -> (1, 0), ``B`` -> (0, 1)."""
     return (1.0, 0.0) if label == "A" else (0.0, 1.0)
+
+
+def label_slot(text: str, tag: str, label: str) -> Slot:
+    """The winner slot of a verdict written as ``tag`` (``"[[{}]]"``) filled with ``label``: the label's
+    characters in the last occurrence of the filled tag in ``text`` (which must hold it)."""
+    before = tag.index("{}")
+    start = text.rindex(tag.format(label)) + before
+    return Slot(start, start + len(label), LABELS, "winner")
 
 
 def winner(scores: Sequence[float]) -> str:

@@ -17,6 +17,7 @@ both orders of each pair) and how a response's votes are pooled is written once,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -82,6 +83,33 @@ class Verdict:
     principles: str = ""
     critique: str = ""
     preference: float | None = None
+
+
+SlotField = Literal["score", "preference", "winner"]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one sample wrote one element of its verdict, and what it could have written there (what a
+    soft vote reads the judge's distribution over, :mod:`server.pipeline.soft_votes`).
+
+    ``start:end`` are the characters of the written value in the sample's text; ``values`` every text
+    the judge may write there (its scale's integers, or its labels). ``field`` says what the value is:
+    ``score`` (the score of shown response ``index``, ``float(value)``), ``preference`` (a graded
+    preference, ``float(value)``), or ``winner`` (``values[i]`` names shown response ``i`` the better).
+    """
+
+    start: int
+    end: int
+    values: tuple[str, ...]
+    field: SlotField = "score"
+    index: int = 0
+
+
+def integer_values(scale: Scale) -> tuple[str, ...]:
+    """The texts of the integers on ``scale`` (``"1"`` .. ``"10"``), what a score slot may hold."""
+    low, high = math.ceil(scale.low), math.floor(scale.high)
+    return tuple(str(v) for v in range(low, high + 1))
 
 
 @dataclass(frozen=True)
@@ -170,6 +198,14 @@ class Judge(Protocol):
             ParseError: when no verdict can be read (the sample is dropped and counted).
         """
 
+    def slots(self, text: str, n: int) -> tuple[Slot, ...]:
+        """Where a sample that :meth:`parse` reads wrote each element of its verdict (the scores, the
+        preference, or the winner's label), for soft votes; empty when the judge cannot say.
+
+        Raises:
+            ParseError: when no verdict can be read (as :meth:`parse`).
+        """
+
     def shown_responses(self, prompt: JudgePrompt) -> list[str]:
         """The responses a prompt of this judge shows, in order (the inverse of :meth:`render`; what a
         fake engine reads to answer as this judge would)."""
@@ -203,3 +239,10 @@ def unsupported(
         problem: str | None = check(rubric)
         return problem
     return None
+
+
+def soft_votes_problem(judge: Judge) -> str | None:
+    """Why ``judge``'s verdicts have no soft votes (None: they have); a profile says why through an
+    optional ``soft_votes_problem() -> str | None`` method (a judge file's scale of non-integers)."""
+    check = getattr(judge, "soft_votes_problem", None)
+    return None if check is None else check()

@@ -32,7 +32,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from server.pipeline.domain import Message
-from server.pipeline.judges.base import Guidance, JudgePrompt, Mode, ParseError, Sampling, Scale, Verdict
+from server.pipeline.judges.base import (
+    Guidance,
+    JudgePrompt,
+    Mode,
+    ParseError,
+    Sampling,
+    Scale,
+    Slot,
+    Verdict,
+    integer_values,
+)
 
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 # Placeholders every template may use, and those of each mode.
@@ -49,6 +59,7 @@ REQUIRED: dict[str, frozenset[str]] = {
 }
 SHOWN = {"single": 1, "pairwise": 2}
 MAX_SHOWN = 64  # the most responses a group prompt's inverse tries (the fake engine's reading)
+MAX_SOFT_VALUES = 101  # soft votes read a score slot over at most this many integers (0..100)
 # Private-use characters mark where caller text goes when a rendering is turned back into a regex.
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _SENTINEL = re.compile(f"{_OPEN}(\\w+){_CLOSE}")
@@ -217,6 +228,44 @@ class CustomJudge:
         if len(numbers) != n:
             raise ParseError(f"the verdict regex read {len(numbers)} scores, expected {n}")
         return numbers, rest
+
+    def soft_votes_problem(self) -> str | None:
+        """Why this profile's verdicts have no soft votes (None: they have): a score on a scale whose ends
+        are not integers, or that holds more than :data:`MAX_SOFT_VALUES` integers."""
+        if self.winner_verdict:
+            return None
+        low, high = self.scale.low, self.scale.high
+        if not (float(low).is_integer() and float(high).is_integer()):
+            return f"judge {self.name!r} scores on {low:g}..{high:g}: soft votes need a scale of integers"
+        if len(integer_values(self.scale)) > MAX_SOFT_VALUES:
+            return f"judge {self.name!r} scores on more than {MAX_SOFT_VALUES} integers: too many for soft votes"
+        return None
+
+    def slots(self, text: str, n: int) -> tuple[Slot, ...]:
+        """The verdict's slots: the winner's label, or each number read (empty on a scale whose ends are
+        not integers or that holds more than :data:`MAX_SOFT_VALUES` integers)."""
+        self.parse(text, n)
+        if self.after is not None:
+            at = text.rfind(self.after) + len(self.after)
+            spans = [(at + m.start(), at + m.end()) for m in NUMBER.finditer(text[at:].split("\n", 1)[0])]
+        else:
+            assert self.regex is not None
+            match = list(re.finditer(self.regex, text))[-1]
+            if match.groupdict().get("winner") is not None:
+                label = match.group("winner")
+                start = match.start("winner") + len(label) - len(label.lstrip())
+                return (Slot(start, start + len(label.strip()), self.labels, "winner"),)
+            keys = {"group": ("scores",), "single": ("score",), "pairwise": ("score_a", "score_b")}[self.mode]
+            spans = [
+                (match.start(key) + m.start(), match.start(key) + m.end())
+                for key in keys
+                if match.group(key) is not None
+                for m in NUMBER.finditer(match.group(key))
+            ]
+        if self.soft_votes_problem() is not None:
+            return ()
+        values = integer_values(self.scale)
+        return tuple(Slot(start, end, values, "score", i) for i, (start, end) in enumerate(spans))
 
     def shown_responses(self, prompt: JudgePrompt) -> list[str]:
         counts = [SHOWN[self.mode]] if self.mode in SHOWN else range(1, MAX_SHOWN + 1)

@@ -14,7 +14,17 @@ from dataclasses import dataclass
 
 from server.pipeline import parsing
 from server.pipeline.domain import Message
-from server.pipeline.judges.base import Guidance, JudgePrompt, Mode, ParseError, Sampling, Scale, Verdict
+from server.pipeline.judges.base import (
+    Guidance,
+    JudgePrompt,
+    Mode,
+    ParseError,
+    Sampling,
+    Scale,
+    Slot,
+    Verdict,
+    integer_values,
+)
 from server.pipeline.prompts import DEFAULT_TEMPLATE, PRINCIPLES_TEMPLATE, REFERENCE_TEMPLATE, Template
 
 SCALE = Scale(parsing.MIN_SCORE, parsing.MAX_SCORE)
@@ -70,6 +80,14 @@ class DeepSeekGRM:
         except parsing.ParseError as exc:
             raise ParseError(str(exc)) from None
         return Verdict(parsed.scores, parsed.principles, parsed.critique)
+
+    def slots(self, text: str, n: int) -> tuple[Slot, ...]:
+        try:
+            spans = parsing.score_spans(text, n)
+        except parsing.ParseError as exc:
+            raise ParseError(str(exc)) from None
+        values = integer_values(self.scale)
+        return tuple(Slot(start, end, values, "score", i) for i, (start, end) in enumerate(spans))
 
     def shown_responses(self, prompt: JudgePrompt) -> list[str]:
         return _BLOCK.findall(prompt.user)

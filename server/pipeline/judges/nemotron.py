@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from server.pipeline.domain import Message
 from server.pipeline.judges import nemotron_parsing as reading
-from server.pipeline.judges.base import Guidance, JudgePrompt, Mode, ParseError, Sampling, Scale, Verdict
+from server.pipeline.judges.base import Guidance, JudgePrompt, Mode, ParseError, Sampling, Scale, Slot, Verdict
 
 RESPONSE_ROLES = ("response_1", "response_2")
 PRINCIPLE_ROLE = "principle"
@@ -164,6 +164,10 @@ class NemotronGenRM:
             raise ParseError(f"judge {self.name!r} judges pairs, not {n} responses")
         r = reading.parse(text)
         return Verdict((r.score_1, r.score_2), critique=r.rationale, preference=r.ranking)
+
+    def slots(self, text: str, n: int) -> tuple[Slot, ...]:
+        self.parse(text, n)
+        return reading.value_slots(text)
 
     def shown_responses(self, prompt: JudgePrompt) -> list[str]:
         turns = dict(prompt.messages or ())

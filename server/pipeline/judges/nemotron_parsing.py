@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from server.pipeline.judges.base import ParseError, Scale
+from server.pipeline.judges.base import ParseError, Scale, Slot, integer_values
 
 SCORE = Scale(1, 5)  # score_1, score_2: individual helpfulness
 RANKING = Scale(1, 6)  # 1 = response 1 much better .. 6 = response 2 much better
@@ -121,20 +121,28 @@ def _candidate(span: str) -> dict[str, Any] | None:
     return parsed
 
 
-def pick_json(text: str) -> tuple[int, dict[str, Any]] | None:
-    """The object Gym's ``parse_genrm_output`` reads from ``text`` and where it (or its fence) starts,
-    or None."""
+def _picked(text: str) -> tuple[int, int, int, dict[str, Any]] | None:
+    """What :func:`pick_json` reads: where the verdict (or its fence) starts, the object's own start and
+    end, and the object."""
     for fence in _FENCED.finditer(text):
-        for _, span in json_objects(fence.group(1)):
+        for start, span in json_objects(fence.group(1)):
             obj = _candidate(span)
             if obj is not None:
-                return fence.start(), obj  # the verdict starts at its fence
+                at = fence.start(1) + start
+                return fence.start(), at, at + len(span), obj  # the verdict starts at its fence
     last = None
     for start, span in json_objects(text):
         obj = _candidate(span)
         if obj is not None:
-            last = start, obj
+            last = start, start, start + len(span), obj
     return last
+
+
+def pick_json(text: str) -> tuple[int, dict[str, Any]] | None:
+    """The object Gym's ``parse_genrm_output`` reads from ``text`` and where it (or its fence) starts,
+    or None."""
+    picked = _picked(text)
+    return None if picked is None else (picked[0], picked[3])
 
 
 def _value(value: Any, key: str, scale: Scale) -> float:
@@ -227,3 +235,65 @@ def parse(text: str) -> Reading:
     head = text[: len(text) - len(verdict) + start]
     rationale = head.replace(THINK_OPEN, "").replace(THINK_CLOSE, "").strip()
     return Reading(*values, rationale=rationale)
+
+
+def value_slots(text: str) -> tuple[Slot, ...]:
+    """Where :func:`parse` reads ``score_1``, ``score_2`` and ``ranking`` in ``text`` (the last of each
+    key in the JSON object it picks, or the boxes of the 49B's sections); empty when a value's text
+    cannot be found as the number :func:`parse` read (then it has no soft vote).
+
+    Raises:
+        ParseError: as :func:`parse`.
+    """
+    reading = parse(text)
+    verdict = verdict_part(text)
+    offset = len(text) - len(verdict)
+    picked = _picked(verdict)
+    spans: list[tuple[int, int]] = []
+    if picked is not None:
+        _, start, end, _ = picked
+        for key in KEYS:
+            found = list(re.finditer(rf'"{key}"\s*:\s*"?\s*([-+]?[\d.]+)', verdict[start:end]))
+            if not found:
+                return ()
+            spans.append((offset + start + found[-1].start(1), offset + start + found[-1].end(1)))
+    else:
+        for section in (_INDIVIDUAL.search(verdict), _RANKING.search(verdict)):
+            assert section is not None  # parse read both
+            inner = _box_inner(verdict, section.start(1), section.end(1))
+            if inner is None:
+                return ()
+            at = inner[0]
+            for entry in verdict[inner[0] : inner[1]].split(","):
+                lead = len(entry) - len(entry.lstrip())
+                spans.append((offset + at + lead, offset + at + lead + len(entry.strip())))
+                at += len(entry) + 1
+    values = (reading.score_1, reading.score_2, reading.ranking)
+    if len(spans) != 3 or any(_number(text[a:b]) != v for (a, b), v in zip(spans, values, strict=True)):
+        return ()
+    return (
+        Slot(*spans[0], integer_values(SCORE), "score", 0),
+        Slot(*spans[1], integer_values(SCORE), "score", 1),
+        Slot(*spans[2], integer_values(RANKING), "preference"),
+    )
+
+
+def _box_inner(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The content of the last ``\\boxed{...}`` in ``text[start:end]``, as offsets into ``text``."""
+    idx = text.rfind("\\boxed{", start, end)
+    if idx < 0:
+        return None
+    content = idx + len("\\boxed{")
+    depth = 1
+    for i in range(content, end):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return content, i
+    return None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

@@ -45,7 +45,17 @@ from dataclasses import dataclass
 
 from server.pipeline.domain import Message
 from server.pipeline.judges import prometheus_prompts as up
-from server.pipeline.judges.base import Guidance, JudgePrompt, Mode, ParseError, Sampling, Scale, Verdict
+from server.pipeline.judges.base import (
+    Guidance,
+    JudgePrompt,
+    Mode,
+    ParseError,
+    Sampling,
+    Scale,
+    Slot,
+    Verdict,
+    integer_values,
+)
 
 RELEASE = "prometheus-eval-0.1.20"
 ABSOLUTE_SCALE = Scale(1, 5)
@@ -176,6 +186,29 @@ def parse_choice(text: str) -> Verdict:
     return Verdict(scores, critique=_feedback(text[: found[0].start()]))
 
 
+def score_slot(text: str) -> Slot:
+    """Where :func:`parse_score` reads the score (a slot on 1..5).
+
+    Raises:
+        ParseError: as :func:`parse_score`.
+    """
+    parse_score(text)
+    final = _SCORE.search(text)
+    assert final is not None  # parse_score found it
+    return Slot(final.start(1), final.end(1), integer_values(ABSOLUTE_SCALE))
+
+
+def choice_slot(text: str) -> Slot:
+    """Where :func:`parse_choice` reads the winner (the last ``[RESULT] A|B`` line's label).
+
+    Raises:
+        ParseError: as :func:`parse_choice`.
+    """
+    parse_choice(text)
+    last = list(_CHOICE.finditer(text))[-1]
+    return Slot(last.start(1), last.end(1), ("A", "B"), "winner")
+
+
 def _template_name(mode: str, principles: bool, reference: bool) -> str:
     prompt = f"{mode.upper()}_PROMPT{'' if reference else '_WO_REF'}"
     return f"{RELEASE}:{prompt}+{'rubric' if principles else 'helpfulness'}"
@@ -232,6 +265,10 @@ class PrometheusAbsolute:
         if n != 1:
             raise ValueError(f"{self.name} judges one response per prompt, not {n}")
         return parse_score(text)
+
+    def slots(self, text: str, n: int) -> tuple[Slot, ...]:
+        self.parse(text, n)
+        return (score_slot(text),)
 
     def shown_responses(self, prompt: JudgePrompt) -> list[str]:
         found = _ABSOLUTE_SHOWN.search(prompt.user)
@@ -290,6 +327,10 @@ class PrometheusRelative:
         if n != 2:
             raise ValueError(f"{self.name} judges two responses per prompt, not {n}")
         return parse_choice(text)
+
+    def slots(self, text: str, n: int) -> tuple[Slot, ...]:
+        self.parse(text, n)
+        return (choice_slot(text),)
 
     def shown_responses(self, prompt: JudgePrompt) -> list[str]:
         found = _RELATIVE_SHOWN.search(prompt.user)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from server.pipeline.domain import Message
 from server.pipeline.judges import ab
-from server.pipeline.judges.base import Guidance, JudgePrompt, Mode, ParseError, Sampling, Scale, Verdict
+from server.pipeline.judges.base import Guidance, JudgePrompt, Mode, ParseError, Sampling, Scale, Slot, Verdict
 from server.pipeline.judges.rmr1_prompts import (
     RM_R1_INSTRUCT_SYSTEM_PROMPT,
     RM_R1_MULTI_TURN_INSTRUCT_USER_PROMPT,
@@ -159,6 +159,11 @@ class RMR1:
         critique = _section(text, "eval") or text[: text.rfind("<answer>")].strip()
         principles = _section(text, "rubric") or _section(text, "solution")
         return Verdict(ab.scores_of(found[0]), principles=principles, critique=critique)
+
+    def slots(self, text: str, n: int) -> tuple[Slot, ...]:
+        # The verdict parse reads stands in the last 80 characters: the tag's last occurrence is it.
+        label = ab.LABELS[0] if self.parse(text, n).scores[0] == 1 else ab.LABELS[1]
+        return (ab.label_slot(text, ANSWER, label),)
 
     def shown_responses(self, prompt: JudgePrompt) -> list[str]:
         single = _SINGLE.search(prompt.user)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from server.pipeline.domain import Message
 from server.pipeline.judges import ab
-from server.pipeline.judges.base import Guidance, JudgePrompt, Mode, ParseError, Sampling, Scale, Verdict
+from server.pipeline.judges.base import Guidance, JudgePrompt, Mode, ParseError, Sampling, Scale, Slot, Verdict
 
 USER_TEMPLATE = (
     "Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to "
@@ -116,6 +116,10 @@ class SkyworkCritic:
             raise ParseError("the output names both [[A]] and [[B]]" if found else "no [[A]] or [[B]] in the output")
         rest = text.replace(LABEL.format(found[0]), "").strip()  # any rationale the model wrote anyway
         return Verdict(ab.scores_of(found[0]), critique=rest)
+
+    def slots(self, text: str, n: int) -> tuple[Slot, ...]:
+        label = ab.LABELS[0] if self.parse(text, n).scores[0] == 1 else ab.LABELS[1]
+        return (ab.label_slot(text, LABEL, label),)
 
     def shown_responses(self, prompt: JudgePrompt) -> list[str]:
         found = _SHOWN.search(prompt.user)
