@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import statistics
 import sys
 import tempfile
@@ -51,14 +50,15 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from server.engines.base import Completion, GenerationRequest, GenerationResult  # noqa: E402
-from server.engines.fake import shown_responses  # noqa: E402
 from server.pipeline.adaptive import AdaptiveOptions  # noqa: E402
 from server.pipeline.domain import Message  # noqa: E402
 from server.pipeline.judges import DeepSeekGRM  # noqa: E402
 from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template  # noqa: E402
 from server.pipeline.scoring import Scorer, ScoreSpec  # noqa: E402
 from tests.launcher import launch  # noqa: E402
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from sim_judge import distribution_judge, rounded_judge  # noqa: E402
 
 DATASETS = ("rmb-dev.jsonl", "rm-bench-dev.jsonl", "judgebench-dev.jsonl", "hh-rlhf-harmless-dev.jsonl")
 OTHER_SEEDS = 1_000_003
@@ -184,27 +184,6 @@ def run_model(args: argparse.Namespace) -> None:
 # ---- simulation part ---------------------------------------------------------------------------
 
 
-def simulated_judge(sd: float):
-    """An engine whose sample ``i`` of a request seeded ``s`` is seeded ``s + i`` (as vLLM's), voting each
-    shown response ``round(quality + N(0, sd))`` clamped to 1..10; a response's text carries its quality."""
-
-    async def generate(request: GenerationRequest) -> GenerationResult:
-        shown = shown_responses(request.prompt)
-        texts = []
-        for i in range(request.n):
-            seed = (request.seed if request.seed is not None else random.getrandbits(31)) + i
-            votes = []
-            for r in shown:
-                quality = float(r.split("quality=")[1])
-                noise = random.Random(f"{seed}|{r}").gauss(0.0, sd)
-                votes.append(min(10, max(1, round(quality + noise))))
-            scores = ", ".join(map(str, votes))
-            texts.append(f"Specific Criteria: simulated.\nAnalysis: seed {seed}.\nScores: \\boxed{{{scores}}}")
-        return GenerationResult(request.request_id, [Completion(t, "stop", 100) for t in texts], 500)
-
-    return generate
-
-
 def sim_modes(args: argparse.Namespace) -> list[tuple[str, AdaptiveOptions, int]]:
     k_min = args.k_min
     return [
@@ -216,8 +195,8 @@ def sim_modes(args: argparse.Namespace) -> list[tuple[str, AdaptiveOptions, int]
     ]
 
 
-async def simulate_k(scorer: Scorer, args: argparse.Namespace, k: int) -> None:
-    """One table at ``k``: a row per separation and one for their even mixture, a cell per mode."""
+async def simulate_k(scorer: Scorer, args: argparse.Namespace, k: int, votes: str = "hard") -> None:
+    """One table at ``k`` and ``votes``: a row per separation and one for their even mixture, a cell per mode."""
     modes = sim_modes(args)
     stats: dict[tuple[float, str], dict[str, Any]] = {}
     for separation in args.separations:
@@ -227,7 +206,7 @@ async def simulate_k(scorer: Scorer, args: argparse.Namespace, k: int) -> None:
         outcomes: dict[str, list[Any]] = {}
         for name, options, seed0 in modes:
             specs = [ScoreSpec((Message("user", "Which is better?"),), pair, k, 0.5, 1.0, 256, seed=seed0 + i,
-                               adaptive=options) for i, pair in enumerate(pairs)]  # fmt: skip
+                               adaptive=options, votes=votes) for i, pair in enumerate(pairs)]  # fmt: skip
             outcomes[name] = await scorer.score_many(specs)
         reference = [decision([r.mean_score for r in x.responses]) for x in outcomes["full"]]
         for name, _, _ in modes:
@@ -249,7 +228,8 @@ async def simulate_k(scorer: Scorer, args: argparse.Namespace, k: int) -> None:
             "wins": statistics.mean(wins) if wins else None,
         }
     shown = [name for name, _, _ in modes if not name.startswith("full")]
-    print(f"\nk={k}: each cell samples per reward (full k: {k // 2}) · rounds · agrees with full k % · better wins %")
+    head = f"\nk={k}, {votes} votes: each cell samples per reward (full k: {k // 2}) · rounds · agrees with full k %"
+    print(head + " · better wins %")
     print("| separation | full k: better wins % | noise floor % | " + " | ".join(f"`{n}`" for n in shown) + " |")
     print("|" + "---|" * (3 + len(shown)))
     for row in rows:
@@ -265,17 +245,24 @@ async def simulate_k(scorer: Scorer, args: argparse.Namespace, k: int) -> None:
         ratio = stats["mixture", name]["samples"] / stats["mixture", "full"]["samples"]
         below = [s for s in args.separations if stats[s, name]["agrees"] < stats[s, "full, other seeds"]["agrees"]]
         lost = max((stats[s, "full"]["wins"] - stats[s, name]["wins"] for s in args.separations if s), default=0.0)
-        print(f"k={k} {name}: {ratio:.3f}x full k's samples on the mixture; agreement below the noise floor at "
+        print(f"k={k} {votes} {name}: {ratio:.3f}x full k's samples on the mixture; agreement below the noise floor at "
               f"separations {below or 'none'}; better-wins at most {lost:.1f} points below full k")  # fmt: skip
 
 
 async def simulate(args: argparse.Namespace) -> None:
     judge = DeepSeekGRM(template=get_template(DEFAULT_TEMPLATE))
-    scorer = Scorer(judge, generate=simulated_judge(args.sim_sd), max_group_size=4, format_guidance=False)
-    print(f"\nSIMULATION (not a model): {args.sim_pairs} pairs per separation, vote sd {args.sim_sd}, "
+    if args.soft_sd is None:  # the rounded judge: hard votes only
+        engine, kinds = rounded_judge(args.sim_sd), ["hard"]
+        model = f"vote sd {args.sim_sd}, rounded"
+    else:
+        engine, kinds = distribution_judge(args.sim_sd, args.soft_sd), args.votes
+        model = f"hard-vote sd {args.sim_sd}, drawn from the judge's distribution of sd {args.soft_sd} (soft: its mean)"
+    scorer = Scorer(judge, generate=engine, max_group_size=4, format_guidance=False)
+    print(f"\nSIMULATION (not a model): {args.sim_pairs} pairs per separation, {model}, "
           f"k_min={args.k_min}; the first response is the better one (or equal at separation 0)")  # fmt: skip
-    for k in args.sim_ks or [args.k]:
-        await simulate_k(scorer, args, k)
+    for votes in kinds:
+        for k in args.sim_ks or [args.k]:
+            await simulate_k(scorer, args, k, votes)
 
 
 def main() -> None:
@@ -296,6 +283,20 @@ def main() -> None:
     parser.add_argument("--epsilons", type=float, nargs="*", default=[0.25, 0.5, 0.75], help="stderr rule's")
     parser.add_argument("--deltas", type=float, nargs="*", default=[0.01, 0.05, 0.1], help="confident rule's")
     parser.add_argument("--no-rank", dest="rank", action="store_false", help="simulation: leave rank out")
+    parser.add_argument(
+        "--soft-sd",
+        type=float,
+        default=None,
+        help="simulation: the judge's own per-vote spread (soft_votes_grpo.py's rms(soft - hard)); "
+        "with it the judge draws hard votes from a distribution whose mean is the soft vote",
+    )
+    parser.add_argument(
+        "--votes",
+        nargs="+",
+        choices=["hard", "soft"],
+        default=["hard", "soft"],
+        help="simulation with --soft-sd: which votes to run",
+    )
     parser.add_argument("--sim-ks", type=int, nargs="*", default=None, help="simulation: several k (default --k)")
     args = parser.parse_args()
     if args.part in ("model", "both"):
