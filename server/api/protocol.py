@@ -292,6 +292,15 @@ class MetaRMOut(BaseModel):
     details: dict[str, str]
 
 
+class AdapterOut(BaseModel):
+    """The LoRA adapter merged onto the model (``--adapter``)."""
+
+    name: str = Field(description="The adapter folder's name.")
+    sha256: str = Field(description="Content hash of the adapter's config and weights.")
+    peft_type: str
+    rank: int | None
+
+
 class JudgeOut(BaseModel):
     """The judge profile the server runs (``--judge``, docs/judges.md)."""
 
@@ -332,5 +341,6 @@ class InfoResponse(BaseModel):
         description="The default rule of adaptive k (--adaptive)."
     )
     meta_rm: MetaRMOut | None
+    adapter: AdapterOut | None = None
     defaults: dict[str, float | int]
     limits: dict[str, float | int]

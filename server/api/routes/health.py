@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from meta_rm.selection import default_k_meta
 from server import __version__
-from server.api.protocol import AUTH_ERRORS, InfoResponse, JudgeOut, MetaRMOut, error_responses
+from server.api.protocol import AUTH_ERRORS, AdapterOut, InfoResponse, JudgeOut, MetaRMOut, error_responses
 from server.config import Settings
 from server.pipeline.judges import Judge, vote_scale
 from server.serving.state import AppState
@@ -61,6 +61,7 @@ async def info(request: Request) -> InfoResponse:
         format_guidance=s.format_guidance,
         adaptive=s.adaptive,
         meta_rm=MetaRMOut(**dataclasses.asdict(state.meta_rm.info)) if state.meta_rm is not None else None,
+        adapter=AdapterOut(**dataclasses.asdict(state.adapter)) if state.adapter is not None else None,
         defaults=defaults,
         limits={
             "max_k": s.max_k,
