@@ -11,6 +11,7 @@ torch, transformers and peft are imported only when a merge is needed.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -68,8 +69,8 @@ def read_adapter(adapter: Path) -> AdapterInfo:
     for path in [config_path, *weights]:
         digest.update(path.name.encode() + b"\0")
         digest.update(_file_sha256(path).encode())
-    rank = config.get("r")
-    return AdapterInfo(adapter.name, digest.hexdigest(), str(config["peft_type"]), rank if isinstance(rank, int) else None)
+    rank = config.get("r") if isinstance(config.get("r"), int) else None
+    return AdapterInfo(adapter.name, digest.hexdigest(), str(config["peft_type"]), rank)
 
 
 def _file_sha256(path: Path) -> str:
@@ -87,10 +88,8 @@ def base_hash(base: Path, cache_dir: Path) -> str:
     stamp = json.dumps([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files])
     book = cache_dir / "merged" / _HASHES
     known: dict[str, Any] = {}
-    try:
+    with contextlib.suppress(OSError, json.JSONDecodeError):  # no book yet, or a torn one: hash again
         known = json.loads(book.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        pass
     entry = known.get(str(base.resolve()))
     if isinstance(entry, dict) and entry.get("stamp") == stamp:
         return str(entry["sha256"])
@@ -123,7 +122,9 @@ def merged_model(base: Path, adapter: Path, cache_dir: Path) -> tuple[Path, Adap
     with open(out.parent / f"{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / _DONE_MARKER).exists():
-            log.info("merging adapter %s (%s) onto %s, once, into the model cache", info.name, info.sha256[:12], base.name)
+            log.info(
+                "merging adapter %s (%s) onto %s once, into the model cache", info.name, info.sha256[:12], base.name
+            )
             _merge(base, adapter, out, {"adapter": info.name, "adapter_sha256": info.sha256, "base": base.name})
     return out, info
 
@@ -142,7 +143,8 @@ def _merge(base: Path, adapter: Path, out: Path, stamp: dict[str, str]) -> None:
         result = peft_model.load_adapter(str(adapter), "default")
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         # peft's "Target modules ... not found in the base model", torch's size mismatch, a foreign config.
-        raise AdapterError(f"--adapter {adapter.name} does not fit the base model {base.name}: {_first_line(exc)}") from None
+        why = _first_line(exc)
+        raise AdapterError(f"--adapter {adapter.name} does not fit the base model {base.name}: {why}") from None
     missing, unexpected = list(result.missing_keys), list(getattr(result, "unexpected_keys", []))
     if missing or unexpected:
         raise AdapterError(
