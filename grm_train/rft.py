@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from grm_train.selection import Trajectory, cap_hinted, select
 from grm_train.train import ADAPTER_DIR, RUN_FILE, TrainOptions, options_dict, train_lora, write_run_file
 from meta_rm.training.data import PreferenceItem
 from meta_rm.training.sampling import SamplingConfig
+from server.engines.base import Engine
 
 STAGES = ("sample", "select", "hint", "train")
 
@@ -61,7 +63,9 @@ def _records_by_id(spec: RunSpec, cache: Path, config: SamplingConfig) -> dict[s
     return {i.id: cached[i.id] for i in spec.items if i.id in cached}
 
 
-async def sampling_stages(spec: RunSpec, stages: set[str], log: StageLog) -> None:
+async def sampling_stages(
+    spec: RunSpec, stages: set[str], log: StageLog, make_engine: Callable[[], Engine] | None = None
+) -> None:
     """The sample, select and hint stages that ``stages`` names, in order, on one engine.
 
     Raises:
@@ -71,7 +75,7 @@ async def sampling_stages(spec: RunSpec, stages: set[str], log: StageLog) -> Non
     from grm_train.sampling import Session, hint_config
 
     f = _files(spec.out)
-    session = Session(spec.config.model, spec.cache_dir, spec.concurrency, spec.config.format_guidance)
+    session = Session(spec.config.model, spec.cache_dir, spec.concurrency, spec.config.format_guidance, make_engine)
     try:
         if "sample" in stages:
             with log.stage("sample") as counts:
@@ -150,8 +154,9 @@ def train_stage(spec: RunSpec, log: StageLog) -> None:
         write_run_file(adapter, run)
 
 
-def run(spec: RunSpec, stages: set[str]) -> None:
-    """Run the named stages in order (see the module docstring).
+def run(spec: RunSpec, stages: set[str], make_engine: Callable[[], Engine] | None = None) -> None:
+    """Run the named stages in order (see the module docstring); ``make_engine`` builds the sampling
+    engine (default: vLLM on the spec's model).
 
     Raises:
         StageError, server.engines.EngineError, server.engines.model_files.ModelNotFoundError.
@@ -159,6 +164,6 @@ def run(spec: RunSpec, stages: set[str]) -> None:
     spec.out.mkdir(parents=True, exist_ok=True)
     log = StageLog(spec.out / "log.jsonl")
     if stages & {"sample", "select", "hint"}:
-        asyncio.run(sampling_stages(spec, stages, log))
+        asyncio.run(sampling_stages(spec, stages, log, make_engine))
     if "train" in stages:
         train_stage(spec, log)

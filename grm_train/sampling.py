@@ -9,7 +9,7 @@ only when a cache lacks something, and write the resumable JSONL cache of :mod:`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ class Session:
     cache_dir: Path | None
     concurrency: int
     format_guidance: bool
+    make_engine: Callable[[], Engine] | None = None  # default: vLLM on ``model`` (tests pass a fake)
     engine: Engine | None = None
     tokens: dict[str, int] = field(default_factory=lambda: {"prompt": 0, "generation": 0})
 
@@ -48,7 +49,8 @@ class Session:
             from server.engines.model_files import default_cache_dir
 
             cache = self.cache_dir if self.cache_dir is not None else default_cache_dir()
-            self.engine = await asyncio.to_thread(create_engine, "vllm", model=self.model, cache_dir=cache)
+            make = self.make_engine or (lambda: create_engine("vllm", model=self.model, cache_dir=cache))
+            self.engine = await asyncio.to_thread(make)
             await self.engine.start()
 
     async def close(self) -> None:

@@ -137,10 +137,6 @@ class AppState:
 
     def _create_engine(self) -> Engine:
         s = self.settings
-        if s.adapter is not None:
-            self.adapter = read_adapter(s.adapter)
-            if s.meta_rm == "auto":
-                log.info("--meta-rm auto: no meta RM with --adapter (the embedded one rates the base model's samples)")
         adapter = s.adapter if s.engine == "vllm" else None  # the fake engine has no weights to merge into
         engine = create_engine(
             s.engine, model=s.model, cache_dir=s.cache_dir, engine_kwargs=s.engine_kwargs(), adapter=adapter
@@ -152,6 +148,12 @@ class AppState:
 
     async def _start(self) -> None:
         try:
+            if self.settings.adapter is not None:
+                self.adapter = await asyncio.to_thread(read_adapter, self.settings.adapter)
+                if self.settings.meta_rm == "auto":
+                    log.info(
+                        "--meta-rm auto: no meta RM with --adapter (the embedded one rates the base model's samples)"
+                    )
             if self.engine is None:
                 # Model resolution may convert the embedded GGUF (tens of seconds): off the loop.
                 self.engine = await asyncio.to_thread(self._create_engine)
