@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -115,6 +116,25 @@ def collect(args: argparse.Namespace, items: list[Any], cache: Path, *, greedy: 
         bar.close()
 
 
+def served_model_or_last(args: argparse.Namespace) -> str:
+    """The model the server at ``--url`` runs; when it is gone (a report re-run from a complete cache), the
+    model the last report in ``--out`` named, else the URL."""
+    import httpx
+
+    from grm_eval.runner import served_model
+
+    try:
+        return served_model(args.url, args.api_key)
+    except httpx.HTTPError as exc:
+        last = args.out / "report.json"
+        try:
+            model = str(json.loads(last.read_text(encoding="utf-8"))["config"]["model"])
+        except (OSError, ValueError, KeyError, TypeError):
+            model = args.url
+        log.warning("cannot ask %s for its model (%s); the report names %s", args.url, type(exc).__name__, model)
+        return model
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if eval_extra_missing("grm-eval", ("tqdm", "matplotlib")):
@@ -167,9 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from grm_eval.report import build_report, write_report
 
     if args.url is not None:
-        from grm_eval.runner import served_model
-
-        args.model = served_model(args.url, args.api_key)  # the report and plot name the model, not the URL
+        args.model = served_model_or_last(args)  # the report and plot name the model, not the URL
     report = build_report(args, chosen, records, greedy)
     write_report(report, args.out)
     print((args.out / "report.md").read_text())
