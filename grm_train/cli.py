@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", type=Path, default=None, help="where the embedded GRM is converted")
     r.add_argument("--limit", type=_positive, default=None, help="items per file, a seeded draw (default: all)")
     r.add_argument("--skip-ids", type=Path, default=None, help="JSONL whose 'id's to leave out (e.g. eval items)")
+    r.add_argument(
+        "--max-item-chars", type=_positive, default=None,
+        help="draw only items whose conversation and responses total at most this many characters (cost cut)",
+    )  # fmt: skip
     r.add_argument("--k", type=_positive, default=4, help="trajectories sampled per item (default 4)")
     r.add_argument("--hint-k", type=_positive, default=None, help="hinted trajectories per unsolved item (default: k)")
     r.add_argument("--max-hinted-per-item", type=int, default=1, help="hinted trajectories kept per item (default 1)")
@@ -84,7 +88,7 @@ def spec_of(args: argparse.Namespace) -> RunSpec:
     from server.pipeline.prompts import DEFAULT_TEMPLATE
 
     skip = read_ids(args.skip_ids) if args.skip_ids else set()
-    items = [item for _, item in select(args.data, args.limit, args.seed, skip)]
+    items = [item for _, item in select(args.data, args.limit, args.seed, skip, max_chars=args.max_item_chars)]
     config = SamplingConfig(
         args.model, DEFAULT_TEMPLATE, args.k, args.temperature, args.max_tokens, args.format_guidance, args.seed
     )

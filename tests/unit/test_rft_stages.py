@@ -90,3 +90,21 @@ def test_the_hinted_prompt_reaches_the_engine_and_the_plain_one_does_not_hint(tm
 def test_select_without_samples_says_which_stage_to_run(tmp_path):
     with pytest.raises(StageError, match="run the sample stage"):
         run(spec(tmp_path, ITEMS), {"select"})
+
+
+def test_stages_and_the_item_length_cut_are_read_from_the_command_line(tmp_path):
+    from grm_eval.selection import item_chars
+    from grm_train.cli import build_parser, spec_of
+    from tests.conftest import shared_file
+
+    data = str(shared_file("data", "smoke.jsonl"))
+    args = build_parser().parse_args(["rft", "--data", data, "--out", str(tmp_path), "--stages", "select,hint"])
+    assert args.stages == {"select", "hint"}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["rft", "--data", data, "--out", str(tmp_path), "--stages", "sample,eval"])
+    every = spec_of(build_parser().parse_args(["rft", "--data", data, "--out", str(tmp_path)]))
+    short = spec_of(
+        build_parser().parse_args(["rft", "--data", data, "--out", str(tmp_path), "--max-item-chars", "1500"])
+    )
+    assert short.items and all(item_chars(i) <= 1500 for i in short.items)
+    assert {i.id for i in short.items} == {i.id for i in every.items if item_chars(i) <= 1500}
