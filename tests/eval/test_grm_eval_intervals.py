@@ -82,3 +82,27 @@ def test_adapter_is_for_in_process_runs_and_must_be_an_adapter(tmp_path, capsys)
     assert "grm-serve --adapter" in capsys.readouterr().err
     assert main([*base, "--adapter", str(tmp_path)]) == 2
     assert "not a peft adapter folder" in capsys.readouterr().err
+
+
+def test_two_reports_on_the_same_items_compare_side_by_side_with_a_paired_interval(tmp_path, capsys):
+    from grm_eval.compare import compare
+    from grm_eval.compare import main as compare_main
+
+    smoke, out = complete_cache(tmp_path)
+    assert (
+        main(["--data", str(smoke), "--out", str(out), "--k", "1,4", "--limit", "4", "--meta-rm", "none", "--resume"])
+        == 0
+    )
+    before = json.loads((out / "report.json").read_text())
+    after = json.loads(json.dumps(before))
+    first = after["items"][0]
+    first["voting"]["4"] = 0.0  # one item of four lost at k=4
+    after["by_file"]["smoke.jsonl"]["voting"]["4"] = after["macro_files"]["voting"]["4"] = 0.75
+    table = compare(before, after)
+    assert "| smoke.jsonl | before | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] | 100.0 |" in table
+    assert "| after - before (paired) | +0.0 [0.0, 0.0] | -25.0 [-75.0, 0.0] |" in table
+    other = json.loads(json.dumps(before))
+    other["items"][0]["id"] = "elsewhere"
+    with pytest.raises(ValueError, match="different items"):
+        compare(before, other)
+    assert compare_main([str(out), str(out)]) == 0 and "**macro over files**" in capsys.readouterr().out
