@@ -10,6 +10,7 @@ float32 on CPU; bfloat16 where CUDA supports it.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ def train_lora(base: Path, examples: list[Example], out: Path, opts: TrainOption
 
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
+    if not cuda:  # every core this process may use (a vLLM engine in this process may have lowered it)
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if bf16 else torch.float32)
     lora = LoraConfig(
@@ -112,6 +115,7 @@ def train_lora(base: Path, examples: list[Example], out: Path, opts: TrainOption
         "train_loss": round(float(result.training_loss), 4),
         "device": "cuda" if cuda else "cpu",
         "dtype": "bfloat16" if bf16 else "float32",
+        "torch_threads": torch.get_num_threads(),
     }
     return counts
 
