@@ -103,3 +103,30 @@ def test_grm_serve_stops_with_a_message_when_the_adapter_does_not_fit(base, tmp_
     settings = Settings(model=str(other), adapter=tmp_path / "adapter", cache_dir=tmp_path / "cache")
     assert "does not fit the base model other" in (merge_adapter(settings) or "")
     assert merge_adapter(settings.model_copy(update={"model": str(base)})) is None
+
+
+def test_a_small_update_survives_the_merge_of_a_bf16_base(tmp_path):
+    """A LoRA update below bf16's resolution (as after a short fine-tune) is kept exactly: the merged weights
+    are stored in float32, while the config still declares the base's dtype."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import LlamaForCausalLM
+
+    base = base_model(tmp_path / "base")
+    LlamaForCausalLM.from_pretrained(base).to(torch.bfloat16).save_pretrained(base)  # a bf16 checkpoint
+    torch.manual_seed(1)
+    peft_model = get_peft_model(
+        LlamaForCausalLM.from_pretrained(base, dtype=torch.float32), LoraConfig(r=2, init_lora_weights=False)
+    )
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(1e-3)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    exact = peft_model.merge_and_unload().state_dict()
+    folder, _ = merged_model(base, tmp_path / "adapter", tmp_path / "cache")
+    saved = load_file(folder / "model.safetensors")
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert saved[q].dtype == torch.float32 and torch.equal(saved[q], exact[q])
+    assert json.loads((folder / "config.json").read_text())["dtype"] == "bfloat16"
