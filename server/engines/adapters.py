@@ -157,8 +157,9 @@ def _merge(base: Path, adapter: Path, out: Path, stamp: dict[str, str]) -> None:
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)  # left behind by a merge that crashed midway
     # The weights stay float32: a LoRA update is mostly below bf16's resolution (on the embedded model a bf16
-    # save kept 22% of the changed weights and lost 79% of the update's norm). The config still declares the
-    # base's dtype, so an engine that serves in it (vLLM's "auto" on a GPU) casts as it would the base.
+    # save moved only 22% of the weights the update touched, and missed the exact merge by 79% of the update's
+    # norm). The config still declares the base's dtype, so an engine that serves in it (vLLM's "auto" on a
+    # GPU) casts as it would the base.
     merged.save_pretrained(tmp)
     if dtype is not None:
         _declare_dtype(tmp, dtype)
