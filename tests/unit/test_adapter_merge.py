@@ -130,3 +130,16 @@ def test_a_small_update_survives_the_merge_of_a_bf16_base(tmp_path):
     q = "model.layers.0.self_attn.q_proj.weight"
     assert saved[q].dtype == torch.float32 and torch.equal(saved[q], exact[q])
     assert json.loads((folder / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_grm_eval_stops_with_a_message_when_the_adapter_does_not_fit(base, tmp_path, capsys):
+    from grm_eval.cli import main
+    from tests.conftest import shared_file
+
+    lora(base, tmp_path / "adapter")
+    other = base_model(tmp_path / "other", hidden_size=32)
+    argv = ["--data", str(shared_file("data", "smoke.jsonl")), "--limit", "1", "--out", str(tmp_path / "out")]
+    argv += ["--model", str(other), "--adapter", str(tmp_path / "adapter"), "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "does not fit the base model other" in err and "Traceback" not in err
