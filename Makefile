@@ -47,9 +47,9 @@ test-fast: install  ## unit and API tests only (minutes; no model, promtool or k
 	$(BIN)/python -m pytest -m "not e2e and not ops" $(ARGS)
 
 lint: install
-	$(BIN)/ruff check server meta_rm grm_eval clients tests benchmarks deploy/ray
-	$(BIN)/ruff format --check server meta_rm grm_eval clients tests benchmarks deploy/ray
-	$(BIN)/mypy server meta_rm grm_eval clients/grm_client
+	$(BIN)/ruff check server meta_rm grm_eval grm_train clients tests benchmarks deploy/ray
+	$(BIN)/ruff format --check server meta_rm grm_eval grm_train clients tests benchmarks deploy/ray
+	$(BIN)/mypy server meta_rm grm_eval grm_train clients/grm_client
 
 bench: install  ## tokens/s: direct AsyncLLM vs through /v1/score
 	$(BIN)/python benchmarks/throughput.py $(ARGS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=None, help="judge through a running grm-serve instead of in-process")
     p.add_argument("--api-key", default=None, help="API key for --url")
     p.add_argument("--model", default="embedded", help="in-process GRM: embedded, a local folder or cached hub name")
+    p.add_argument(
+        "--adapter", type=Path, default=None, help="in-process: a peft LoRA adapter merged onto --model (grm-train rft)"
+    )
     p.add_argument("--cache-dir", type=Path, default=None, help="where the embedded GRM is converted")
     p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (the paper's 0.5)")
     p.add_argument("--max-tokens", type=int, default=256, help="generation budget per sample")
@@ -67,11 +71,15 @@ def sampling_config(args: argparse.Namespace, *, greedy: bool = False) -> Sampli
     from server.pipeline.prompts import DEFAULT_TEMPLATE
 
     model = args.url or args.model
+    adapter = args.adapter_info.sha256 if args.adapter_info is not None else None
     if greedy:
-        return SamplingConfig(model, DEFAULT_TEMPLATE, 2, 0.0, args.max_tokens, args.format_guidance, args.seed)
+        return SamplingConfig(
+            model, DEFAULT_TEMPLATE, 2, 0.0, args.max_tokens, args.format_guidance, args.seed, adapter=adapter
+        )
     return SamplingConfig(
-        model, DEFAULT_TEMPLATE, args.k_max, args.temperature, args.max_tokens, args.format_guidance, args.seed
-    )
+        model, DEFAULT_TEMPLATE, args.k_max, args.temperature, args.max_tokens, args.format_guidance, args.seed,
+        adapter=adapter,
+    )  # fmt: skip
 
 
 def collect(args: argparse.Namespace, items: list[Any], cache: Path, *, greedy: bool = False) -> list[dict[str, Any]]:
@@ -89,7 +97,7 @@ def collect(args: argparse.Namespace, items: list[Any], cache: Path, *, greedy: 
         from grm_eval.runner import sample_in_process
         from meta_rm.training.sampling import SamplingRun
 
-        run = SamplingRun(config, cache, cache_dir=args.cache_dir, concurrency=args.concurrency)
+        run = SamplingRun(config, cache, cache_dir=args.cache_dir, concurrency=args.concurrency, adapter=args.adapter)
         return sample_in_process(run, items)
     from grm_eval.runner import sample_over_http
 
@@ -108,11 +116,42 @@ def collect(args: argparse.Namespace, items: list[Any], cache: Path, *, greedy: 
         bar.close()
 
 
+def served_model_or_last(args: argparse.Namespace) -> str:
+    """The model the server at ``--url`` runs; when it is gone (a report re-run from a complete cache), the
+    model the last report in ``--out`` named, else the URL."""
+    import httpx
+
+    from grm_eval.runner import served_model
+
+    try:
+        return served_model(args.url, args.api_key)
+    except httpx.HTTPError as exc:
+        last = args.out / "report.json"
+        try:
+            model = str(json.loads(last.read_text(encoding="utf-8"))["config"]["model"])
+        except (OSError, ValueError, KeyError, TypeError):
+            model = args.url
+        log.warning("cannot ask %s for its model (%s); the report names %s", args.url, type(exc).__name__, model)
+        return model
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if eval_extra_missing("grm-eval", ("tqdm", "matplotlib")):
         return 2
     args.k_max = max(args.k)
+    args.adapter_info = None
+    if args.adapter is not None:
+        if args.url is not None:
+            print("grm-eval: --adapter is for in-process judging; serve it with grm-serve --adapter", file=sys.stderr)
+            return 2
+        from server.engines.adapters import AdapterError, read_adapter
+
+        try:
+            args.adapter_info = read_adapter(args.adapter)  # its hash keys the samples cache
+        except AdapterError as exc:
+            print(f"grm-eval: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO, which would break the progress bar's line once per item.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -137,12 +176,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"grm-eval: interrupted; finished items are kept in {args.out} (rerun with --resume)", file=sys.stderr)
         return 130
+    except (ValueError, LookupError) as exc:
+        from server.engines.adapters import AdapterError
+        from server.engines.model_files import ModelNotFoundError
+
+        if not isinstance(exc, AdapterError | ModelNotFoundError):
+            raise
+        print(f"grm-eval: {exc}", file=sys.stderr)  # an adapter that does not fit, a model not found
+        return 2
     from grm_eval.report import build_report, write_report
 
     if args.url is not None:
-        from grm_eval.runner import served_model
-
-        args.model = served_model(args.url, args.api_key)  # the report and plot name the model, not the URL
+        args.model = served_model_or_last(args)  # the report and plot name the model, not the URL
     report = build_report(args, chosen, records, greedy)
     write_report(report, args.out)
     print((args.out / "report.md").read_text())

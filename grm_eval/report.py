@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import logging
 import math
 import statistics
 from collections import defaultdict
@@ -13,9 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from grm_eval.bootstrap import LEVEL, RESAMPLES, file_intervals
 from grm_eval.metrics import Vote, flips, meta_rm_accuracy, voting_accuracy
 from meta_rm.training.data import PreferenceItem, file_sha256
 from meta_rm.training.train import trajectories_of
+
+log = logging.getLogger("grm_eval")
 
 
 def votes_of(record: dict[str, Any], ratings: Sequence[float | None] | None = None) -> list[Vote]:
@@ -28,9 +32,14 @@ def votes_of(record: dict[str, Any], ratings: Sequence[float | None] | None = No
 
 
 def meta_rm_spec(args: argparse.Namespace) -> str | None:
+    """The meta RM to rate samples with: ``auto`` is the embedded one for the embedded GRM, but none with an
+    adapter (it was trained on the base model's samples), as ``grm-serve --meta-rm auto`` decides."""
     if args.meta_rm == "none":
         return None
     if args.meta_rm == "auto":
+        if getattr(args, "adapter", None) is not None:
+            log.info("--meta-rm auto: no meta RM with --adapter (the embedded one rates the base model's samples)")
+            return None
         return "embedded" if args.url is None and args.model == "embedded" else None
     return str(args.meta_rm)
 
@@ -90,7 +99,7 @@ def build_report(
     with_meta = spec is not None or server_meta
 
     rows = []
-    for _, item in chosen:
+    for path, item in chosen:
         rec = by_id.get(item.id)
         if rec is None:
             continue
@@ -99,6 +108,8 @@ def build_report(
         g = greedy_by_id.get(item.id)
         rows.append(
             {
+                "id": item.id,
+                "file": path.name,
                 "source": item.source,
                 "subset": item.subset,
                 "voting": {k: voting_accuracy(votes, n, pref, k) for k in args.k},
@@ -137,6 +148,7 @@ def build_report(
         "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config": {
             "model": args.model,
+            "adapter": _adapter(args),
             "url": args.url,
             "template": records[0]["config"]["template"],
             "k": args.k,
@@ -160,7 +172,41 @@ def build_report(
         "macro": {"all_subsets": macro(by_subset)}
         | {s: macro([e for e in by_subset if e["source"] == s]) for s in sources},
         "by_subset": by_subset,
+        **by_file(rows, args.k, args.seed),
+        "items": [{"id": r["id"], "file": r["file"], "voting": {str(k): r["voting"][k] for k in args.k}} for r in rows],
     }
+
+
+def by_file(rows: Sequence[dict[str, Any]], ks: Sequence[int], seed: int) -> dict[str, Any]:
+    """Per data file: Voting@k (mean over its items) with a 95% bootstrap interval, parse and flip rate;
+    and the macro mean over files with its interval (:mod:`grm_eval.bootstrap`)."""
+    files: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        files[r["file"]].append(r)
+    scores = {f: [[r["voting"][k] for k in ks] for r in rs] for f, rs in files.items()}
+    intervals, macro_ci = file_intervals(scores, resamples=RESAMPLES, seed=seed)
+    out: dict[str, Any] = {}
+    for f, rs in sorted(files.items()):
+        flip_values = [float(r["flip"]) for r in rs if r["flip"] is not None]
+        out[f] = {
+            "items": len(rs),
+            "voting": {str(k): _mean([r["voting"][k] for r in rs]) for k in ks},
+            "voting_ci": {str(k): ci for k, ci in zip(ks, intervals[f], strict=True)},
+            "parse_rate": _ratio(sum(r["parsed"] for r in rs), sum(r["samples"] for r in rs), 4),
+            "flip_rate_sampled": _mean(flip_values),
+        }
+    macro_files = {
+        "files": len(out),
+        "voting": {str(k): _mean([e["voting"][str(k)] for e in out.values()]) for k in ks},
+        "voting_ci": {str(k): ci for k, ci in zip(ks, macro_ci, strict=True)},
+    }
+    bootstrap = {"resamples": RESAMPLES, "level": LEVEL, "seed": seed, "resampled": "items, within each file"}
+    return {"by_file": out, "macro_files": macro_files, "bootstrap": bootstrap}
+
+
+def _adapter(args: argparse.Namespace) -> dict[str, str] | None:
+    info = getattr(args, "adapter_info", None)
+    return {"name": info.name, "sha256": info.sha256} if info is not None else None
 
 
 def _ratio(a: float, b: float, digits: int) -> float | None:
@@ -185,7 +231,8 @@ def markdown(report: dict[str, Any]) -> str:
         return "| " + " | ".join(cells) + " |"
 
     lines = [
-        f"# grm-eval report: {cfg['model']}",
+        f"# grm-eval report: {cfg['model']}"
+        + (f" + adapter {a['name']} ({a['sha256'][:12]})" if (a := cfg.get("adapter")) else ""),
         "",
         f"Template `{cfg['template']}`, temperature {cfg['temperature']}, max_tokens {cfg['max_tokens']}, "
         f"seed {cfg['seed']}, meta RM: {cfg['meta_rm'] or 'none'}. Accuracy in %, ties count half.",
@@ -202,10 +249,39 @@ def markdown(report: dict[str, Any]) -> str:
     for name, m in report["macro"].items():
         label = "**macro, all subsets**" if name == "all_subsets" else f"macro {name}"
         lines.append(row(label, m, f"{m['subsets']} subsets"))
+    lines += ["", *file_table(report, ks)]
     lines += ["", "Per subset:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in report["by_subset"]:
         lines.append(row(f"{e['source']} / {e['subset']}", e, e["items"]))
     return "\n".join(lines) + "\n"
+
+
+def _ci(f: dict[str, Any], k: str) -> str:
+    low, high = f["voting_ci"][k]
+    return f"{_pct(f['voting'][k])} [{_pct(low)}, {_pct(high)}]"
+
+
+def file_table(report: dict[str, Any], ks: Sequence[str]) -> list[str]:
+    """Per file and macro over files: Voting@k with its 95% bootstrap interval, parse and flip rate."""
+    if "by_file" not in report:  # a report written before intervals existed
+        return []
+    b = report["bootstrap"]
+    head = ["file", "items"] + [f"Voting@{k} [95% CI]" for k in ks] + ["parsed", "flips"]
+    lines = [
+        f"Per data file, with {100 * b['level']:.0f}% percentile-bootstrap intervals ({b['resampled']}, "
+        f"{b['resamples']} resamples, seed {b['seed']}):",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for name, f in report["by_file"].items():
+        cells = [name, str(f["items"]), *(_ci(f, k) for k in ks), _pct(f["parse_rate"]), _pct(f["flip_rate_sampled"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    m = report["macro_files"]
+    lines.append(
+        "| " + " | ".join(["**macro over files**", f"{m['files']} files", *(_ci(m, k) for k in ks)]) + " | | |"
+    )
+    return lines
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

@@ -23,8 +23,16 @@ def read_ids(path: Path) -> set[str]:
     return ids
 
 
-def select(paths: Sequence[Path], limit: int | None, seed: int, skip: set[str]) -> list[tuple[Path, PreferenceItem]]:
-    """Items of every file (in file order); with ``limit``, a seeded draw of that many per file.
+def item_chars(item: PreferenceItem) -> int:
+    """The characters an item puts into a GRM prompt: its conversation and its responses."""
+    return sum(len(m.content) for m in item.messages) + sum(len(r) for r in item.responses)
+
+
+def select(
+    paths: Sequence[Path], limit: int | None, seed: int, skip: set[str], *, max_chars: int | None = None
+) -> list[tuple[Path, PreferenceItem]]:
+    """Items of every file (in file order); with ``limit``, a seeded draw of that many per file; with
+    ``max_chars``, only items of at most that many characters (:func:`item_chars`) are drawn.
 
     Raises:
         meta_rm.training.data.DataError: for a malformed file.
@@ -32,6 +40,8 @@ def select(paths: Sequence[Path], limit: int | None, seed: int, skip: set[str]) 
     chosen: list[tuple[Path, PreferenceItem]] = []
     for path in paths:
         items = [i for i in read_preferences(path) if i.id not in skip]
+        if max_chars is not None:
+            items = [i for i in items if item_chars(i) <= max_chars]
         if limit is not None:
             random.Random(f"{seed}:{path.name}").shuffle(items)
             items = items[:limit]

@@ -18,6 +18,7 @@ import threading
 import types
 import typing
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -116,6 +117,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
             overrides["extra_engine_args"] = passthrough
         settings = Settings(**overrides)
         settings.resolved_api_keys()  # an unreadable key file fails here, with the flag named
+        if settings.adapter is not None:
+            from server.engines.adapters import read_adapter
+
+            read_adapter(settings.adapter)  # not a peft adapter folder: a usage error, before any model loads
         get_markup(settings.chat_markup, settings.policy_tokenizer)  # so does an unusable policy tokenizer
         return settings
     except (ValidationError, ValueError) as exc:
@@ -132,7 +137,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
 
     log.info("grm-serve %s on http://%s:%s (model=%s)", __version__, settings.host, settings.port, settings.model)
+    if settings.adapter is not None and settings.engine == "vllm" and (problem := merge_adapter(settings)):
+        print(f"grm-serve: {problem}", file=sys.stderr)
+        return 2
     return serve(settings, lambda on_fatal: build_app(settings, on_fatal=on_fatal))
+
+
+def merge_adapter(settings: Settings) -> str | None:
+    """Merge ``--adapter`` onto the model before serving (cached; the engine then finds the merged folder),
+    so that an adapter that does not fit the model stops the start with a message, not a traceback.
+    Returns that message, or None when the merged model is ready."""
+    from server.engines.adapters import AdapterError, merged_model
+    from server.engines.model_files import ModelNotFoundError, resolve_model
+
+    assert settings.adapter is not None
+    try:
+        path, _ = resolve_model(settings.model, settings.cache_dir)
+        merged_model(Path(path), settings.adapter, settings.cache_dir)
+    except (AdapterError, ModelNotFoundError) as exc:
+        return str(exc)
+    return None
 
 
 def serve(settings: Settings, make_app: Callable[[Callable[[int], None]], Any]) -> int:

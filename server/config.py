@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         EMBEDDED, description="'embedded' (bundled SmolLM2-135M-Instruct), a local HF folder or a cached hub name"
     )
     cache_dir: Path = Field(default_factory=default_cache_dir, description="where the embedded model is converted once")
+    adapter: Path | None = Field(
+        None,
+        description="a peft LoRA adapter folder (grm-train rft's DIR/adapter): merged onto --model once, cached in "
+        "--cache-dir, served as a plain model; --meta-rm auto then uses no meta RM",
+    )
     max_model_len: int | None = Field(None, ge=256, description="vLLM: context length (unset: the model's own)")
     dtype: str | None = Field(None, description="vLLM: weight dtype (auto, bfloat16, float16, float32)")
     tensor_parallel_size: int | None = Field(None, ge=1, description="vLLM: GPUs per replica")
@@ -295,12 +300,14 @@ class Settings(BaseSettings):
 
         ``auto`` means the embedded meta RM when the GRM is the embedded model judging as DeepSeek-GRM
         (it was trained on that model's DeepSeek-GRM samples) and none otherwise: a meta RM only helps
-        the GRM and prompt it was trained for.
+        the GRM and prompt it was trained for. With an ``adapter`` the GRM is another model (the
+        fine-tuned one), so ``auto`` means none.
         """
         if self.meta_rm == "none":
             return None
         if self.meta_rm == "auto":
             embedded = self.model == EMBEDDED and self.engine == "vllm" and self.judge == DEFAULT_JUDGE
+            embedded = embedded and self.adapter is None
             return "embedded" if embedded and self.judge_file is None else None
         return self.meta_rm
 

@@ -36,6 +36,16 @@ class SamplingConfig:
     max_tokens: int
     format_guidance: bool
     seed: int
+    # The content hash of a LoRA adapter merged onto ``model`` (``--adapter``), None for the model alone.
+    # Left out of the cache line when None, so caches written before the field existed stay valid.
+    adapter: str | None = None
+
+    def as_key(self) -> dict[str, Any]:
+        """The config as cache lines record it (what :func:`load_cache` matches)."""
+        key = asdict(self)
+        if key["adapter"] is None:
+            del key["adapter"]
+        return key
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class SamplingRun:
         cache_dir: where the embedded GRM is converted (None: the server's default).
         concurrency: items in flight at once.
         max_group_size: responses judged together in one GRM prompt.
+        adapter: a peft LoRA adapter folder merged onto the model at load (its hash is ``config.adapter``).
     """
 
     config: SamplingConfig
@@ -56,6 +67,7 @@ class SamplingRun:
     concurrency: int = 8
     max_group_size: int = 8
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    adapter: Path | None = None
 
 
 def item_seed(item_id: str, seed: int) -> int:
@@ -68,7 +80,7 @@ def load_cache(path: Path, config: SamplingConfig) -> dict[str, dict[str, Any]]:
     """Records of ``path`` made with ``config``, by item id (a torn last line is ignored)."""
     if not path.exists():
         return {}
-    wanted = asdict(config)
+    wanted = config.as_key()
     records: dict[str, dict[str, Any]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
@@ -89,7 +101,7 @@ def to_record(item: PreferenceItem, config: SamplingConfig, samples: list[dict[s
         "messages": [{"role": m.role, "content": m.content} for m in item.messages],
         "responses": list(item.responses),
         "preferred": item.preferred,
-        "config": asdict(config),
+        "config": config.as_key(),
         "samples": samples,
     }
 
@@ -102,6 +114,7 @@ async def sample_items(
     *,
     concurrency: int = 8,
     on_done: Callable[[int, int], None] | None = None,
+    scorer_for: Callable[[PreferenceItem], Scorer] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Sample every item not yet in ``cache`` and append it there.
 
@@ -112,6 +125,8 @@ async def sample_items(
         cache: the JSONL file to resume from and append to.
         concurrency: items in flight at once (the engine batches their requests).
         on_done: called with (generated tokens, samples) after each item, for progress display.
+        scorer_for: the pipeline for one item, where items are judged each their own way (hinted
+            sampling: a judge that knows the item's preferred response); ``scorer`` otherwise.
 
     Returns:
         The records of all ``items`` (cached and new), and the ids skipped because the prompt does
@@ -138,7 +153,8 @@ async def sample_items(
         )
         async with gate:
             try:
-                result = await scorer.score(spec, f"meta-{item_seed(item.id, 0)}")
+                chosen = scorer_for(item) if scorer_for is not None else scorer
+                result = await chosen.score(spec, f"meta-{item_seed(item.id, 0)}")
             except PromptTooLongError:
                 skipped.append(item.id)
                 return
@@ -190,7 +206,12 @@ async def run_sampling(run: SamplingRun, items: Sequence[PreferenceItem]) -> lis
         return [cached[i.id] for i in items]
     cache_dir = run.cache_dir if run.cache_dir is not None else default_cache_dir()
     engine = await asyncio.to_thread(
-        create_engine, "vllm", model=config.model, cache_dir=cache_dir, engine_kwargs=run.engine_kwargs
+        create_engine,
+        "vllm",
+        model=config.model,
+        cache_dir=cache_dir,
+        engine_kwargs=run.engine_kwargs,
+        adapter=run.adapter,
     )
     await engine.start()
     scorer = Scorer(

@@ -40,6 +40,15 @@ class JudgeOut(BaseModel):
     )
 
 
+class AdapterOut(BaseModel):
+    """The LoRA adapter merged onto the model (``--adapter``)."""
+
+    name: str = Field(description="The adapter folder's name.")
+    sha256: str = Field(description="Content hash of the adapter's config and weights.")
+    peft_type: str
+    rank: int | None
+
+
 class InfoResponse(BaseModel):
     version: str
     model: str
@@ -54,5 +63,6 @@ class InfoResponse(BaseModel):
     )
     votes: Literal["hard", "soft"] = Field(description="The default votes of a sample (--votes).")
     meta_rm: MetaRMOut | None
+    adapter: AdapterOut | None = None
     defaults: dict[str, float | int]
     limits: dict[str, float | int]

@@ -39,7 +39,12 @@ FAKE_ENGINE_ARGS = frozenset({"delay", "max_num_seqs", "max_model_len", "record_
 
 
 def create_engine(
-    kind: str, *, model: str = "embedded", cache_dir: Path | None = None, engine_kwargs: dict[str, Any] | None = None
+    kind: str,
+    *,
+    model: str = "embedded",
+    cache_dir: Path | None = None,
+    engine_kwargs: dict[str, Any] | None = None,
+    adapter: Path | None = None,
 ) -> Engine:
     """Build an engine; vLLM is imported only when it is chosen.
 
@@ -49,9 +54,12 @@ def create_engine(
         cache_dir: where the embedded model is converted once (default ``~/.cache/grm-serve``).
         engine_kwargs: ``AsyncEngineArgs`` fields passed to vLLM unchanged; for the fake engine,
             :data:`FAKE_ENGINE_ARGS` (its delay, batch limit, context and record size).
+        adapter: a peft LoRA adapter folder, merged onto the model once and cached (vLLM only;
+            :func:`server.engines.adapters.merged_model`).
 
     Raises:
         server.engines.model_files.ModelNotFoundError: if the model cannot be found locally.
+        server.engines.adapters.AdapterError: if ``adapter`` is not a peft adapter or does not fit the model.
         ValueError: for an unknown engine name.
     """
     if kind == "fake":
@@ -69,7 +77,12 @@ def create_engine(
         from server.engines.model_files import EMBEDDED, EMBEDDED_MAX_MODEL_LEN, default_cache_dir, resolve_model
         from server.engines.vllm import VLLMEngine
 
-        path, name = resolve_model(model, cache_dir if cache_dir is not None else default_cache_dir())
+        cache = cache_dir if cache_dir is not None else default_cache_dir()
+        path, name = resolve_model(model, cache)
+        if adapter is not None:
+            from server.engines.adapters import merged_model
+
+            path = str(merged_model(Path(path), adapter, cache)[0])
         kwargs = dict(engine_kwargs or {})
         if model == EMBEDDED:
             kwargs.setdefault("max_model_len", EMBEDDED_MAX_MODEL_LEN)

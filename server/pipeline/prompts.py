@@ -15,6 +15,7 @@ from server.pipeline.domain import Message
 
 __all__ = [
     "DEFAULT_TEMPLATE",
+    "HINT_TEMPLATE",
     "PRINCIPLES_TEMPLATE",
     "REFERENCE_TEMPLATE",
     "TEMPLATES",
@@ -96,6 +97,17 @@ _REFERENCE_RULE = (
 )
 
 
+HINT_TEMPLATE = "deepseek-grm-hint-v1"
+
+# Hinted sampling (SPCT's rejective fine-tuning, grm-train): for an item the judge never gets right, the
+# preferred response is named in a section after the responses, so that the judge can write a correct
+# trajectory to learn from. Training prompts are rendered without it. Not a serving template: a server never
+# knows the answer.
+_HINT_SECTION = (
+    "\n\n#### Hint ####\nResponse {position} is the best of the responses: score it strictly higher than every other."
+)
+
+
 def render_principles(principles: Sequence[str]) -> str:
     """The caller's criteria as the numbered ``#### Evaluation Criteria ####`` section (defanged)."""
     return "\n".join(f"{i}. {neutralize(p.strip())}" for i, p in enumerate(principles, start=1))
@@ -113,19 +125,27 @@ class Template:
         responses: Sequence[str],
         principles: Sequence[str] | None = None,
         reference: str | None = None,
+        *,
+        hint: int | None = None,
     ) -> str:
         """Build the user-turn text that asks the GRM to score ``responses`` in the given order.
 
         With ``principles`` (a user rubric) the prompt is :data:`PRINCIPLES_TEMPLATE`: the caller's
         criteria replace the general ones. With ``reference`` it is :data:`REFERENCE_TEMPLATE` (the two
-        combine). Without either, it is this template byte for byte.
+        combine). With ``hint`` (the 1-based position of the preferred response among ``responses``) it
+        is :data:`HINT_TEMPLATE`: a hint section after the responses names it (training only). Without
+        any, it is this template byte for byte.
 
         Raises:
-            ValueError: if there are no responses, or ``principles`` is empty.
+            ValueError: if there are no responses, ``principles`` is empty or ``hint`` is out of range.
         """
         if not responses:
             raise ValueError("at least one response is needed")
+        if hint is not None and not 1 <= hint <= len(responses):
+            raise ValueError(f"hint {hint} names no response of {len(responses)}")
         blocks = render_blocks(responses)
+        if hint is not None:
+            blocks += _HINT_SECTION.format(position=hint)
         example = ", ".join("x" for _ in responses)
         footer = _FOOTER_TEMPLATE.format(example=example, n=len(responses))
         header = _HEADER

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from meta_rm.base import MetaRM, Trajectory
 from server.config import Settings
 from server.engines import Engine, EngineDeadError, EngineNotReadyError, create_engine
+from server.engines.adapters import AdapterInfo, read_adapter
 from server.engines.base import GenerationRequest, GenerationResult
 from server.engines.fake import FakeEngine
 from server.ops.metrics import Metrics
@@ -66,6 +67,7 @@ class AppState:
     admission: Admission = field(init=False)
     scorer: Scorer = field(init=False)
     failure: str | None = None
+    adapter: AdapterInfo | None = None  # the served LoRA adapter (--adapter), once read at start
     draining: bool = False
     _failed: asyncio.Event = field(default_factory=asyncio.Event)
     _engine_started: bool = False
@@ -135,7 +137,10 @@ class AppState:
 
     def _create_engine(self) -> Engine:
         s = self.settings
-        engine = create_engine(s.engine, model=s.model, cache_dir=s.cache_dir, engine_kwargs=s.engine_kwargs())
+        adapter = s.adapter if s.engine == "vllm" else None  # the fake engine has no weights to merge into
+        engine = create_engine(
+            s.engine, model=s.model, cache_dir=s.cache_dir, engine_kwargs=s.engine_kwargs(), adapter=adapter
+        )
         if isinstance(engine, FakeEngine) and not isinstance(self.judge, DeepSeekGRM):
             # ``--engine fake`` answers as the served judge would (scores by length, in its own format).
             engine.script = judge_script(self.judge)
@@ -143,6 +148,12 @@ class AppState:
 
     async def _start(self) -> None:
         try:
+            if self.settings.adapter is not None:
+                self.adapter = await asyncio.to_thread(read_adapter, self.settings.adapter)
+                if self.settings.meta_rm == "auto":
+                    log.info(
+                        "--meta-rm auto: no meta RM with --adapter (the embedded one rates the base model's samples)"
+                    )
             if self.engine is None:
                 # Model resolution may convert the embedded GGUF (tens of seconds): off the loop.
                 self.engine = await asyncio.to_thread(self._create_engine)

@@ -71,3 +71,13 @@ def test_bad_k_and_bad_data_are_clear_errors(tmp_path, capsys):
     bad.write_text('{"prompt": "q"}\n')
     assert main(["--data", str(bad), "--out", str(tmp_path / "o"), "--url", "http://127.0.0.1:9"]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_a_report_rerun_from_a_complete_cache_needs_no_server(tmp_path):
+    with launch(command=[sys.executable, str(SERVER), "0"], log=tmp_path / "server.log", start_timeout_s=30) as srv:
+        url = srv.url
+        assert run_eval(url, tmp_path) == 0
+    before = json.loads((tmp_path / "report.json").read_text())
+    assert run_eval(url, tmp_path, "--resume") == 0  # the server is gone: the cache holds every item
+    after = json.loads((tmp_path / "report.json").read_text())
+    assert after["config"]["model"] == "fake-grm" and after["overall"] == before["overall"]

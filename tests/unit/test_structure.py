@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("server", "meta_rm", "grm_eval")
+PACKAGES = ("server", "meta_rm", "grm_eval", "grm_train")
 
 
 def module_name(path: Path) -> str:
@@ -140,3 +140,15 @@ def test_the_service_is_driven_without_http():
 def test_no_server_module_is_over_the_size_a_reader_takes_in():
     sizes = {str(p.relative_to(REPO)): len(p.read_text().splitlines()) for p in (REPO / "server").rglob("*.py")}
     assert {p: n for p, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_no_offline_tool_module_is_over_that_size_either():
+    tools = [p for pkg in ("grm_eval", "grm_train") for p in (REPO / pkg).rglob("*.py")]
+    sizes = {str(p.relative_to(REPO)): len(p.read_text().splitlines()) for p in tools}
+    assert len(sizes) >= 10 and {p: n for p, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_the_training_tool_stays_out_of_the_server(graph):
+    """grm-train builds on the server's pipeline; the server never imports the training tool."""
+    server = {m: d for m, d in graph.items() if m.startswith("server")}
+    assert {m: d for m, d in server.items() if any(x.startswith("grm_train") for x in d)} == {}

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from meta_rm.selection import default_k_meta
 from server import __version__
-from server.api.info_protocol import InfoResponse, JudgeOut, MetaRMOut
+from server.api.info_protocol import AdapterOut, InfoResponse, JudgeOut, MetaRMOut
 from server.api.protocol import AUTH_ERRORS, error_responses
 from server.config import Settings
 from server.pipeline.judges import Judge, vote_scale
@@ -63,6 +63,7 @@ async def info(request: Request) -> InfoResponse:
         adaptive=s.adaptive,
         votes=s.votes,
         meta_rm=MetaRMOut(**dataclasses.asdict(state.meta_rm.info)) if state.meta_rm is not None else None,
+        adapter=AdapterOut(**dataclasses.asdict(state.adapter)) if state.adapter is not None else None,
         defaults=defaults,
         limits={
             "max_k": s.max_k,

@@ -26,7 +26,7 @@ from server.pipeline.judges.base import (
     integer_spellings,
     integer_values,
 )
-from server.pipeline.prompts import DEFAULT_TEMPLATE, PRINCIPLES_TEMPLATE, REFERENCE_TEMPLATE, Template
+from server.pipeline.prompts import DEFAULT_TEMPLATE, HINT_TEMPLATE, PRINCIPLES_TEMPLATE, REFERENCE_TEMPLATE, Template
 
 SCALE = Scale(parsing.MIN_SCORE, parsing.MAX_SCORE)
 # The paper's Voting@k / MetaRM@k temperature; top_p 1 and a 1024-token budget, the server's defaults.
@@ -96,3 +96,34 @@ class DeepSeekGRM:
     def example_output(self, scores: Sequence[float]) -> str:
         boxed = ", ".join(str(round(s)) for s in scores)
         return f"Specific Criteria: Accuracy.\nAnalysis: Compared.\nScores: \\boxed{{{boxed}}}"
+
+
+@dataclass(frozen=True)
+class HintedDeepSeekGRM(DeepSeekGRM):
+    """DeepSeek-GRM told which response is preferred: SPCT's hinted sampling (``grm-train rft``).
+
+    One profile per item: ``preferred`` is the preferred response's text, found among the responses in
+    whatever order a sample shows them, and named by its position in a hint section after them
+    (:data:`~server.pipeline.prompts.HINT_TEMPLATE`). Output format, guidance and parser are DeepSeek-GRM's.
+    Never served (a server does not know the answer); without principles or a reference only.
+    """
+
+    name: str = "deepseek-grm-hinted"
+    preferred: str = ""
+
+    def template_name(self, principles: bool, reference: bool) -> str:
+        return HINT_TEMPLATE
+
+    def render(
+        self,
+        messages: Sequence[Message],
+        shown: Sequence[str],
+        principles: Sequence[str] | None = None,
+        reference: str | None = None,
+    ) -> JudgePrompt:
+        if principles is not None or reference is not None:
+            raise ValueError("hinted sampling takes no principles or reference")
+        if self.preferred not in shown:
+            raise ValueError("the preferred response is not among the shown responses")
+        position = list(shown).index(self.preferred) + 1
+        return JudgePrompt(self.template.render(messages, shown, hint=position))

@@ -1,0 +1,1 @@
+"""grm-train: fine-tune a GRM on preference data (SPCT rejective fine-tuning)."""

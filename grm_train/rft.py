@@ -1,0 +1,169 @@
+"""The stages of SPCT's rejective fine-tuning, each resumable from its output files in ``DIR``.
+
+========  =====================================  ============================================
+stage     reads                                  writes
+========  =====================================  ============================================
+sample    the data files                         ``samples.jsonl`` (k trajectories per item)
+select    ``samples.jsonl``                      ``selection.json``, ``accepted.jsonl``
+hint      ``selection.json``                     ``hinted_samples.jsonl``, ``hinted.jsonl``
+train     ``accepted.jsonl``, ``hinted.jsonl``   ``dataset.jsonl``, ``checkpoints/``, ``adapter/``
+========  =====================================  ============================================
+
+Every stage appends its counts and wall seconds to ``log.jsonl``. The two sampling stages share one
+engine, started only if a cache lacks something and shut down before training.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grm_train.runlog import StageLog, read_jsonl, write_jsonl
+from grm_train.selection import Trajectory, cap_hinted, select
+from grm_train.train import ADAPTER_DIR, RUN_FILE, TrainOptions, options_dict, train_lora, write_run_file
+from meta_rm.training.data import PreferenceItem
+from meta_rm.training.sampling import SamplingConfig
+from server.engines.base import Engine
+
+STAGES = ("sample", "select", "hint", "train")
+
+
+class StageError(RuntimeError):
+    """A stage cannot run (its input is missing or empty); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a run is configured with."""
+
+    out: Path
+    items: list[PreferenceItem]
+    config: SamplingConfig  # the plain sampling stage's (the cache key)
+    hint_k: int
+    max_hinted_per_item: int
+    max_seq_len: int
+    train: TrainOptions
+    cache_dir: Path | None = None
+    concurrency: int = 8
+
+
+def _files(out: Path) -> dict[str, Path]:
+    names = ("samples.jsonl", "selection.json", "accepted.jsonl", "hinted_samples.jsonl", "hinted.jsonl")
+    return {n.split(".")[0]: out / n for n in names} | {"dataset": out / "dataset.jsonl"}
+
+
+def _records_by_id(spec: RunSpec, cache: Path, config: SamplingConfig) -> dict[str, dict[str, Any]]:
+    from meta_rm.training.sampling import load_cache
+
+    cached = load_cache(cache, config)
+    return {i.id: cached[i.id] for i in spec.items if i.id in cached}
+
+
+async def sampling_stages(
+    spec: RunSpec, stages: set[str], log: StageLog, make_engine: Callable[[], Engine] | None = None
+) -> None:
+    """The sample, select and hint stages that ``stages`` names, in order, on one engine.
+
+    Raises:
+        StageError: if a stage's input is missing.
+        server.engines.EngineError: if the engine fails.
+    """
+    from grm_train.sampling import Session, hint_config
+
+    f = _files(spec.out)
+    session = Session(spec.config.model, spec.cache_dir, spec.concurrency, spec.config.format_guidance, make_engine)
+    try:
+        if "sample" in stages:
+            with log.stage("sample") as counts:
+                records, c = await session.sample(spec.items, spec.config, f["samples"], hinted=False, desc="sample")
+                counts.update(c, k=spec.config.k, samples=sum(len(r["samples"]) for r in records))
+                counts["parsed"] = sum(s["status"] == "parsed" for r in records for s in r["samples"])
+                counts["generation_tokens"] = sum(s["generation_tokens"] for r in records for s in r["samples"])
+        if "select" in stages:
+            with log.stage("select") as counts:
+                records_by_id = _records_by_id(spec, f["samples"], spec.config)
+                if not records_by_id:
+                    raise StageError("select: no sampled items in samples.jsonl for this config; run the sample stage")
+                chosen = select(list(records_by_id.values()))
+                write_jsonl(f["accepted"], [t.to_json() for t in chosen.accepted])
+                summary = {"config": spec.config.as_key(), "counts": chosen.counts(), "hint_needed": chosen.hint_needed}
+                f["selection"].write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+                counts.update(chosen.counts())
+        if "hint" in stages:
+            with log.stage("hint") as counts:
+                if not f["selection"].exists():
+                    raise StageError("hint: no selection.json; run the select stage first")
+                needed = set(json.loads(f["selection"].read_text(encoding="utf-8"))["hint_needed"])
+                items = [i for i in spec.items if i.id in needed]
+                config = hint_config(spec.config, spec.hint_k)
+                records, c = await session.sample(items, config, f["hinted_samples"], hinted=True, desc="hint")
+                kept, hc = cap_hinted(records, spec.max_hinted_per_item)
+                write_jsonl(f["hinted"], [t.to_json() for t in kept])
+                counts.update(c, **hc, cap=spec.max_hinted_per_item)
+    finally:
+        await session.close()
+
+
+def train_stage(spec: RunSpec, log: StageLog) -> None:
+    """Build the dataset from the accepted (and kept hinted) trajectories and train the adapter.
+
+    Raises:
+        StageError: if there is nothing to train on, or no accepted.jsonl.
+    """
+    from transformers import AutoTokenizer
+
+    from grm_train.dataset import build_examples, within
+    from server.engines.model_files import default_cache_dir, resolve_model
+    from server.pipeline.judges.deepseek import DeepSeekGRM
+    from server.pipeline.prompts import get_template
+
+    f = _files(spec.out)
+    adapter = spec.out / ADAPTER_DIR
+    if (adapter / RUN_FILE).exists():
+        print(f"grm-train: train: {adapter} exists (delete it to train again)", flush=True)
+        return
+    if not f["accepted"].exists():
+        raise StageError("train: no accepted.jsonl; run the select stage first")
+    with log.stage("train") as counts:
+        trajectories = [Trajectory.from_json(d) for d in read_jsonl(f["accepted"])]
+        hinted = [Trajectory.from_json(d) for d in read_jsonl(f["hinted"])] if f["hinted"].exists() else []
+        records = _records_by_id(spec, f["samples"], spec.config)  # hinted items are among them too
+        base, _ = resolve_model(spec.config.model, spec.cache_dir or default_cache_dir())
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        judge = DeepSeekGRM(template=get_template(spec.config.template))
+        examples, too_long = within(build_examples(tokenizer, judge, records, trajectories + hinted), spec.max_seq_len)
+        write_jsonl(f["dataset"], [e.to_json() for e in examples])
+        counts.update(accepted=len(trajectories), hinted=len(hinted), dropped_too_long=too_long)
+        if not examples:
+            raise StageError(f"train: no example fits --max-seq-len {spec.max_seq_len} ({too_long} longer)")
+        counts.update(train_lora(Path(base), examples, spec.out, spec.train))
+        run = {
+            "tool": "grm-train rft",
+            "base_model": spec.config.model,
+            "sampling": spec.config.as_key(),
+            "hint_k": spec.hint_k,
+            "max_hinted_per_item": spec.max_hinted_per_item,
+            "max_seq_len": spec.max_seq_len,
+            "train": options_dict(spec.train),
+            "stages": [r for r in log.records() if r.get("stage") in STAGES] + [{"stage": "train", "counts": counts}],
+        }
+        write_run_file(adapter, run)
+
+
+def run(spec: RunSpec, stages: set[str], make_engine: Callable[[], Engine] | None = None) -> None:
+    """Run the named stages in order (see the module docstring); ``make_engine`` builds the sampling
+    engine (default: vLLM on the spec's model).
+
+    Raises:
+        StageError, server.engines.EngineError, server.engines.model_files.ModelNotFoundError.
+    """
+    spec.out.mkdir(parents=True, exist_ok=True)
+    log = StageLog(spec.out / "log.jsonl")
+    if stages & {"sample", "select", "hint"}:
+        asyncio.run(sampling_stages(spec, stages, log, make_engine))
+    if "train" in stages:
+        train_stage(spec, log)
