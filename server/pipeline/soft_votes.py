@@ -18,8 +18,11 @@ score, its preference, or its winner's label):
    ``"0"``) is split by the distribution at the next position: the sample's own next position when it
    wrote that token, else a *scoring pass*: one engine request of the same prompt plus the sample's
    tokens up to the slot plus that token, ``max_tokens=1`` (its prompt mostly prefix-cached). A candidate
-   holding less than :data:`~server.pipeline.soft_values.SKIP_SHARE` of the position's mass is left out
-   instead of passed;
+   holding less than :data:`~server.pipeline.soft_values.SKIP_SHARE` of the position's mass, or beyond
+   the slot's cap (:data:`~server.pipeline.soft_values.MAX_PASSES_PER_SLOT`, likeliest first) or the
+   sample's bound (:func:`~server.pipeline.soft_values.sample_pass_bound`, what admission books), is
+   left out instead of passed; what the sample wrote is always read (no pass). A pass the engine
+   refuses as too long makes the sample ``no_soft_score``;
 4. the slots' distributions become the sample's soft votes
    (:func:`~server.pipeline.soft_values.verdict_votes`).
 
