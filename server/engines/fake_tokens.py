@@ -87,17 +87,16 @@ def graded(previous: str, written: str | None) -> dict[str, float]:
 
     A first digit ``d`` (``previous`` is no digit) is written with probability 0.6, its neighbours
     ``d - 1`` and ``d + 1`` 0.15 each, ``1`` 0.05 (so a ``10`` may follow: a scoring pass asks) and a
-    word that is no value 0.05. After a digit the written token has 0.6 and the rest of a comma 0.6,
-    ``}`` 0.2, ``0`` 0.1 and a space 0.1 shares the remaining 0.4 (a scoring pass, which writes nothing
-    yet, sees those four as they are). A label ``A``/``B`` is written with 0.7, the other 0.25.
+    word that is no value 0.05. After a digit, a ``0`` written there had 0.6 (a comma 0.3, ``}`` 0.1);
+    anything else written there had 0.9 and ``0`` 0.1, whatever it is (a scoring pass, which writes
+    nothing yet, sees a comma at 0.9): so what a score's first digit weighs does not depend on which
+    character ends it, and a response's soft vote not on its place in the box. A label ``A``/``B`` is
+    written with 0.7, the other 0.25.
     """
     if _DIGIT.fullmatch(previous):
-        after = {",": 0.6, "}": 0.2, "0": 0.1, " ": 0.1}
-        if written is None:
-            return _logs(after)
-        rest = {t: p for t, p in after.items() if t != written}
-        share = 0.4 / sum(rest.values())
-        return _logs({**{t: p * share for t, p in rest.items()}, written: 0.6})
+        if written == "0":
+            return _logs({"0": 0.6, ",": 0.3, "}": 0.1})
+        return _logs({"," if written is None else written: 0.9, "0": 0.1})
     if written is not None and _DIGIT.fullmatch(written):
         space, digit = written[:-1], int(written[-1])
         spread = {f"{space}{d}": p for d, p in ((digit - 1, 0.15), (digit + 1, 0.15), (1, 0.05)) if 0 <= d <= 9}

@@ -16,7 +16,10 @@ Invariants:
   sharing (same status; same scores and number of rows), or an error of its own making: 504 (or a
   429 at once, the queue being longer than it) with a short deadline, 422 ``idempotency_key_reused``
   after reusing its own key with another body;
-* no answer carries another tenant's text, and no GRM prompt shows two tenants' responses;
+* no answer carries another tenant's text, and no GRM prompt shows a response its tenant did not send
+  (a tenant that repeats the other's body sends that tenant's texts itself, and may be shown them: the
+  first version of this check refused any prompt showing both tenants' marks, which such a repeat,
+  grouped with the tenant's own rows, does legitimately);
 * afterwards no job, waiter, collecting or judged batch, admission slot, engine request or task is
   left, and the dedup cache is within its entry and byte bounds.
 
@@ -34,13 +37,14 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from server.api.middleware import tenant_of
 from server.app import build_app
 from server.config import Settings
 from server.engines.base import GenerationRequest
 from server.engines.fake import FakeEngine, shown_responses
 from server.pipeline.domain import Message
 from server.pipeline.prompts import DEFAULT_TEMPLATE, get_template
-from tests.api.conftest import post_scope
+from tests.api.conftest import post_scope, wait_until
 
 EXAMPLES = int(os.environ.get("GRM_SHARING_EXAMPLES", "300"))
 KEYS = {"alpha": "key-alpha", "beta": "key-beta"}
@@ -256,7 +260,7 @@ def essence(route: str, status: int, body: bytes) -> Any:
     if status != 200:
         return status, data["error"]["type"]
     if route == "/get_reward":
-        return status, data["rewards"], data["extra_logs"]["grm_unscored"], data["votes"]
+        return status, data["rewards"], data["extra_logs"]["grm_unscored"], data.get("votes")
     if route == "/v1/rerank":
         adaptive = any(g["stop_reason"] != "off" for g in data["meta"]["grm"]["groups"])
         return (
@@ -294,7 +298,13 @@ async def run_scenario(server: Server, scenario: list[Call]) -> None:
         answers = await asyncio.gather(
             *(asgi_call(app, c, str(SHORT_DEADLINE_S) if c.short_deadline else None) for c in scenario)
         )
-        await asyncio.sleep(LINGER_S + server.engine_delay_s + 0.05)  # orphaned jobs end after the linger
+        # Orphaned jobs end after the linger (and a soft call's scoring passes after its generation): wait
+        # for that, polling, rather than a fixed time a loaded machine can overrun; a leak still fails.
+        await wait_until(
+            lambda: service.dedup.running == 0 and state.admission.calls == 0 and not engine.running,
+            timeout=5,
+            what="orphaned jobs to end",
+        )
         for name, labels in (
             ("grm_grouped_rows_total", {}),
             *(("grm_deduplicated_requests_total", {"how": h}) for h in ("inflight", "cached")),
@@ -306,9 +316,13 @@ async def run_scenario(server: Server, scenario: list[Call]) -> None:
         assert state.admission.calls == 0 and state.admission.outstanding == {}
         assert state.gate.inflight == state.gate.queued == 0 and state.gate.tenant_inflight == {}
         assert engine.running == set()
-        for request in engine.requests:  # no GRM prompt ever showed two tenants' responses together
+        # No GRM prompt ever showed a response that its tenant did not send: a tenant may send the other's
+        # texts itself (a repeat of the other tenant's body), and its prompts may then show them.
+        sent = {tenant_of(k.encode()): b" ".join(c.body for c in scenario if c.tenant == t) for t, k in KEYS.items()}
+        for request in engine.requests:
             shown = " ".join(shown_responses(request.prompt))
-            assert not all(f"[{t}]" in shown for t in KEYS), request.prompt
+            for mark in (f"[{t}]" for t in KEYS if f"[{t}]" in shown):
+                assert mark.encode() in sent[request.tenant], (mark, request.prompt)
         assert service.dedup.cached <= server.cache_entries
         assert service.dedup.cached_bytes <= server.cache_mib * 2**20
     leftover = asyncio.all_tasks() - {asyncio.current_task()}
