@@ -49,6 +49,6 @@ def test_the_built_in_templates_strip_as_before(text):
 )
 def test_a_run_of_200_000_tokens_is_stripped_in_linear_time(tokens, run):
     text = "red" + (run + "\n") * 200_000  # 2.2 MB with ChatML's tokens
-    t0 = time.perf_counter()
+    t0 = time.thread_time()  # this thread's CPU: wall time failed when other jobs held the 2 cores
     assert strip_end_run(text, tokens) == "red"
-    assert time.perf_counter() - t0 < 1.0  # quadratic, this took 10 s and more
+    assert time.thread_time() - t0 < 1.0  # quadratic, this took 10 s and more
