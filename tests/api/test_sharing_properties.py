@@ -298,13 +298,19 @@ async def run_scenario(server: Server, scenario: list[Call]) -> None:
         answers = await asyncio.gather(
             *(asgi_call(app, c, str(SHORT_DEADLINE_S) if c.short_deadline else None) for c in scenario)
         )
+
         # Orphaned jobs end after the linger (and a soft call's scoring passes after its generation): wait
         # for that, polling, rather than a fixed time a loaded machine can overrun; a leak still fails.
-        await wait_until(
-            lambda: service.dedup.running == 0 and state.admission.calls == 0 and not engine.running,
-            timeout=5,
-            what="orphaned jobs to end",
-        )
+        def settled() -> bool:
+            gate, grouper = state.gate, service.grouper
+            return (
+                service.dedup.running == service.dedup.waiters == grouper.collecting == grouper.judging == 0
+                and state.admission.calls == 0
+                and gate.inflight == gate.queued == 0
+                and not engine.running
+            )
+
+        await wait_until(settled, timeout=5, what="orphaned jobs to end")
         for name, labels in (
             ("grm_grouped_rows_total", {}),
             *(("grm_deduplicated_requests_total", {"how": h}) for h in ("inflight", "cached")),
