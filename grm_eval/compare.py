@@ -58,7 +58,10 @@ def compare(before: dict[str, Any], after: dict[str, Any], ks: Sequence[str] | N
     head = ["file", "run", *(f"Voting@{k} [95% CI]" for k in ks), "parsed", "flips"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = [(f, before["by_file"][f], after["by_file"][f], diff_files[f]) for f in sorted(before["by_file"])]
-    rows.append(("**macro over files**", before["macro_files"], after["macro_files"], diff_macro))
+    # The macro row's parse and flip rates are over all items (a mean over files weighs them the same here).
+    rates = ("parse_rate", "flip_rate_sampled")
+    macro = [r["macro_files"] | {k: r["overall"][k] for k in rates} for r in (before, after)]
+    rows.append(("**macro over files**", macro[0], macro[1], diff_macro))
     for name, b, a, d in rows:
         for run, f in (("before", b), ("after", a)):
             cells = [
