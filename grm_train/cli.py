@@ -22,6 +22,7 @@ from pathlib import Path
 from grm_train.rft import STAGES, RunSpec, StageError, run
 from grm_train.train import TrainOptions
 from meta_rm.training.data import DataError
+from meta_rm.training.extras import extra_missing
 from meta_rm.training.sampling import SamplingConfig
 
 TRAIN_MODULES = ("peft", "trl", "datasets", "tqdm")
@@ -114,12 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_hinted_per_item < 0:
         parser.error("--max-hinted-per-item must be >= 0")
-    import importlib.util
-
-    missing = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
-    if missing:
-        print(f"grm-train: install the train extra (pip install 'grm-serve[train]'); missing: {', '.join(missing)}",
-              file=sys.stderr)  # fmt: skip
+    if extra_missing("grm-train", "train", TRAIN_MODULES):
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from server.engines import EngineError
