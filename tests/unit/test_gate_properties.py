@@ -15,8 +15,12 @@ own outcome (an ``InvalidStateError`` from granting a cancelled waiter would sho
 reports no error; ``inflight`` equals the samples of the requests inside the gate (granted, not
 released; per tenant too), ``queued`` and ``waiting_requests`` equal those still waiting; nothing
 waits while the gate is empty (the hang of issue #30); at most ``capacity`` samples are inside unless
-one request alone is; and within a tenant a request never gets in ahead of one with an earlier ticket
-that already waited when it was granted. When nothing is inside or waiting, the gate is back to full.
+one request alone is; and within a tenant a request is never granted while one with an earlier ticket
+still waits at the gate. When nothing is inside or waiting, the gate is back to full.
+
+A grant is seen where the gate makes it (it resolves the request's future: :class:`GrantSeen`), not
+when the request's task next runs: a request granted inside its own ``hold`` (the gate had room) goes
+on in the same step, ahead of one granted a moment earlier whose task resumes a step later.
 
 The number of cases is ``GRM_GATE_EXAMPLES`` (default 300 machines of up to 60 rules each,
 derandomised so CI is repeatable).
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, settings
@@ -61,11 +66,38 @@ class Request:
     timeout: asyncio.Timeout | None = None
     place: int = -1  # its ticket: its call's, or (without a call) the one the gate takes for it
     order: int = -1  # when it reached the gate (the gate's own queue order)
-    registered_step: int = -1
-    entered_step: int = -1
+    granted: bool = False  # the gate resolved its future (its task may not have run since)
     cancelled: bool = False  # the test cancelled it or passed its deadline
     inside: bool = False
     outcome: str | None = None
+
+
+class GrantSeen(asyncio.Future):
+    """The future the gate creates for a waiting request: it tells the machine the moment the gate
+    grants it (``set_result``), before the request's task resumes."""
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, on_grant: Callable[[], None]) -> None:
+        super().__init__(loop=loop)
+        self.on_grant = on_grant
+
+    def set_result(self, result: object) -> None:
+        self.on_grant()
+        super().set_result(result)
+
+
+class StepLoop(asyncio.SelectorEventLoop):
+    """The test's loop: a future created inside a request's task (the gate's, in ``hold``) reports its
+    grant to ``granted``."""
+
+    def __init__(self, granted: Callable[[asyncio.Task], None]) -> None:
+        super().__init__()
+        self.granted = granted
+
+    def create_future(self) -> asyncio.Future:
+        task = asyncio.current_task(self)
+        if task is None:
+            return super().create_future()
+        return GrantSeen(loop=self, on_grant=lambda: self.granted(task))
 
 
 class GateMachine(RuleBasedStateMachine):
@@ -73,7 +105,7 @@ class GateMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
+        self.loop = StepLoop(self._granted)
         self.loop_errors: list[dict] = []
         self.loop.set_exception_handler(lambda _, context: self.loop_errors.append(context))
         self.gate = WorkGate(CAPACITY)
@@ -110,15 +142,14 @@ class GateMachine(RuleBasedStateMachine):
         try:
             async with asyncio.timeout(None) as deadline:
                 r.timeout = deadline
-                r.order, r.registered_step = next(self.order), self.clock
+                r.order = next(self.order)
                 if r.ticket is None:
                     r.place, self.tickets = self.tickets, self.tickets + 1
                 else:  # as admission does: the call's place, in a context variable its tasks inherit
                     r.place = r.ticket
                     current_place.set(Place(r.ticket, 0.0))
                 async with self.gate.hold(r.tenant, r.samples):
-                    r.inside, r.entered_step = True, self.clock
-                    self._check_order(r)
+                    r.inside = True
                     try:
                         await r.done
                     finally:
@@ -133,16 +164,18 @@ class GateMachine(RuleBasedStateMachine):
         except BaseException as exc:  # recorded: the invariant reports it
             r.outcome = f"unexpected {exc!r}"
 
-    def _check_order(self, r: Request) -> None:
-        """Within a tenant, a request is let in only ahead of those with a later place (ticket, then
-        arrival) or that came after its grant (the step before it entered, or the same step)."""
+    def _granted(self, task: asyncio.Task) -> None:
+        """The gate grants ``task``'s request: within its tenant, nothing with an earlier place (ticket,
+        then arrival) may still wait."""
+        r = next(r for r in self.requests if r.task is task)
         for w in self._waiting():
             ahead = (w.place, w.order) < (r.place, r.order)
-            if w.tenant == r.tenant and not w.cancelled and ahead and w.registered_step < r.entered_step - 1:
-                self.violations.append(f"{r} got in ahead of {w}")
+            if w.tenant == r.tenant and not w.cancelled and ahead:
+                self.violations.append(f"{r} was granted ahead of {w}")
+        r.granted = True
 
     def _waiting(self) -> list[Request]:
-        return [r for r in self.requests if r.order >= 0 and not r.inside and r.outcome is None and r.entered_step < 0]
+        return [r for r in self.requests if r.order >= 0 and not r.granted and r.outcome is None]
 
     # ---- rules -------------------------------------------------------------------------------------
 
