@@ -73,5 +73,7 @@ def test_the_reviews_regex_rewritten_possessively_is_served_and_reads_its_sample
     judge = judge_from_dict(profile, frozenset(JUDGES))
     started = time.perf_counter()
     assert list(re.finditer(judge.regex or "", "Verdict: " + "A" * 100_000 + "!")) == []
-    assert time.perf_counter() - started < 0.5  # the original took 2.4 s on 24 A's (measured here)
+    # A guard against exponential backtracking, not a speed target: the original took 2.4 s on 24 A's
+    # (measured here) and doubles per A, so at 100,000 it would never end; linear takes milliseconds.
+    assert time.perf_counter() - started < 10.0
     assert judge.parse("Verdict: A", 2).scores == (1.0, 0.0)

@@ -124,5 +124,8 @@ def test_a_run_of_newlines_in_the_criteria_is_read_in_linear_time():
     text = "Specific Criteria: clarity" + "\n" * 100_000 + "x\nAnalysis: fine\nScores: \\boxed{5, 5}"
     t0 = time.perf_counter()
     sample = parse_sample(text, 2)
-    assert time.perf_counter() - t0 < 1.0  # 2,000 newlines took 20 s, 4,000 took 148 s
+    # A guard against the old quadratic read, not a speed target: linear takes milliseconds here, the old
+    # read took 20 s at 2,000 newlines and 148 s at 4,000 (days at 100,000), so a loaded machine cannot
+    # blur the two.
+    assert time.perf_counter() - t0 < 10.0
     assert sample.principles == "clarity" + "\n" * 100_000 + "x" and sample.critique == "fine"
