@@ -161,6 +161,16 @@ def run(spec: RunSpec, stages: set[str], make_engine: Callable[[], Engine] | Non
     Raises:
         StageError, server.engines.EngineError, server.engines.model_files.ModelNotFoundError.
     """
+    from grm_train.sampling import MAX_GROUP_SIZE
+
+    # The paper's rule needs every response in one judgment: a larger item would be split into groups whose
+    # scores cannot say whether the preferred response is first among all of them.
+    wide = next((i for i in spec.items if len(i.responses) > MAX_GROUP_SIZE), None)
+    if wide is not None:
+        raise StageError(
+            f"item {wide.id} has {len(wide.responses)} responses; grm-train judges an item's responses together, "
+            f"at most {MAX_GROUP_SIZE}"
+        )
     spec.out.mkdir(parents=True, exist_ok=True)
     log = StageLog(spec.out / "log.jsonl")
     if stages & {"sample", "select", "hint"}:
