@@ -82,3 +82,11 @@ def test_training_does_not_resume_checkpoints_of_other_examples(tmp_path, model_
         train_lora(model_dir, examples("Other: \\boxed{8, 1}"), tmp_path, replace(opts, max_steps=2))
     again = train_lora(model_dir, examples("Scores: \\boxed{9, 2}"), tmp_path, replace(opts, max_steps=2))
     assert again["resumed_from"] == "checkpoint-1"  # the same examples still resume
+
+
+def test_a_whole_run_then_the_same_command_again_trains_once(tmp_path, model_dir, capsys):
+    every = {"sample", "select", "hint", "train"}
+    run(tiny_spec(tmp_path, model_dir, ITEMS), every, make_engine=fake)
+    assert (tmp_path / "adapter" / "grm_train.json").exists() and (tmp_path / "hint.json").exists()
+    run(tiny_spec(tmp_path, model_dir, ITEMS), every, make_engine=lambda: pytest.fail("the caches hold every item"))
+    assert "exists (delete it to train again)" in capsys.readouterr().out
