@@ -52,7 +52,16 @@ def compare(before: dict[str, Any], after: dict[str, Any], ks: Sequence[str] | N
         raise ValueError("both reports need per-item figures (written by grm-eval with bootstrap intervals)")
     if _ids(before) != _ids(after):
         raise ValueError("the two reports cover different items: use the same --data, --limit and --seed")
+    # Same ids are not the same items if a file changed in between (a label fixed, a response edited).
+    hashes = before.get("data_files", {}), after.get("data_files", {})
+    changed = sorted(f for f, h in hashes[0].items() if hashes[1].get(f, h) != h)
+    if changed:
+        raise ValueError(f"the two reports were run on different data: {', '.join(changed)} differs (sha256)")
     ks = list(ks or [str(k) for k in before["config"]["k"]])
+    for name, report in (("BEFORE", before), ("AFTER", after)):
+        has = [str(k) for k in report["config"]["k"]]
+        if missing := [k for k in ks if k not in has]:
+            raise ValueError(f"{name} has no Voting@{missing[0]} (its k: {', '.join(has)}); run both with the same --k")
     seed = before["bootstrap"]["seed"]
     diff_files, diff_macro = paired_difference(_scores(before, ks), _scores(after, ks), seed=seed)
     head = ["file", "run", *(f"Voting@{k} [95% CI]" for k in ks), "parsed", "flips"]

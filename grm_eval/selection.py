@@ -7,7 +7,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from meta_rm.training.data import PreferenceItem, read_preferences
+from meta_rm.training.data import DataError, PreferenceItem, read_preferences
 
 
 def read_ids(path: Path) -> set[str]:
@@ -35,11 +35,16 @@ def select(
     ``max_chars``, only items of at most that many characters (:func:`item_chars`) are drawn.
 
     Raises:
-        meta_rm.training.data.DataError: for a malformed file.
+        meta_rm.training.data.DataError: for a malformed file, or an id found twice.
     """
     chosen: list[tuple[Path, PreferenceItem]] = []
+    seen: dict[str, str] = {}  # id -> where it was first read
     for path in paths:
         items = [i for i in read_preferences(path) if i.id not in skip]
+        for i in items:  # caches, reports and selections are keyed by id: a second item would be lost
+            if i.id in seen:
+                raise DataError(f"{path.name}: id {i.id!r} is also in {seen[i.id]}; ids must be unique across --data")
+            seen[i.id] = path.name
         if max_chars is not None:
             items = [i for i in items if item_chars(i) <= max_chars]
         if limit is not None:

@@ -5,9 +5,13 @@ stage     reads                                  writes
 ========  =====================================  ============================================
 sample    the data files                         ``samples.jsonl`` (k trajectories per item)
 select    ``samples.jsonl``                      ``selection.json``, ``accepted.jsonl``
-hint      ``selection.json``                     ``hinted_samples.jsonl``, ``hinted.jsonl``
+hint      ``selection.json``                     ``hinted_samples.jsonl``, ``hinted.jsonl``, ``hint.json``
 train     ``accepted.jsonl``, ``hinted.jsonl``   ``dataset.jsonl``, ``checkpoints/``, ``adapter/``
 ========  =====================================  ============================================
+
+A stage reads another's output only if it was made from this run's samples: ``selection.json`` names the
+sampling config and the items it selected over, ``hint.json`` the selection and hint config behind
+``hinted.jsonl``; anything else (another ``--k``, ``--limit`` or ``--seed`` since) is refused, never reused.
 
 Every stage appends its counts and wall seconds to ``log.jsonl``. The two sampling stages share one
 engine, started only if a cache lacks something and shut down before training.
@@ -16,6 +20,7 @@ engine, started only if a cache lacks something and shut down before training.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +29,15 @@ from typing import Any
 
 from grm_train.runlog import StageLog, read_jsonl, write_jsonl
 from grm_train.selection import Trajectory, cap_hinted, select
-from grm_train.train import ADAPTER_DIR, RUN_FILE, TrainOptions, options_dict, train_lora, write_run_file
+from grm_train.train import (
+    ADAPTER_DIR,
+    RUN_FILE,
+    CheckpointMismatchError,
+    TrainOptions,
+    options_dict,
+    train_lora,
+    write_run_file,
+)
 from meta_rm.training.data import PreferenceItem
 from meta_rm.training.sampling import SamplingConfig
 from server.engines.base import Engine
@@ -53,7 +66,7 @@ class RunSpec:
 
 def _files(out: Path) -> dict[str, Path]:
     names = ("samples.jsonl", "selection.json", "accepted.jsonl", "hinted_samples.jsonl", "hinted.jsonl")
-    return {n.split(".")[0]: out / n for n in names} | {"dataset": out / "dataset.jsonl"}
+    return {n.split(".")[0]: out / n for n in names} | {"dataset": out / "dataset.jsonl", "hint": out / "hint.json"}
 
 
 def _records_by_id(spec: RunSpec, cache: Path, config: SamplingConfig) -> dict[str, dict[str, Any]]:
@@ -61,6 +74,37 @@ def _records_by_id(spec: RunSpec, cache: Path, config: SamplingConfig) -> dict[s
 
     cached = load_cache(cache, config)
     return {i.id: cached[i.id] for i in spec.items if i.id in cached}
+
+
+def _current_selection(spec: RunSpec, stage: str) -> dict[str, Any]:
+    """``selection.json``, if it was made from the samples this run has (its config and items).
+
+    Raises:
+        StageError: if it is missing or was made from other samples.
+    """
+    path = _files(spec.out)["selection"]
+    if not path.exists():
+        raise StageError(f"{stage}: no selection.json; run the select stage first")
+    summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    sampled = sorted(_records_by_id(spec, _files(spec.out)["samples"], spec.config))
+    if summary.get("config") != spec.config.as_key() or summary.get("items") != sampled:
+        raise StageError(
+            f"{stage}: selection.json was made from other samples (another sampling config or item set); "
+            "run the select stage again"
+        )
+    return summary
+
+
+def _hint_key(spec: RunSpec) -> dict[str, Any]:
+    """What ``hinted.jsonl`` depends on, recorded in ``hint.json``."""
+    from grm_train.sampling import hint_config
+
+    selection = _files(spec.out)["selection"].read_bytes()
+    return {
+        "selection_sha256": hashlib.sha256(selection).hexdigest(),
+        "config": hint_config(spec.config, spec.hint_k).as_key(),
+        "max_hinted_per_item": spec.max_hinted_per_item,
+    }
 
 
 async def sampling_stages(
@@ -90,19 +134,23 @@ async def sampling_stages(
                     raise StageError("select: no sampled items in samples.jsonl for this config; run the sample stage")
                 chosen = select(list(records_by_id.values()))
                 write_jsonl(f["accepted"], [t.to_json() for t in chosen.accepted])
-                summary = {"config": spec.config.as_key(), "counts": chosen.counts(), "hint_needed": chosen.hint_needed}
+                summary = {
+                    "config": spec.config.as_key(),
+                    "items": sorted(records_by_id),
+                    "counts": chosen.counts(),
+                    "hint_needed": chosen.hint_needed,
+                }
                 f["selection"].write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
                 counts.update(chosen.counts())
         if "hint" in stages:
             with log.stage("hint") as counts:
-                if not f["selection"].exists():
-                    raise StageError("hint: no selection.json; run the select stage first")
-                needed = set(json.loads(f["selection"].read_text(encoding="utf-8"))["hint_needed"])
+                needed = set(_current_selection(spec, "hint")["hint_needed"])
                 items = [i for i in spec.items if i.id in needed]
                 config = hint_config(spec.config, spec.hint_k)
                 records, c = await session.sample(items, config, f["hinted_samples"], hinted=True, desc="hint")
                 kept, hc = cap_hinted(records, spec.max_hinted_per_item)
                 write_jsonl(f["hinted"], [t.to_json() for t in kept])
+                f["hint"].write_text(json.dumps(_hint_key(spec), indent=1) + "\n", encoding="utf-8")
                 counts.update(c, **hc, cap=spec.max_hinted_per_item)
     finally:
         await session.close()
@@ -128,6 +176,14 @@ def train_stage(spec: RunSpec, log: StageLog) -> None:
         return
     if not f["accepted"].exists():
         raise StageError("train: no accepted.jsonl; run the select stage first")
+    _current_selection(spec, "train")
+    if f["hinted"].exists():
+        made = json.loads(f["hint"].read_text(encoding="utf-8")) if f["hint"].exists() else None
+        if made != _hint_key(spec):
+            raise StageError(
+                "train: hinted.jsonl was made from another selection or hint config; run the hint stage again "
+                "(or delete hinted.jsonl to train without hinted trajectories)"
+            )
     with log.stage("train") as counts:
         trajectories = [Trajectory.from_json(d) for d in read_jsonl(f["accepted"])]
         hinted = [Trajectory.from_json(d) for d in read_jsonl(f["hinted"])] if f["hinted"].exists() else []
@@ -140,7 +196,10 @@ def train_stage(spec: RunSpec, log: StageLog) -> None:
         counts.update(accepted=len(trajectories), hinted=len(hinted), dropped_too_long=too_long)
         if not examples:
             raise StageError(f"train: no example fits --max-seq-len {spec.max_seq_len} ({too_long} longer)")
-        counts.update(train_lora(Path(base), examples, spec.out, spec.train))
+        try:
+            counts.update(train_lora(Path(base), examples, spec.out, spec.train))
+        except CheckpointMismatchError as exc:
+            raise StageError(f"train: {exc}") from None
         run = {
             "tool": "grm-train rft",
             "base_model": spec.config.model,
@@ -161,6 +220,16 @@ def run(spec: RunSpec, stages: set[str], make_engine: Callable[[], Engine] | Non
     Raises:
         StageError, server.engines.EngineError, server.engines.model_files.ModelNotFoundError.
     """
+    from grm_train.sampling import MAX_GROUP_SIZE
+
+    # The paper's rule needs every response in one judgment: a larger item would be split into groups whose
+    # scores cannot say whether the preferred response is first among all of them.
+    wide = next((i for i in spec.items if len(i.responses) > MAX_GROUP_SIZE), None)
+    if wide is not None:
+        raise StageError(
+            f"item {wide.id} has {len(wide.responses)} responses; grm-train judges an item's responses together, "
+            f"at most {MAX_GROUP_SIZE}"
+        )
     spec.out.mkdir(parents=True, exist_ok=True)
     log = StageLog(spec.out / "log.jsonl")
     if stages & {"sample", "select", "hint"}:

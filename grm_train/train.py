@@ -3,12 +3,15 @@
 The examples come tokenized (:mod:`grm_train.dataset`: the engine's exact prompt ids, then the
 trajectory and EOS) with a ``completion_mask``; ``completion_only_loss=True`` makes TRL 1.16 build the
 labels from it (``-100`` on every prompt token), so the loss is on the judge's output only. Checkpoints
-go to ``DIR/checkpoints`` every ``save_steps`` optimizer steps, and a rerun resumes from the last one.
+go to ``DIR/checkpoints`` every ``save_steps`` optimizer steps, and a rerun resumes from the last one,
+only if it trains the same examples with the same options (``run-key.json`` there; the step count,
+``--epochs`` and ``--save-steps`` may change).
 float32 on CPU; bfloat16 where CUDA supports it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -20,6 +23,11 @@ from grm_train.dataset import Example
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
 RUN_FILE = "grm_train.json"  # the run's config and counts, beside the adapter's own files
+RUN_KEY = "run-key.json"  # in CHECKPOINTS_DIR: what the checkpoints were trained on
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoints in ``DIR/checkpoints`` were trained on other examples or options."""
 
 
 @dataclass(frozen=True)
@@ -47,14 +55,43 @@ def last_checkpoint(out: Path) -> str | None:
     return found
 
 
+def run_key(base: Path, examples: list[Example], opts: TrainOptions) -> dict[str, Any]:
+    """What a checkpoint must have been trained on to be resumed: the base, the options that shape the
+    optimisation (not its length or checkpoint spacing) and a hash of the examples' token ids and masks."""
+    digest = hashlib.sha256()
+    for e in examples:
+        digest.update(json.dumps(e.features(), separators=(",", ":")).encode() + b"\n")
+    shaping = {k: v for k, v in asdict(opts).items() if k not in ("epochs", "max_steps", "save_steps")}
+    return {"base": str(base), "options": shaping, "examples": len(examples), "examples_sha256": digest.hexdigest()}
+
+
+def _check_resume(out: Path, key: dict[str, Any]) -> str | None:
+    """The checkpoint to resume from, after checking it was trained on ``key``; records ``key`` for a new run.
+
+    Raises:
+        CheckpointMismatchError: if the checkpoints were trained on something else.
+    """
+    resume = last_checkpoint(out)
+    path = out / CHECKPOINTS_DIR / RUN_KEY
+    if resume is not None and path.exists() and json.loads(path.read_text(encoding="utf-8")) != key:
+        raise CheckpointMismatchError(
+            f"{out / CHECKPOINTS_DIR} holds a run on other examples or options; delete it to train from the start"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(key, indent=1) + "\n", encoding="utf-8")
+    return resume
+
+
 def train_lora(base: Path, examples: list[Example], out: Path, opts: TrainOptions) -> dict[str, Any]:
     """Fine-tune a LoRA adapter of ``base`` on ``examples``; saves it to ``out/adapter`` and returns counts.
 
     Raises:
         ValueError: if there are no examples.
+        CheckpointMismatchError: if ``out/checkpoints`` was trained on other examples or options.
     """
     if not examples:
         raise ValueError("no training examples: nothing was accepted (sample more items or raise --max-seq-len)")
+    resume = _check_resume(out, run_key(base, examples, opts))
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -97,7 +134,6 @@ def train_lora(base: Path, examples: list[Example], out: Path, opts: TrainOption
     )
     dataset = Dataset.from_list([e.features() for e in examples])
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
-    resume = last_checkpoint(out)
     result = trainer.train(resume_from_checkpoint=resume)
     adapter = out / ADAPTER_DIR
     trained: Any = trainer.model  # the PeftModel: saves the adapter alone

@@ -57,9 +57,18 @@ def _record_to_item(record: dict, where: str) -> PreferenceItem:
         raise DataError(f"{where}: the conversation must end with the user's turn")
     responses: tuple[str, ...]
     if "chosen" in record and "rejected" in record:
-        responses, preferred = (str(record["chosen"]), str(record["rejected"])), 0
+        responses, preferred = (
+            (_text(record["chosen"], "chosen", where), _text(record["rejected"], "rejected", where)),
+            0,
+        )
     elif "responses" in record and "preferred" in record:
-        responses, preferred = tuple(str(r) for r in record["responses"]), int(record["preferred"])
+        raw_responses, preferred = record["responses"], record["preferred"]
+        if not isinstance(raw_responses, list):
+            raise DataError(f"{where}: 'responses' must be a list")
+        responses = tuple(_text(r, "responses", where) for r in raw_responses)
+        # A label must be an index: null, NaN, 1.5, true or "x" is a broken label, never read as some index.
+        if isinstance(preferred, bool) or not isinstance(preferred, int):
+            raise DataError(f"{where}: 'preferred' must be an integer index, got {json.dumps(preferred)}")
         if not 0 <= preferred < len(responses) or len(responses) < 2:
             raise DataError(f"{where}: 'preferred' must index one of at least two 'responses'")
     else:
@@ -73,6 +82,13 @@ def _record_to_item(record: dict, where: str) -> PreferenceItem:
         responses=responses,
         preferred=preferred,
     )
+
+
+def _text(value: object, field: str, where: str) -> str:
+    """A response's text; null or a non-string is an error (``str(None)`` would be judged as "None")."""
+    if not isinstance(value, str):
+        raise DataError(f"{where}: '{field}' must hold strings, got {json.dumps(value)}")
+    return value
 
 
 def read_preferences(path: Path) -> list[PreferenceItem]:

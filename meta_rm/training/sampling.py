@@ -92,6 +92,17 @@ def load_cache(path: Path, config: SamplingConfig) -> dict[str, dict[str, Any]]:
     return records
 
 
+def end_torn_line(path: Path) -> None:
+    """End the line a killed run left unfinished, so that the next record appended starts a line of its
+    own (appended to the torn one, it would be unreadable and lost too)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as f:
+        f.seek(-1, 2)
+        if f.read(1) != b"\n":
+            f.write(b"\n")
+
+
 def to_record(item: PreferenceItem, config: SamplingConfig, samples: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": item.id,
@@ -176,6 +187,8 @@ async def sample_items(
             parsed = sum(s["status"] == SampleStatus.PARSED for s in samples)
             on_done(result.generation_tokens, parsed)
 
+    if todo:
+        end_torn_line(cache)
     with cache.open("a", encoding="utf-8") as out:
         async with asyncio.TaskGroup() as tg:
             for item in todo:
