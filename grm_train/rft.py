@@ -62,6 +62,7 @@ class RunSpec:
     train: TrainOptions
     cache_dir: Path | None = None
     concurrency: int = 8
+    balanced: bool = False  # position-balanced selection (grm_train.selection)
 
 
 def _files(out: Path) -> dict[str, Path]:
@@ -92,6 +93,9 @@ def _current_selection(spec: RunSpec, stage: str) -> dict[str, Any]:
             f"{stage}: selection.json was made from other samples (another sampling config or item set); "
             "run the select stage again"
         )
+    if bool(summary.get("balanced", False)) != spec.balanced:
+        was = "with" if summary.get("balanced") else "without"
+        raise StageError(f"{stage}: selection.json was made {was} --balance-positions; run the select stage again")
     return summary
 
 
@@ -132,11 +136,12 @@ async def sampling_stages(
                 records_by_id = _records_by_id(spec, f["samples"], spec.config)
                 if not records_by_id:
                     raise StageError("select: no sampled items in samples.jsonl for this config; run the sample stage")
-                chosen = select(list(records_by_id.values()))
+                chosen = select(list(records_by_id.values()), balanced=spec.balanced)
                 write_jsonl(f["accepted"], [t.to_json() for t in chosen.accepted])
                 summary = {
                     "config": spec.config.as_key(),
                     "items": sorted(records_by_id),
+                    "balanced": spec.balanced,
                     "counts": chosen.counts(),
                     "hint_needed": chosen.hint_needed,
                 }
@@ -148,7 +153,8 @@ async def sampling_stages(
                 items = [i for i in spec.items if i.id in needed]
                 config = hint_config(spec.config, spec.hint_k)
                 records, c = await session.sample(items, config, f["hinted_samples"], hinted=True, desc="hint")
-                kept, hc = cap_hinted(records, spec.max_hinted_per_item)
+                plain = _records_by_id(spec, f["samples"], spec.config) if spec.balanced else None
+                kept, hc = cap_hinted(records, spec.max_hinted_per_item, plain)
                 write_jsonl(f["hinted"], [t.to_json() for t in kept])
                 f["hint"].write_text(json.dumps(_hint_key(spec), indent=1) + "\n", encoding="utf-8")
                 counts.update(c, **hc, cap=spec.max_hinted_per_item)
@@ -193,7 +199,8 @@ def train_stage(spec: RunSpec, log: StageLog) -> None:
         judge = DeepSeekGRM(template=get_template(spec.config.template))
         examples, too_long = within(build_examples(tokenizer, judge, records, trajectories + hinted), spec.max_seq_len)
         write_jsonl(f["dataset"], [e.to_json() for e in examples])
-        counts.update(accepted=len(trajectories), hinted=len(hinted), dropped_too_long=too_long)
+        n_hinted = sum(t.hinted for t in hinted)  # balanced: hinted.jsonl also holds the completed items' plain ones
+        counts.update(accepted=len(trajectories) + len(hinted) - n_hinted, hinted=n_hinted, dropped_too_long=too_long)
         if not examples:
             raise StageError(f"train: no example fits --max-seq-len {spec.max_seq_len} ({too_long} longer)")
         try:
@@ -206,6 +213,7 @@ def train_stage(spec: RunSpec, log: StageLog) -> None:
             "sampling": spec.config.as_key(),
             "hint_k": spec.hint_k,
             "max_hinted_per_item": spec.max_hinted_per_item,
+            "balanced": spec.balanced,
             "max_seq_len": spec.max_seq_len,
             "train": options_dict(spec.train),
             "stages": [r for r in log.records() if r.get("stage") in STAGES] + [{"stage": "train", "counts": counts}],

@@ -74,3 +74,50 @@ def test_a_larger_cap_keeps_more_and_a_zero_cap_none():
 def test_a_trajectory_survives_its_json_form():
     t = Trajectory("i", (1, 0), "text", (3, 8), hinted=True)
     assert Trajectory.from_json(t.to_json()) == t
+
+
+# Position-balanced selection: the preferred response (index 0) is shown first by (0, 1), second by (1, 0).
+FIRST, SECOND = (0, 1), (1, 0)
+
+
+def test_balanced_keeps_as_many_correct_trajectories_per_position_of_the_preferred_response():
+    item = record("b", [sample([8, 3], FIRST, "f1"), sample([9, 2], SECOND, "s1"), sample([7, 2], SECOND, "s2"),
+                        sample([3, 8], FIRST, "w")])  # fmt: skip
+    chosen = select([item], balanced=True)
+    assert [t.text for t in chosen.accepted] == ["f1", "s1"]
+    assert (chosen.unbalanced, chosen.held, chosen.kept_items) == (1, 0, 1)
+
+
+def test_balanced_sends_an_item_right_only_in_one_position_to_hinting_and_holds_its_correct_ones():
+    biased = record("p", [sample([2, 9], FIRST), sample([8, 3], SECOND, "s1"), sample([9, 1], SECOND, "s2")])
+    chosen = select([biased], balanced=True)
+    assert chosen.accepted == [] and chosen.hint_needed == ["p"] and chosen.held == 2
+    strict = select([biased])
+    assert [t.text for t in strict.accepted] == ["s1", "s2"]  # the paper's rule keeps the position-biased ones
+
+
+def test_balanced_counts_add_up_over_trajectories_and_items():
+    items = [EASY, MIXED, HARD, record("p", [sample([2, 9], FIRST), sample([8, 3], SECOND), sample([9, 1], SECOND)])]
+    c = select(items, balanced=True).counts()
+    parts = c["accepted"] + c["wrong"] + c["unbalanced"] + c["held"] + c["too_easy_trajectories"]
+    assert parts == c["trajectories"] == 11
+    assert c["too_easy_items"] + c["hint_needed_items"] + c["kept_items"] == c["items"] == 4
+
+
+def test_balanced_hinting_fills_only_the_missing_position_and_keeps_the_held_ones():
+    plain = record("p", [sample([2, 9], FIRST), sample([8, 3], SECOND, "s1"), sample([9, 1], SECOND, "s2")])
+    hinted = record("p", [sample([9, 1], FIRST, "h1"), sample([9, 1], SECOND, "h2"), sample([9, 2], FIRST, "h3")])
+    kept, counts = cap_hinted([hinted], cap=1, plain={"p": plain})
+    assert [(t.text, t.hinted) for t in kept] == [("h1", True), ("s1", False)]
+    assert (counts["hinted_kept"], counts["plain_kept"], counts["hinted_unsolved_items"]) == (1, 1, 0)
+    assert [t.text for t in cap_hinted([hinted], cap=2, plain={"p": plain})[0]] == ["h1", "s1", "h3", "s2"]
+
+
+def test_balanced_hinting_within_the_cap_or_the_item_stays_unsolved():
+    plain = record("u", [sample([2, 9], FIRST), sample([3, 8], SECOND)])  # no correct trajectory at all
+    hinted = record("u", [sample([9, 1], FIRST, "h1"), sample([9, 1], SECOND, "h2")])
+    assert cap_hinted([hinted], cap=1, plain={"u": plain})[0] == []  # two positions to fill, cap 1
+    kept, counts = cap_hinted([hinted], cap=2, plain={"u": plain})
+    assert [t.text for t in kept] == ["h1", "h2"] and counts["hinted_kept"] == 2
+    one_sided = record("u", [sample([9, 1], FIRST, "h1"), sample([2, 9], SECOND)])
+    assert cap_hinted([one_sided], cap=2, plain={"u": plain})[1]["hinted_unsolved_items"] == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,32 @@ def test_stages_and_the_item_length_cut_are_read_from_the_command_line(tmp_path)
     )
     assert short.items and all(item_chars(i) <= 1500 for i in short.items)
     assert {i.id for i in short.items} == {i.id for i in every.items if item_chars(i) <= 1500}
+
+
+def second_shown_judge(request: GenerationRequest) -> list[str]:
+    """A position-biased judge: without a hint the response shown second wins; with one, the hinted one."""
+    shown = shown_responses(request.prompt)
+    hint = HINT.search(request.prompt)
+    best = int(hint.group(1)) - 1 if hint else len(shown) - 1
+    box = ", ".join("9" if i == best else "2" for i in range(len(shown)))
+    return [f"Specific Criteria: Order.\nAnalysis: Compared.\nScores: \\boxed{{{box}}}"] * request.n
+
+
+def test_balanced_positions_trains_on_no_position_prior_and_hints_the_missing_position(tmp_path):
+    items = ITEMS[:3]
+    run(replace(spec(tmp_path, items, cap=2), balanced=True), {"sample", "select", "hint"},
+        make_engine=lambda: FakeEngine(script=second_shown_judge))  # fmt: skip
+    sel, hint = stage_counts(tmp_path)["select"], stage_counts(tmp_path)["hint"]
+    assert (sel["accepted"], sel["held"], sel["hint_needed_items"]) == (0, 3, 3)  # right only when shown second
+    assert (hint["hinted_kept"], hint["plain_kept"], hint["hinted_unsolved_items"]) == (3, 3, 0)
+    kept = [json.loads(line) for line in (tmp_path / "hinted.jsonl").read_text().splitlines()]
+    firsts = [t["permutation"].index(0) == 0 for t in kept]  # each item's preferred response is index 0
+    assert firsts.count(True) == firsts.count(False) == 3
+    assert all(t["hinted"] == first for t, first in zip(kept, firsts, strict=True))  # only the hints show it first
+
+
+def test_a_hint_stage_run_with_another_balance_than_the_selection_says_to_select_again(tmp_path):
+    engine = FakeEngine(script=second_shown_judge)
+    run(spec(tmp_path, ITEMS[:2]), {"sample", "select"}, make_engine=lambda: engine)
+    with pytest.raises(StageError, match="run the select stage"):
+        run(replace(spec(tmp_path, ITEMS[:2]), balanced=True), {"hint"}, make_engine=lambda: engine)
