@@ -4,7 +4,6 @@ item balanced, and a run with the other balance never reuses this one's files.""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def test_a_strict_train_stage_refuses_a_balanced_selection(tmp_path):
 
 def test_a_strict_run_selecting_again_refuses_the_balanced_runs_hinted_trajectories(tmp_path):
     balanced_run(tmp_path)
-    with pytest.raises(StageError, match="hinted.jsonl was made from another selection"):
+    with pytest.raises(StageError, match=r"hinted\.jsonl was made from another selection"):
         run(spec(tmp_path, ITEMS[:3], cap=2), {"select", "train"})
     assert stage_counts(tmp_path)["select"]["held"] == 0  # the strict selection, not the balanced one
 
