@@ -12,11 +12,33 @@ import sys
 from pathlib import Path
 
 
-def shares(path: Path) -> dict[str, float | int]:
-    """Counts and shares over the pairs (two-response items) of one samples file."""
-    total = ties = second = decided = preferred = 0
+def records(path: Path) -> list[dict]:
+    """The records of one samples file, less the line a killed run was writing (the caches skip it too).
+
+    Raises:
+        ValueError: if the file holds samples of more than one sampling config (pooled, they would mix
+            runs: another k, template or model).
+    """
+    out = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    configs = {json.dumps(r.get("config"), sort_keys=True) for r in out}
+    if len(configs) > 1:
+        raise ValueError(f"{path} holds samples of {len(configs)} sampling configs; count one run's at a time")
+    return out
+
+
+def shares(path: Path) -> dict[str, float | int]:
+    """Counts and shares over the pairs (two-response items) of one samples file.
+
+    Raises:
+        ValueError: as :func:`records`.
+    """
+    total = ties = second = decided = preferred = 0
+    for record in records(path):
         if len(record["responses"]) != 2:
             continue
         for s in record["samples"]:
@@ -45,7 +67,11 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     for name in argv:
-        r = shares(Path(name))
+        try:
+            r = shares(Path(name))
+        except ValueError as exc:
+            print(f"position_share: {exc}", file=sys.stderr)
+            return 2
         print(
             f"{name}: {r['samples']} samples, ties {r['ties']:.1%}, shown-second wins {r['shown_second_wins']:.1%}"
             f" of {r['decided']} decided, preferred wins {r['preferred_wins']:.1%} of decided"

@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-hinted-per-item", type=int, default=1, help="hinted trajectories kept per item (default 1)")
     r.add_argument(
         "--balance-positions", action="store_true",
-        help="keep as many correct trajectories with the preferred response first as second (per item); "
-        "counters a judge's position bias (not in the paper)",
+        help="keep as many correct trajectories with the preferred response at each position as at any other "
+        "(per item); counters a judge's position bias (not in the paper)",
     )  # fmt: skip
     r.add_argument("--max-tokens", type=int, default=256, help="generation budget per trajectory (default 256)")
     r.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (the paper's 0.5)")

@@ -5,7 +5,8 @@ stage     reads                                  writes
 ========  =====================================  ============================================
 sample    the data files                         ``samples.jsonl`` (k trajectories per item)
 select    ``samples.jsonl``                      ``selection.json``, ``accepted.jsonl``
-hint      ``selection.json``                     ``hinted_samples.jsonl``, ``hinted.jsonl``, ``hint.json``
+hint      ``selection.json`` (balanced: and      ``hinted_samples.jsonl``, ``hinted.jsonl``, ``hint.json``
+          ``samples.jsonl``)
 train     ``accepted.jsonl``, ``hinted.jsonl``   ``dataset.jsonl``, ``checkpoints/``, ``adapter/``
 ========  =====================================  ============================================
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from grm_train.runlog import StageLog, read_jsonl, write_jsonl
-from grm_train.selection import Trajectory, cap_hinted, select
+from grm_train.selection import Trajectory, cap_hinted, rebalance, select
 from grm_train.train import (
     ADAPTER_DIR,
     RUN_FILE,
@@ -197,10 +198,16 @@ def train_stage(spec: RunSpec, log: StageLog) -> None:
         base, _ = resolve_model(spec.config.model, spec.cache_dir or default_cache_dir())
         tokenizer = AutoTokenizer.from_pretrained(base)
         judge = DeepSeekGRM(template=get_template(spec.config.template))
-        examples, too_long = within(build_examples(tokenizer, judge, records, trajectories + hinted), spec.max_seq_len)
-        write_jsonl(f["dataset"], [e.to_json() for e in examples])
+        built = build_examples(tokenizer, judge, records, trajectories + hinted)
+        examples, too_long = within(built, spec.max_seq_len)
         n_hinted = sum(t.hinted for t in hinted)  # balanced: hinted.jsonl also holds the completed items' plain ones
         counts.update(accepted=len(trajectories) + len(hinted) - n_hinted, hinted=n_hinted, dropped_too_long=too_long)
+        if spec.balanced:  # the cut drops single trajectories: keep each item's positions even
+            fit = [t for t, e in zip(trajectories + hinted, built, strict=True) if e.length <= spec.max_seq_len]
+            keep = rebalance(fit, records)
+            counts["dropped_unbalanced"] = len(examples) - len(keep)
+            examples = [examples[i] for i in keep]
+        write_jsonl(f["dataset"], [e.to_json() for e in examples])
         if not examples:
             raise StageError(f"train: no example fits --max-seq-len {spec.max_seq_len} ({too_long} longer)")
         try:

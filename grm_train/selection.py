@@ -155,6 +155,23 @@ def select(records: Sequence[dict[str, Any]], *, balanced: bool = False) -> Sele
     return Selection(accepted, hint_needed, len(records), total, wrong, unparseable, *easy, kept, unbalanced, held)
 
 
+def rebalance(trajectories: Sequence[Trajectory], records: dict[str, dict[str, Any]]) -> list[int]:
+    """The indices (in order) of ``trajectories`` that keep a balanced set balanced after some of it was
+    dropped (the train stage's length cut): per item, the first ``m`` at each position its plain samples
+    (``records``, by id) showed the preferred response in, ``m`` the fewest any position still has; an item
+    left without one position loses the rest.
+    """
+    at: dict[str, dict[int, list[int]]] = {}
+    for i, t in enumerate(trajectories):
+        at.setdefault(t.item_id, {}).setdefault(slot(t, records[t.item_id]["preferred"]), []).append(i)
+    keep: list[int] = []
+    for item_id, by_slot in at.items():
+        slots = slots_shown(records[item_id])
+        m = min(len(by_slot.get(s, [])) for s in slots)
+        keep += [i for s in slots for i in by_slot.get(s, [])[:m]]
+    return sorted(keep)
+
+
 def cap_hinted(
     records: Sequence[dict[str, Any]], cap: int, plain: dict[str, dict[str, Any]] | None = None
 ) -> tuple[list[Trajectory], dict[str, int]]:
