@@ -86,8 +86,7 @@ def build_examples(
     return out
 
 
-def within(examples: list[Example], max_seq_len: int) -> tuple[list[Example], int]:
-    """The examples of at most ``max_seq_len`` tokens, and how many were longer (dropped, never truncated:
-    a cut prompt or verdict would teach the judge to score what it did not read)."""
-    kept = [e for e in examples if e.length <= max_seq_len]
-    return kept, len(examples) - len(kept)
+def within(examples: list[Example], max_seq_len: int) -> list[int]:
+    """The indices (in order) of the examples of at most ``max_seq_len`` tokens; the longer ones are dropped,
+    never truncated: a cut prompt or verdict would teach the judge to score what it did not read."""
+    return [i for i, e in enumerate(examples) if e.length <= max_seq_len]

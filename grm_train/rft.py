@@ -198,15 +198,17 @@ def train_stage(spec: RunSpec, log: StageLog) -> None:
         base, _ = resolve_model(spec.config.model, spec.cache_dir or default_cache_dir())
         tokenizer = AutoTokenizer.from_pretrained(base)
         judge = DeepSeekGRM(template=get_template(spec.config.template))
-        built = build_examples(tokenizer, judge, records, trajectories + hinted)
-        examples, too_long = within(built, spec.max_seq_len)
+        sources = trajectories + hinted
+        built = build_examples(tokenizer, judge, records, sources)
+        fit = within(built, spec.max_seq_len)
+        too_long = len(built) - len(fit)
         n_hinted = sum(t.hinted for t in hinted)  # balanced: hinted.jsonl also holds the completed items' plain ones
-        counts.update(accepted=len(trajectories) + len(hinted) - n_hinted, hinted=n_hinted, dropped_too_long=too_long)
+        counts.update(accepted=len(sources) - n_hinted, hinted=n_hinted, dropped_too_long=too_long)
         if spec.balanced:  # the cut drops single trajectories: keep each item's positions even
-            fit = [t for t, e in zip(trajectories + hinted, built, strict=True) if e.length <= spec.max_seq_len]
-            keep = rebalance(fit, records)
-            counts["dropped_unbalanced"] = len(examples) - len(keep)
-            examples = [examples[i] for i in keep]
+            keep = rebalance([sources[i] for i in fit], records)
+            counts["dropped_unbalanced"] = len(fit) - len(keep)
+            fit = [fit[i] for i in keep]
+        examples = [built[i] for i in fit]
         write_jsonl(f["dataset"], [e.to_json() for e in examples])
         if not examples:
             raise StageError(f"train: no example fits --max-seq-len {spec.max_seq_len} ({too_long} longer)")

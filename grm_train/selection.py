@@ -23,7 +23,7 @@ correct plain trajectories are ``held`` for the hint stage. Then
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from meta_rm.labels import sample_is_correct
@@ -191,15 +191,15 @@ def cap_hinted(
     kept: list[Trajectory] = []
     sampled = correct = unsolved = hinted_kept = 0
     for record in records:
-        good = [t for t in correct_samples(record) if t is not None]
+        good = [replace(t, hinted=True) for t in correct_samples(record) if t is not None]
         sampled += len(record["samples"])
         correct += len(good)
         if plain is None:
             unsolved += not good
-            mine = [Trajectory(t.item_id, t.permutation, t.text, t.scores, hinted=True) for t in good[:cap]]
+            mine = good[:cap]
             hinted_kept += len(mine)
         else:
-            mine, n_hinted = complete_balanced(plain[record["id"]], record, cap)
+            mine, n_hinted = complete_balanced(plain[record["id"]], good, cap)
             unsolved += not mine
             hinted_kept += n_hinted
         kept += mine
@@ -215,9 +215,10 @@ def cap_hinted(
     return kept, counts
 
 
-def complete_balanced(plain: dict[str, Any], hinted: dict[str, Any], cap: int) -> tuple[list[Trajectory], int]:
-    """Balanced selection of a hint-needed item: its correct plain trajectories at the positions that have
-    some, hinted ones (at most ``cap`` in all) at the positions that have none, ``m`` per position.
+def complete_balanced(plain: dict[str, Any], hinted: Sequence[Trajectory], cap: int) -> tuple[list[Trajectory], int]:
+    """Balanced selection of a hint-needed item: its correct plain trajectories (of its plain sampling
+    record) at the positions that have some, its correct ``hinted`` ones (at most ``cap`` in all) at the
+    positions that have none, ``m`` per position.
 
     Returns:
         The kept trajectories (hinted ones marked) and how many of them are hinted; ``[], 0`` when some
@@ -225,8 +226,7 @@ def complete_balanced(plain: dict[str, Any], hinted: dict[str, Any], cap: int) -
     """
     preferred, slots = plain["preferred"], slots_shown(plain)
     mine = _by_slot([t for t in correct_samples(plain) if t is not None], preferred)
-    good = [Trajectory(t.item_id, t.permutation, t.text, t.scores, hinted=True) for t in correct_samples(hinted) if t]
-    theirs = _by_slot(good, preferred)
+    theirs = _by_slot(hinted, preferred)
     missing = [s for s in slots if not mine.get(s)]
     if not missing or not cap // len(missing):
         return [], 0
